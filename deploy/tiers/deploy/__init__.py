@@ -1,0 +1,1 @@
+"""tiers.deploy: robot runtime without ROS: safety filter, watchdog, rate control, policy export."""

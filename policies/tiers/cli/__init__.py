@@ -1,0 +1,1 @@
+"""The ``tiers`` command: one module per verb (see :mod:`tiers.cli.main`)."""
