@@ -74,7 +74,7 @@ def test_camera_intrinsics_from_fovy() -> None:
     camera = _camera()
     # half the image height subtends half the vertical field of view
     assert camera.intrinsics[1, 1] == pytest.approx(24 / np.tan(np.deg2rad(30)))
-    assert camera.intrinsics[0, 2] == 32 and camera.intrinsics[1, 2] == 24
+    assert camera.intrinsics[0, 2] == 31.5 and camera.intrinsics[1, 2] == 23.5  # pixel centres at integers
 
 
 def test_unproject_then_project_returns_the_pixels() -> None:
@@ -84,9 +84,9 @@ def test_unproject_then_project_returns_the_pixels() -> None:
     pixels = camera.project(points.reshape(-1, 3))
     v, u = np.indices(depth.shape)
     np.testing.assert_allclose(pixels, np.stack([u.ravel(), v.ravel()], axis=1), atol=1e-6)
-    # a point straight down the optical axis lands at the principal point, `depth` metres away
-    centre = points[24, 32]
-    assert np.linalg.norm(centre - camera.base_from_camera[:3, 3]) == pytest.approx(depth[24, 32], rel=1e-6)
+    # a point on the optical axis is `depth` metres from the camera centre
+    axis = camera.unproject(np.ones((48, 64), np.float32))[23:25, 31:33].mean(axis=(0, 1))
+    assert np.linalg.norm(axis - camera.base_from_camera[:3, 3]) == pytest.approx(1.0, rel=1e-3)
 
 
 def test_points_behind_the_camera_do_not_project() -> None:

@@ -32,7 +32,8 @@ class CameraModel:
     """Pinhole camera: intrinsics and pose.
 
     Attributes:
-        intrinsics: (3, 3) K in pixels: [[fx, 0, cx], [0, fy, cy], [0, 0, 1]].
+        intrinsics: (3, 3) K in pixels: [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]; integer pixel coordinates
+            (u right, v down) are pixel centres, as in OpenCV.
         base_from_camera: (4, 4) homogeneous transform, OpenCV optical frame -> robot base frame.
         width, height: image size in pixels.
     """
@@ -57,7 +58,9 @@ class CameraModel:
     ) -> CameraModel:
         """Square-pixel pinhole camera from a vertical field of view (as MuJoCo and Isaac cameras are given)."""
         focal = 0.5 * height / np.tan(np.deg2rad(fovy_deg) / 2)
-        intrinsics = np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
+        # OpenCV convention: integer pixel coordinates are pixel centres, so the centre is at (W-1)/2
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        intrinsics = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
         return cls(intrinsics=intrinsics, base_from_camera=base_from_camera, width=width, height=height)
 
     def project(self, points_base: NDArray[np.float64]) -> NDArray[np.float64]:

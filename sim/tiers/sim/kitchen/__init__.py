@@ -1,0 +1,1 @@
+"""tiers.sim.kitchen: the Kitchen-R-like benchmark: vocabulary, layouts, instructions, tasks, predicates."""

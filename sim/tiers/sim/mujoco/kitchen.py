@@ -1,0 +1,275 @@
+"""MujocoKitchen: the kitchen scene in MuJoCo, implementing :class:`tiers.sim.backend.SimBackend`.
+
+Physics: ``assets/kitchen/scene.xml`` at a 2 ms timestep; one control period (0.05 s at 20 Hz) is 25
+substeps with the action's targets held. Joint servos: the XML's position actuators; gripper: one
+actuator whose control is the fingertip opening in m.
+
+Frames: the robot base ``panda_link0`` is the world origin (checked at load), so world poses are base
+poses; positions in m, quaternions wxyz.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from tiers.core.embodiment import EmbodimentSpec
+from tiers.core.errors import ContractError, EmbodimentMismatchError
+from tiers.core.observation import Observation
+from tiers.sim.backend import prepare_joint_action
+from tiers.sim.kitchen.layout import ARTICULATIONS, OBJECT_NAMES, KitchenLayout, parking_position
+from tiers.sim.mujoco.cameras import CameraRig
+from tiers.sim.mujoco.scene_index import SceneIndex
+from tiers.sim.scene_state import ArticulationState, Box, ObjectState, SceneState
+
+SCENE_XML = Path(__file__).resolve().parents[1] / "assets" / "kitchen" / "scene.xml"
+
+
+def _world_aabb(
+    center_local: NDArray[np.float64],
+    half_local: NDArray[np.float64],
+    xpos: NDArray[np.float64],
+    xmat: NDArray[np.float64],
+) -> Box:
+    """Axis-aligned bounds of a box (centre and half sizes in its frame) posed at xpos (3,), xmat (9,)."""
+    rotation = xmat.reshape(3, 3)
+    center = xpos + rotation @ center_local
+    half = np.abs(rotation) @ half_local
+    return Box(low=center - half, high=center + half)
+
+
+def _geom_bounds(model: mujoco.MjModel, data: mujoco.MjData, geom: int) -> Box:
+    """Tight axis-aligned bounds of one geom: exact for spheres, capsules and cylinders, else of its local box."""
+    kind, size = model.geom_type[geom], model.geom_size[geom]
+    center, axis = data.geom_xpos[geom], data.geom_xmat[geom].reshape(3, 3)[:, 2]
+    if kind == mujoco.mjtGeom.mjGEOM_SPHERE:
+        half = np.full(3, size[0])
+    elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
+        half = size[1] * np.abs(axis) + size[0]
+    elif kind == mujoco.mjtGeom.mjGEOM_CYLINDER:
+        half = size[1] * np.abs(axis) + size[0] * np.sqrt(np.clip(1.0 - axis**2, 0.0, 1.0))
+    else:
+        return _world_aabb(model.geom_aabb[geom, :3], model.geom_aabb[geom, 3:], center, data.geom_xmat[geom])
+    return Box(low=center - half, high=center + half)
+
+
+class MujocoKitchen:
+    """The kitchen benchmark's world in MuJoCo (CPU physics, EGL offscreen rendering).
+
+    Example::
+
+        kitchen = MujocoKitchen("panda")
+        obs = kitchen.reset(sample_layout(seed=0))
+        obs = kitchen.step(np.append(kitchen.embodiment.home, 0.08))   # hold home, gripper open
+        state = kitchen.scene_state()
+    """
+
+    def __init__(
+        self,
+        embodiment: EmbodimentSpec | str = "panda",
+        *,
+        scene_xml: str | Path = SCENE_XML,
+        cameras: list[str] | None = None,
+        segmentation: bool = True,
+        settle_steps: int = 50,
+    ):
+        """
+        Args:
+            embodiment: the robot spec, or the name of a preset under ``configs/robots/``.
+            scene_xml: the MJCF scene; it must hold the robot of ``embodiment`` and the kitchen's names.
+            cameras: cameras to render, by name; None: all cameras of the embodiment.
+            segmentation: also render per-pixel object ids into ``Observation.segmentation``.
+            settle_steps: physics substeps run at reset so objects come to rest; the clock restarts after.
+        """
+        self._spec = EmbodimentSpec.load(embodiment) if isinstance(embodiment, str) else embodiment
+        self._model = mujoco.MjModel.from_xml_path(str(scene_xml))
+        self._data = mujoco.MjData(self._model)
+        self._index = SceneIndex.build(self._model, self._spec)
+        mujoco.mj_forward(self._model, self._data)
+        base = self._data.body(self._spec.base_frame)
+        if not (np.allclose(base.xpos, 0.0) and np.allclose(base.xquat, [1, 0, 0, 0])):
+            raise EmbodimentMismatchError(
+                f"base frame {self._spec.base_frame!r} must be the world origin, it is at {base.xpos}, {base.xquat}"
+            )
+        substeps = self._spec.control_period / self._model.opt.timestep
+        if abs(substeps - round(substeps)) > 1e-6:
+            raise EmbodimentMismatchError(
+                f"control period {self._spec.control_period} s is not a multiple of the timestep "
+                f"{self._model.opt.timestep} s"
+            )
+        self._substeps = round(float(substeps))
+        names = [camera.name for camera in self._spec.cameras] if cameras is None else cameras
+        camera_specs = [self._spec.camera(name) for name in names]
+        self._rig = CameraRig(self._model, camera_specs, geom_object=self._index.geom_object, segmentation=segmentation)
+        self._settle_steps = settle_steps
+        self._layout: KitchenLayout | None = None
+        self.clipped_components = 0  # action components clipped to limits since construction
+        self._closed = False
+
+    # -- SimBackend ---------------------------------------------------------------------------------------
+
+    @property
+    def embodiment(self) -> EmbodimentSpec:
+        return self._spec
+
+    @property
+    def time(self) -> float:
+        return float(self._data.time)
+
+    def reset(self, layout: KitchenLayout, *, render: bool = True) -> Observation:
+        self._check_open()
+        model, data, index = self._model, self._data, self._index
+        mujoco.mj_resetData(model, data)
+        home = np.asarray(self._spec.home, dtype=np.float64)
+        opening = self._spec.gripper.max_opening
+        data.qpos[index.arm_qpos] = home
+        data.qpos[index.finger_qpos] = opening / 2
+        data.ctrl[index.arm_actuators] = home
+        data.ctrl[index.gripper_actuator] = opening
+        for name in OBJECT_NAMES:
+            address = index.object_qpos[name]
+            placement = layout.objects.get(name)
+            if placement is None:
+                data.qpos[address : address + 3] = parking_position(name)
+                data.qpos[address + 3 : address + 7] = [1.0, 0.0, 0.0, 0.0]
+            else:
+                data.qpos[address : address + 3] = placement.position
+                data.qpos[address + 3 : address + 7] = placement.quaternion
+                model.geom_rgba[index.object_paint_geoms[name]] = placement.rgba
+        for name, value in layout.articulations.items():
+            data.qpos[index.articulation_qpos[name]] = value
+        mujoco.mj_forward(model, data)
+        if self._settle_steps:
+            mujoco.mj_step(model, data, nstep=self._settle_steps)
+            data.qvel[:] = 0.0
+            data.time = 0.0
+            mujoco.mj_forward(model, data)
+        self._layout = layout
+        return self.observe(render=render)
+
+    def step(self, action: ArrayLike, *, render: bool = True) -> Observation:
+        self._check_reset()
+        clipped, count = prepare_joint_action(action, self._spec)
+        self.clipped_components += count
+        self._data.ctrl[self._index.arm_actuators] = clipped[:-1]
+        self._data.ctrl[self._index.gripper_actuator] = clipped[-1]
+        mujoco.mj_step(self._model, self._data, nstep=self._substeps)
+        # mj_step leaves positions-derived quantities one substep behind qpos: refresh what we read.
+        mujoco.mj_kinematics(self._model, self._data)
+        mujoco.mj_camlight(self._model, self._data)
+        return self.observe(render=render)
+
+    def observe(self, render: bool = True) -> Observation:
+        self._check_reset()
+        data, index = self._data, self._index
+        quaternion = np.empty(4)
+        mujoco.mju_mat2Quat(quaternion, data.site_xmat[index.tcp_site])
+        images: dict[str, NDArray[np.uint8]] = {}
+        depths: dict[str, NDArray[np.float32]] = {}
+        segmentation: dict[str, NDArray[np.int32]] = {}
+        object_names: dict[int, str] = {}
+        if render:
+            images, depths, segmentation = self._rig.render(data)
+            if segmentation:
+                assert self._layout is not None
+                object_names = {OBJECT_NAMES.index(name): name for name in self._layout.present}
+        return Observation(
+            joint_positions=data.qpos[index.arm_qpos].copy(),
+            joint_velocities=data.qvel[index.arm_dof].copy(),
+            ee_pose=np.concatenate([data.site_xpos[index.tcp_site], quaternion]),
+            gripper_opening=float(data.qpos[index.finger_qpos].sum()),
+            timestamp=float(data.time),
+            images=images,
+            depths=depths,
+            cameras=self._rig.camera_models(data),
+            segmentation=segmentation,
+            object_names=object_names,
+        )
+
+    def scene_state(self) -> SceneState:
+        """Privileged state. Object ``position``/``quaternion``: the object's base frame (centre of the face it
+        stands on, z = 0 on the counter); ``bounds``: tight AABB of its geoms; regions: AABBs of the region
+        sites at the fixtures' current configuration; ``grasped``: an object touching both finger pads."""
+        self._check_reset()
+        assert self._layout is not None
+        model, data, index = self._model, self._data, self._index
+        objects = {}
+        for name in self._layout.present:
+            body = index.object_body[name]
+            bounds = [_geom_bounds(model, data, g) for g in index.object_geoms[name]]
+            objects[name] = ObjectState(
+                name=name,
+                category=name,
+                color=self._layout.objects[name].color,
+                position=data.xpos[body].copy(),
+                quaternion=data.xquat[body].copy(),
+                bounds=Box(low=np.min([b.low for b in bounds], axis=0), high=np.max([b.high for b in bounds], axis=0)),
+            )
+        articulations = {
+            name: ArticulationState(
+                name=name, joint_position=float(data.qpos[index.articulation_qpos[name]]), lower=low, upper=high
+            )
+            for name, (_, low, high) in ARTICULATIONS.items()
+        }
+        regions = {
+            name: _world_aabb(np.zeros(3), model.site_size[site], data.site_xpos[site], data.site_xmat[site])
+            for name, site in index.region_sites.items()
+        }
+        return SceneState(
+            time=float(data.time),
+            objects=objects,
+            articulations=articulations,
+            regions=regions,
+            ee_position=data.site_xpos[index.tcp_site].copy(),
+            gripper_opening=float(data.qpos[index.finger_qpos].sum()),
+            grasped=self._grasped(),
+        )
+
+    def close(self) -> None:
+        self._rig.close()
+        self._closed = True
+
+    # -- MuJoCo access for the expert, kinematics and tests -----------------------------------------------
+
+    @property
+    def model(self) -> mujoco.MjModel:
+        return self._model
+
+    @property
+    def data(self) -> mujoco.MjData:
+        return self._data
+
+    @property
+    def layout(self) -> KitchenLayout | None:
+        """The layout of the current episode, None before the first reset."""
+        return self._layout
+
+    @property
+    def substeps(self) -> int:
+        """Physics steps per control period."""
+        return self._substeps
+
+    def _grasped(self) -> str | None:
+        """The present object touching both finger pads, None when there is none."""
+        contacts = self._data.contact
+        pairs = np.asarray(contacts.geom[: self._data.ncon])  # (ncon, 2) geom ids
+        left, right = self._index.pad_geoms
+        touched: list[set[int]] = []
+        for pad in (left, right):
+            rows = np.any(pairs == pad, axis=1)
+            others = pairs[rows].ravel()
+            touched.append({int(i) for i in self._index.geom_object[others[others != pad]] if i >= 0})
+        both = touched[0] & touched[1]
+        return OBJECT_NAMES[min(both)] if both else None
+
+    def _check_reset(self) -> None:
+        self._check_open()
+        if self._layout is None:
+            raise ContractError("MujocoKitchen: call reset(layout) before step/observe/scene_state")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ContractError("MujocoKitchen is closed")
