@@ -118,3 +118,14 @@ def test_gymnasium_registration_and_unknown_tasks() -> None:
     environment.close()
     with pytest.raises(UnknownTaskError, match="pick_place"):
         get_task("pick_place/apple-in-the-oven/0")
+
+
+def test_a_diverging_simulation_truncates_the_episode_with_a_reason() -> None:
+    environment = tiers.sim.make(COLOURED.id, render=False)
+    observation, _ = environment.reset(seed=0)
+    environment.backend.data.qvel[-1] = np.nan  # type: ignore[attr-defined]  # poison an object's velocity
+    observation, reward, terminated, truncated, info = environment.step(_hold(environment, observation))
+    assert truncated and not terminated and reward == 0.0
+    assert "simulation diverged" in info["reason"] and "body 'basket'" in info["reason"]
+    assert np.isfinite(observation.joint_positions).all()
+    environment.close()

@@ -14,7 +14,14 @@ from tiers.core.actions import ActionChunk
 from tiers.core.config import Config, load_config
 from tiers.core.ee_path import EEPath
 from tiers.core.embodiment import ActionSpace, CameraSpec, EmbodimentSpec, GripperSpec, JointSpec
-from tiers.core.errors import ConfigError, ContractError, EmbodimentMismatchError, MissingExtraError, TiersError
+from tiers.core.errors import (
+    ConfigError,
+    ContractError,
+    EmbodimentMismatchError,
+    MissingExtraError,
+    SimulationError,
+    TiersError,
+)
 from tiers.core.features import CommandSource, CommandStyle, FeatureKey
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import CameraModel, Observation
@@ -66,6 +73,7 @@ __all__ = [
     "MissingExtraError",
     "Observation",
     "RewardFunction",
+    "SimulationError",
     "TiersError",
     "guidance_gradient",
     "load_config",

@@ -23,5 +23,9 @@ class EmbodimentMismatchError(ContractError):
     """An observation, action or policy does not fit the robot it is used with."""
 
 
+class SimulationError(TiersError, RuntimeError):
+    """A simulator diverged (NaN/Inf accelerations) or failed; the episode cannot go on."""
+
+
 class MissingExtraError(TiersError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""

@@ -16,6 +16,8 @@ from tiers.core.errors import MissingExtraError
 # module imported -> extra of the tiers distribution that installs it
 EXTRA_OF_MODULE: dict[str, str] = {
     "isaacsim": "isaacsim",
+    "pxr": "usd",
+    "ray": "cluster",
     "rclpy": "ros",
     "std_msgs": "ros",
     "sensor_msgs": "ros",

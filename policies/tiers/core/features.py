@@ -22,6 +22,7 @@ class FeatureKey(StrEnum):
     TASK = "task"  # episode-level instruction text
     SUBTASK = "subtask"  # the subtask being executed at this frame
     LANGUAGE_MOTION = "language_motion"  # RT-H language motion at this frame ("move arm forward")
+    EXPERT_MOTION = "expert_motion"  # the scripted expert's motion primitive at this frame ("grasp", "lift")
     TIMESTAMP = "timestamp"  # seconds since the episode start
 
     def camera(self, camera: str) -> str:

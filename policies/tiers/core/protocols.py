@@ -30,10 +30,11 @@ class HighLevelPlanner(Protocol):
         ...
 
     def next_command(self, observation: Observation) -> LanguageCommand | None:
-        """The command to execute now (a subtask or a language motion); ``None`` when the instruction is done.
+        """The next command to execute (a subtask or a language motion); ``None`` when the instruction is done.
 
-        Called on events (subtask finished, correction received) or at the planner's rate; returning the
-        same command object again means "keep going".
+        Called at the start of an episode and each time the previous command has finished (the runtime
+        decides when: the low tier's chunk budget, a success detector, or a correction). Planners that
+        re-plan from what they see use ``observation``; planners that plan up front hand out their plan.
         """
         ...
 

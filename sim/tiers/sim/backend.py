@@ -57,6 +57,7 @@ class SimBackend(Protocol):
 
         Raises:
             ContractError: wrong shape or non-finite values (see :func:`prepare_joint_action`).
+            SimulationError: the physics diverged; the episode must be reset.
         """
         ...
 

@@ -12,6 +12,8 @@ Action rule (documented, never a crash):
       the components changed (joint limits and gripper range for joint actions; the per-step delta bounds
       for end-effector actions);
     - a wrong shape is a caller bug and raises ``ContractError`` naming the expected shape.
+A simulation that diverges (MuJoCo's NaN/Inf acceleration warning) truncates the episode with the reason
+in ``info["reason"]``; it never crashes the caller.
 
 Action spaces (from the EmbodimentSpec, or overridden with ``action_space=``):
     joint_position: (J+1,) joint position targets in rad, then the gripper opening target in m;
@@ -33,7 +35,7 @@ from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
 from tiers.core.embodiment import ActionSpace, EmbodimentSpec
-from tiers.core.errors import ContractError
+from tiers.core.errors import ContractError, SimulationError
 from tiers.core.observation import Observation
 from tiers.sim.backend import SimBackend
 from tiers.sim.kitchen.layout import ARTICULATIONS, KitchenLayout, sample_layout
@@ -164,7 +166,11 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
             self._target = self._joint_target(values)
         else:
             self._rejected += 1  # hold the previous targets: a NaN never reaches the actuators
-        observation = self.backend.step(self._target, render=self._render_images)
+        try:
+            observation = self.backend.step(self._target, render=self._render_images)
+        except SimulationError as error:  # a diverged simulation ends the episode, it does not crash the run
+            self._steps += 1
+            return self._observation, 0.0, False, True, self._info(success=False, reason=str(error))
         self._observation = replace(observation, instruction=self.task.instruction)
         self._steps += 1
         assert self._initial is not None

@@ -54,6 +54,8 @@ class CameraRig:
             model.cam_fovy[camera_id] = spec.fovy_deg
             self._ids[spec.name] = camera_id
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        # name -> (camera pose (12,) it was built for, model): fixed cameras are built once, not every step
+        self._models: dict[str, tuple[NDArray[np.float64], CameraModel]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -64,12 +66,18 @@ class CameraRig:
         models = {}
         for spec in self._specs:
             camera_id = self._ids[spec.name]
+            pose = np.concatenate([data.cam_xpos[camera_id], data.cam_xmat[camera_id]])
+            cached = self._models.get(spec.name)
+            if cached is not None and np.array_equal(cached[0], pose):
+                models[spec.name] = cached[1]
+                continue
             base_from_camera = np.eye(4)
             base_from_camera[:3, :3] = data.cam_xmat[camera_id].reshape(3, 3) @ _MUJOCO_FROM_OPENCV
             base_from_camera[:3, 3] = data.cam_xpos[camera_id]
             models[spec.name] = CameraModel.from_fovy(
                 width=spec.width, height=spec.height, fovy_deg=spec.fovy_deg, base_from_camera=base_from_camera
             )
+            self._models[spec.name] = (pose, models[spec.name])
         return models
 
     def render(

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tiers.core.embodiment import EmbodimentSpec
-from tiers.core.errors import ContractError, EmbodimentMismatchError
+from tiers.core.errors import ContractError, EmbodimentMismatchError, SimulationError
 from tiers.core.observation import Observation
 from tiers.sim.backend import prepare_joint_action
 from tiers.sim.kitchen.layout import ARTICULATIONS, OBJECT_NAMES, KitchenLayout, parking_position
@@ -25,6 +25,12 @@ from tiers.sim.mujoco.cameras import CameraRig
 from tiers.sim.mujoco.scene_index import SceneIndex
 from tiers.sim.scene_state import ArticulationState, Box, ObjectState, SceneState
 
+# MuJoCo warnings after which it has reset the state by itself
+_DIVERGENCE_WARNINGS = (
+    mujoco.mjtWarning.mjWARN_BADQPOS,
+    mujoco.mjtWarning.mjWARN_BADQVEL,
+    mujoco.mjtWarning.mjWARN_BADQACC,
+)
 SCENE_XML = Path(__file__).resolve().parents[1] / "assets" / "kitchen" / "scene.xml"
 
 
@@ -41,19 +47,31 @@ def _world_aabb(
     return Box(low=center - half, high=center + half)
 
 
-def _geom_bounds(model: mujoco.MjModel, data: mujoco.MjData, geom: int) -> Box:
-    """Tight axis-aligned bounds of one geom: exact for spheres, capsules and cylinders, else of its local box."""
-    kind, size = model.geom_type[geom], model.geom_size[geom]
-    center, axis = data.geom_xpos[geom], data.geom_xmat[geom].reshape(3, 3)[:, 2]
-    if kind == mujoco.mjtGeom.mjGEOM_SPHERE:
-        half = np.full(3, size[0])
-    elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
-        half = size[1] * np.abs(axis) + size[0]
-    elif kind == mujoco.mjtGeom.mjGEOM_CYLINDER:
-        half = size[1] * np.abs(axis) + size[0] * np.sqrt(np.clip(1.0 - axis**2, 0.0, 1.0))
-    else:
-        return _world_aabb(model.geom_aabb[geom, :3], model.geom_aabb[geom, 3:], center, data.geom_xmat[geom])
-    return Box(low=center - half, high=center + half)
+def _geoms_bounds(
+    model: mujoco.MjModel, data: mujoco.MjData, geoms: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Tight axis-aligned bounds of several geoms at once (this runs every control step for the success check).
+
+    Exact for spheres, capsules and cylinders, else the bounds of the geom's local box.
+
+    Returns:
+        low, high: (G, 3) m, world frame.
+    """
+    kinds, sizes = model.geom_type[geoms], model.geom_size[geoms]  # (G,), (G, 3)
+    rotations = data.geom_xmat[geoms].reshape(-1, 3, 3)  # (G, 3, 3)
+    centers = data.geom_xpos[geoms] + np.einsum("gij,gj->gi", rotations, model.geom_aabb[geoms, :3])
+    half = np.einsum("gij,gj->gi", np.abs(rotations), model.geom_aabb[geoms, 3:])  # boxes and the rest
+    axes = rotations[:, :, 2]  # (G, 3) each geom's z axis in the world
+    sphere = kinds == mujoco.mjtGeom.mjGEOM_SPHERE
+    capsule = kinds == mujoco.mjtGeom.mjGEOM_CAPSULE
+    cylinder = kinds == mujoco.mjtGeom.mjGEOM_CYLINDER
+    half[sphere] = sizes[sphere, :1]
+    half[capsule] = sizes[capsule, 1:2] * np.abs(axes[capsule]) + sizes[capsule, :1]
+    radial = np.sqrt(np.clip(1.0 - axes[cylinder] ** 2, 0.0, 1.0))
+    half[cylinder] = sizes[cylinder, 1:2] * np.abs(axes[cylinder]) + sizes[cylinder, :1] * radial
+    round_geoms = sphere | capsule | cylinder
+    centers[round_geoms] = data.geom_xpos[geoms[round_geoms]]  # their local boxes are centred
+    return centers - half, centers + half
 
 
 class MujocoKitchen:
@@ -156,11 +174,33 @@ class MujocoKitchen:
         self.clipped_components += count
         self._data.ctrl[self._index.arm_actuators] = clipped[:-1]
         self._data.ctrl[self._index.gripper_actuator] = clipped[-1]
+        before = [self._data.warning[kind].number for kind in _DIVERGENCE_WARNINGS]
         mujoco.mj_step(self._model, self._data, nstep=self._substeps)
+        self._raise_if_diverged(before)
         # mj_step leaves positions-derived quantities one substep behind qpos: refresh what we read.
         mujoco.mj_kinematics(self._model, self._data)
         mujoco.mj_camlight(self._model, self._data)
         return self.observe(render=render)
+
+    def _raise_if_diverged(self, before: list[int]) -> None:
+        """MuJoCo resets the state by itself when it diverges: going on would hide a teleport, so stop."""
+        for kind, count in zip(_DIVERGENCE_WARNINGS, before, strict=True):
+            warning = self._data.warning[kind]
+            if warning.number > count:
+                index = int(warning.lastinfo)  # a qpos address for BADQPOS, a dof address otherwise
+                if kind == mujoco.mjtWarning.mjWARN_BADQPOS:
+                    joint = int(np.searchsorted(self._model.jnt_qposadr, index, side="right") - 1)
+                    body = self._model.body(self._model.jnt_bodyid[joint]).name
+                else:
+                    body = self._model.body(self._model.dof_bodyid[index]).name
+                what = {
+                    mujoco.mjtWarning.mjWARN_BADQPOS: "position",
+                    mujoco.mjtWarning.mjWARN_BADQVEL: "velocity",
+                }.get(kind, "acceleration")
+                raise SimulationError(
+                    f"the simulation diverged at t={self._data.time:.3f} s (NaN/Inf {what} of body {body!r}); "
+                    "reset the episode"
+                )
 
     def observe(self, render: bool = True) -> Observation:
         self._check_reset()
@@ -197,16 +237,24 @@ class MujocoKitchen:
         assert self._layout is not None
         model, data, index = self._model, self._data, self._index
         objects = {}
-        for name in self._layout.present:
+        present = self._layout.present
+        # one vectorised pass over every present object's geoms, then per-object min/max
+        lows: NDArray[np.float64] = np.zeros((0, 3))  # (objects, 3) m
+        highs: NDArray[np.float64] = np.zeros((0, 3))
+        if present:
+            geoms = np.concatenate([index.object_geoms[name] for name in present])
+            starts = np.cumsum([0] + [len(index.object_geoms[name]) for name in present[:-1]])
+            geom_low, geom_high = _geoms_bounds(model, data, geoms)
+            lows, highs = np.minimum.reduceat(geom_low, starts), np.maximum.reduceat(geom_high, starts)
+        for name, low, high in zip(present, lows, highs, strict=True):
             body = index.object_body[name]
-            bounds = [_geom_bounds(model, data, g) for g in index.object_geoms[name]]
             objects[name] = ObjectState(
                 name=name,
                 category=name,
                 color=self._layout.objects[name].color,
                 position=data.xpos[body].copy(),
                 quaternion=data.xquat[body].copy(),
-                bounds=Box(low=np.min([b.low for b in bounds], axis=0), high=np.max([b.high for b in bounds], axis=0)),
+                bounds=Box(low=low, high=high),
             )
         articulations = {
             name: ArticulationState(

@@ -1,0 +1,44 @@
+"""``tiers bench TARGET``: speed benchmarks that print their figures and write them as JSON.
+
+Targets arrive with the parts they measure; ``sim`` measures the kitchen simulation, the scripted
+expert and the evaluation harness (see :mod:`tiers.sim.bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+HELP = "run a speed benchmark (sim) and write its figures as JSON"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", choices=["sim"], help="what to measure")
+    parser.add_argument("--steps", type=int, default=200, help="control steps timed per figure")
+    parser.add_argument("--tasks", type=int, default=6, help="expert episodes in the evaluation sample")
+    parser.add_argument("--workers", type=int, default=None, help="N for the N-worker evaluation figure")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default outputs/bench/<target>-<time>.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tiers.sim.bench import run_sim_benchmark
+
+    console = Console()
+    console.print(f"[bold]tiers bench {args.target}[/bold]: this takes a minute or two")
+    figures = run_sim_benchmark(steps=args.steps, tasks=args.tasks, workers=args.workers)
+    out = args.out or Path("outputs") / "bench" / f"{args.target}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2))
+    table = Table(title=f"bench {args.target}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in figures.items():
+        table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"figures written to {out}")
+    return 0

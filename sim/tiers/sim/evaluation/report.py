@@ -1,0 +1,176 @@
+"""Evaluation results: one record per episode, summaries per task family and split, files people read.
+
+``EvalReport.write(folder)`` produces:
+    results.json          every episode and the summary (machine-readable, the source of truth)
+    summary.md            success table per task family and split (paste into a paper or a PR)
+    success_by_family.png bar chart of the same table
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class EvalMode(StrEnum):
+    """Kitchen-R's evaluation modes."""
+
+    PLANNER = "planner"  # a planner's plan against the gold plan; nothing is executed
+    CONTROL = "control"  # the gold plan is given; a low-level policy (or the expert) executes it
+    INTEGRATED = "integrated"  # planner and policy together, judged by the task's success predicate
+    # CORRECTIONS (integrated with a simulated corrector issuing live language corrections) is added by
+    # the hierarchy runtime; an episode record only needs its metrics in `extra`.
+
+
+@dataclass
+class EpisodeResult:
+    """The outcome of one episode.
+
+    Attributes:
+        task_id: the task's id in the instruction set.
+        family: the task family ("pick_place", "open", ...).
+        split: "train" or "held_out".
+        instruction: the instruction text given.
+        seed: the seed of the initial state.
+        success: whether the episode met its criterion (success predicate, or exact plan match in planner mode).
+        reason: short human-readable explanation of a failure ("" on success).
+        steps: control steps taken (0 in planner mode).
+        sim_time: s of simulated time.
+        wall_time: s of wall-clock time.
+        extra: mode-specific metrics (e.g. "step_accuracy" in planner mode, "subtasks_done").
+    """
+
+    task_id: str
+    family: str
+    split: str
+    instruction: str
+    seed: int
+    success: bool
+    reason: str = ""
+    steps: int = 0
+    sim_time: float = 0.0
+    wall_time: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GroupSummary:
+    """Success statistics of a group of episodes."""
+
+    episodes: int
+    successes: int
+    mean_extra: dict[str, float]  # mean of each numeric metric in EpisodeResult.extra
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else 0.0
+
+
+def summarise(episodes: Iterable[EpisodeResult]) -> GroupSummary:
+    episodes = list(episodes)
+    numeric: dict[str, list[float]] = defaultdict(list)
+    for episode in episodes:
+        for key, value in episode.extra.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                numeric[key].append(float(value))
+    return GroupSummary(
+        episodes=len(episodes),
+        successes=sum(episode.success for episode in episodes),
+        mean_extra={key: sum(values) / len(values) for key, values in sorted(numeric.items())},
+    )
+
+
+@dataclass
+class EvalReport:
+    """All episodes of one evaluation run and what was evaluated."""
+
+    mode: EvalMode
+    agent: str  # what acted or planned, e.g. "expert", "planner=gold_echo", "beso@checkpoints/x"
+    episodes: list[EpisodeResult]
+    settings: dict[str, Any] = field(default_factory=dict)  # the command's options, for reproduction
+
+    def overall(self) -> GroupSummary:
+        return summarise(self.episodes)
+
+    def by(self, key: str) -> dict[str, GroupSummary]:
+        """Summaries grouped by an EpisodeResult attribute ("family", "split"), in sorted order."""
+        groups: dict[str, list[EpisodeResult]] = defaultdict(list)
+        for episode in self.episodes:
+            groups[str(getattr(episode, key))].append(episode)
+        return {name: summarise(group) for name, group in sorted(groups.items())}
+
+    def to_dict(self) -> dict[str, Any]:
+        def summary(group: GroupSummary) -> dict[str, Any]:
+            return {**asdict(group), "success_rate": group.success_rate}
+
+        return {
+            "mode": self.mode.value,
+            "agent": self.agent,
+            "settings": self.settings,
+            "summary": {
+                "overall": summary(self.overall()),
+                "by_family": {name: summary(group) for name, group in self.by("family").items()},
+                "by_split": {name: summary(group) for name, group in self.by("split").items()},
+            },
+            "episodes": [asdict(episode) for episode in self.episodes],
+        }
+
+    def markdown(self) -> str:
+        """Success table per family, then per split, then overall."""
+        extras = sorted(self.overall().mean_extra)
+        header = ["group", "episodes", "success", *extras]
+        lines = [
+            f"# {self.mode.value} evaluation: {self.agent}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+        ]
+        rows = [*self.by("family").items(), *((f"split: {k}", v) for k, v in self.by("split").items())]
+        rows.append(("**overall**", self.overall()))
+        for name, group in rows:
+            cells = [name, str(group.episodes), f"{100 * group.success_rate:.1f}%"]
+            cells += [f"{group.mean_extra[key]:.3f}" if key in group.mean_extra else "" for key in extras]
+            lines.append("| " + " | ".join(cells) + " |")
+        failures = [episode for episode in self.episodes if not episode.success]
+        if failures:
+            lines += ["", f"## failures ({len(failures)})", ""]
+            lines += [f"- `{e.task_id}` (seed {e.seed}) {e.instruction!r}: {e.reason}" for e in failures[:50]]
+            if len(failures) > 50:
+                lines.append(f"- … and {len(failures) - 50} more in results.json")
+        return "\n".join(lines) + "\n"
+
+    def plot(self, path: Path) -> None:
+        """Bar chart of the success rate per task family."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        families = self.by("family")
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(families) + 2), 3.5))
+        names = list(families)
+        rates = [100 * families[name].success_rate for name in names]
+        bars = ax.bar(names, rates, color="#4c72b0")
+        for bar, name in zip(bars, names, strict=True):
+            ax.annotate(f"n={families[name].episodes}", (bar.get_x() + bar.get_width() / 2, 1), ha="center", fontsize=7)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("success rate (%)")
+        ax.set_title(f"{self.mode.value}: {self.agent} — overall {100 * self.overall().success_rate:.1f}%")
+        ax.tick_params(axis="x", labelrotation=30)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+    def write(self, folder: str | Path) -> Path:
+        """Write results.json, summary.md and success_by_family.png into ``folder``; returns it."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.json").write_text(json.dumps(self.to_dict(), indent=2))
+        (folder / "summary.md").write_text(self.markdown())
+        self.plot(folder / "success_by_family.png")
+        return folder

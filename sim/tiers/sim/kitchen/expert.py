@@ -1,0 +1,1136 @@
+"""The kitchen benchmark's scripted expert: privileged state + inverse kinematics + motion primitives.
+
+The expert executes a plan of canonical :class:`~tiers.sim.kitchen.subtasks.Subtask` s closed loop, one
+control step per :meth:`ScriptedExpert.act` call, so that whoever owns the loop (recorder, evaluator,
+environment) decides when to stop. Every step carries the subtask it serves and the primitive phase
+(:class:`~tiers.sim.kitchen.motions.Motion`), which become the dataset's per-frame language labels::
+
+    expert = ScriptedExpert.from_kitchen(kitchen)
+    observation = kitchen.reset(layout, render=False)
+    expert.reset(task.plan, kitchen.scene_state(), observation)
+    while True:
+        step = expert.act(observation, kitchen.scene_state())   # step.action: (J+1,) rad + m
+        if step.done:
+            break
+        observation = kitchen.step(step.action, render=False)
+
+Each subtask is a generator ("routine") that yields :class:`~tiers.sim.kitchen.motions.Segment` s and is
+resumed with the scene state at the end of each, so it re-plans from what actually happened: a pick checks
+``state.grasped`` and re-grasps, a place re-picks a dropped object, a push keeps correcting toward the
+object, an articulation is pulled until its opening is reached. A routine that runs out of options raises
+:class:`ExpertGaveUpError`; the expert then stops and reports a :class:`SubtaskFailure` with the reason.
+
+Frames: the robot base frame (x away from the robot over the counter, y left, z up), metres, radians.
+Everything is deterministic: no randomness, same state and observations -> same actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import mujoco
+import numpy as np
+from numpy.typing import NDArray
+
+from tiers.core.embodiment import EmbodimentSpec
+from tiers.core.observation import Observation
+from tiers.sim.kitchen.layout import FREE_AREA_X, FREE_AREA_Y
+from tiers.sim.kitchen.motions import (
+    CARTESIAN_SPEED,
+    CONTACT_SPEED,
+    InverseKinematics,
+    Motion,
+    MotionTracker,
+    Pose,
+    Profile,
+    Segment,
+    down_quaternion,
+    nearest_equivalent_yaw,
+    reference_yaw,
+    tool_yaw,
+    wrap_angle,
+)
+from tiers.sim.kitchen.predicates import Placed
+from tiers.sim.kitchen.subtasks import Action, Subtask
+from tiers.sim.kitchen.vocabulary import PUSH_VECTORS, RELATION_VECTORS, FixtureName, Relation
+from tiers.sim.scene_state import Box, ObjectState, SceneState
+
+if TYPE_CHECKING:
+    from tiers.sim.mujoco.kitchen import MujocoKitchen
+
+Vector = NDArray[np.float64]
+
+# --- tuning constants (m, rad, control steps) --------------------------------------------------------------
+CARRY_SPEED = 0.22  # m/s, peak tool speed while carrying an object (slower: held objects slip less)
+RIM_CARRY_SPEED = 0.15  # m/s, peak tool speed carrying a dish held by its wall or rim (bowl, plate)
+CLEAR_Z = 0.24  # m, TCP height of free-space moves with an empty hand (above every fixture but the cabinet)
+CARRY_CLEARANCE = 0.19  # m, least height of a carried object's bottom during transport
+APPROACH_HEIGHT = 0.08  # m, pre-grasp / pre-place offset above the final pose
+GRASP_STEPS = 12  # control steps the fingers get to close (0.6 s at 20 Hz)
+RELEASE_STEPS = 8  # control steps the fingers get to open
+RELEASE_WIDENING = 0.03  # m, how much wider than the held object the fingers open to let go
+RELEASE_GAP = 0.012  # m, height of a placed object's bottom above its support when released
+MAX_GRASP_ATTEMPTS = 3  # grasps tried per pick (the first and two re-grasps)
+MAX_PLACE_ATTEMPTS = 2  # placements tried per place (a failed one re-picks the object)
+MAX_STEPS_PER_SUBTASK = 900  # control steps before a subtask is given up (45 s at 20 Hz)
+DROP_DISTANCE = 0.1  # m, object centre this far from the TCP while not gripped: it was dropped
+FINGER_REACH = 0.024  # m, finger body beyond its pad's inner face, along the closing axis
+FINGER_RADIUS = 0.016  # m, radius of a circle holding one finger's footprint
+CLEARANCE_GOAL = 0.03  # m, finger clearance from other objects beyond which grasps score the same
+HAND_BODY_BELOW = 0.045  # m, from the TCP up to the underside of the hand body
+HAND_TOP_CLEARANCE = 0.008  # m, between a grasped object's top and the hand body
+HAND_CLEARANCE = 0.012  # m, kept between the hand body and an anchor it passes over
+MAX_DROP = 0.05  # m, highest release of an object's bottom above the counter for a spatial placement
+SPOT_MAX_SHIFT = 0.16  # m, largest sideways shift of a spatial spot off the anchor's axis
+SPOT_SHIFT_STEP = 0.02  # m
+SPOT_CONE = 0.8  # sideways shift at most this fraction of the on-axis offset (the predicate allows 1.0)
+HAND_HALF_LENGTH = 0.11  # m, hand body half length along the closing axis, with a margin
+SPOT_GAP = 0.045  # m, preferred footprint gap between a spatially placed object and its anchor
+SPOT_CLEARANCE = 0.015  # m, least footprint gap to every other object at a spatial spot
+# Counter area (m, base frame) spatial placements may use: the layout's free area grown to the fixtures' fronts
+SPOT_AREA_X = (FREE_AREA_X[0] - 0.06, FREE_AREA_X[1] + 0.03)
+SPOT_AREA_Y = (FREE_AREA_Y[0] - 0.01, FREE_AREA_Y[1] + 0.01)
+SIDE_AREA_X = (0.17, 0.41)  # m, counter strip beside the robot between the sink/shelf and the cabinet/drawer
+SIDE_AREA_Y = 0.55  # m, |y| bound of that strip
+WRIST_CAMERA_SIDE = -1.0  # the wrist camera housing sticks out on the hand's -x side (assets/panda/panda.xml)
+FIXTURE_SIDE_Y = 0.29  # m, |y| beyond which the drawer unit (left) and the cabinet (right) stand
+PUSH_TARGET = 0.12  # m, distance a push aims for (the predicate needs 0.08)
+PUSH_ENOUGH = 0.105  # m, displacement at which a push stops
+PUSH_STEP = 0.03  # m, tool advance between two closed-loop corrections of a push
+PUSH_STANDOFF = 0.025  # m, free gap between fingers and object before a push
+PUSH_HEIGHT = 0.028  # m, TCP height above the object's bottom while pushing (capped at half its height)
+FINGER_HALF_THICKNESS = 0.011  # m, half the closed fingers' thickness across the closing axis
+MIN_TCP_HEIGHT = 0.016  # m, lowest TCP height: the pads' lower edge stays above the counter
+HANDLE_OPENING = 0.045  # m, finger opening around a handle bar
+HANDLE_GRIP = (0.008, 0.03)  # m, finger opening range that means a handle bar is held
+DRAWER_OPEN_TARGET = 0.97  # opening fraction a drawer pull aims at (the predicate needs 0.8)
+DOOR_OPEN_TARGET = 0.9  # opening fraction a door swing aims at
+CLOSED_TARGET = 0.01  # opening fraction a closing push aims at (the predicate needs 0.05)
+OPEN_ENOUGH = 0.85  # opening fraction accepted after opening
+CLOSED_ENOUGH = 0.03  # opening fraction accepted after closing
+CABINET_TILT = 0.6  # rad, approach axis lean from vertical toward +x when reaching into the cabinet
+CABINET_DEPTH = 0.09  # m, how far beyond the cabinet's mouth a placed object's centre goes
+CABINET_STAGING = 0.13  # m, distance in front of the cabinet's mouth where the tool lines up
+CABINET_ENTRY_ABOVE = 0.015  # m, height above the release pose at which the object slides in
+CABINET_CORNER_MARGIN = 0.08  # m, carried objects pass the cabinet's side line at least this far in front of it
+DRAWER_FRONT_MARGIN = 0.06  # m, placed object's centre behind the drawer region's front edge (at least)
+
+
+class ExpertGaveUpError(Exception):
+    """A routine gave up its subtask; the message says why."""
+
+
+@dataclass(frozen=True)
+class SubtaskFailure:
+    """A subtask the expert gave up: which one (``index`` in the plan) and why."""
+
+    index: int
+    subtask: Subtask
+    reason: str
+
+
+@dataclass(frozen=True)
+class ExpertStep:
+    """One control step of the expert.
+
+    Attributes:
+        action: (A,) float32 in the joint-position action space: J joint targets (rad), gripper opening (m).
+        subtask: the subtask this step executes (its label); None once the plan is over.
+        motion: the primitive phase of this step.
+        done: the plan is over (finished, or given up: see ``failure``); ``action`` holds the arm still.
+        subtask_index: position of ``subtask`` in the plan; None once the plan is over.
+        failure: the subtask given up, once one was.
+    """
+
+    action: NDArray[np.float32]
+    subtask: Subtask | None
+    motion: Motion
+    done: bool
+    subtask_index: int | None = None
+    failure: SubtaskFailure | None = None
+
+
+# --- objects and fixtures ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GraspSpec:
+    """How the expert grasps an upright object from above.
+
+    Attributes:
+        height: m above the object's bottom where the TCP closes.
+        axes: closing-axis angles in the object's frame (rad; pi/2 = its y axis); empty: any (round objects).
+        opening: m, finger opening on the way down.
+        rim_radius: m, > 0: grasp the wall or rim at this radius, closing radially (bowl, plate).
+        rim_segments: number of wall/rim segments (grasp points) around the object.
+        exact: keep ``height`` even if the hand body then touches the object's top (a sphere must be held at its
+            equator; its stem may touch the hand).
+    """
+
+    height: float
+    axes: tuple[float, ...]
+    opening: float
+    rim_radius: float = 0.0
+    rim_segments: int = 0
+    exact: bool = False
+
+
+_Y = (np.pi / 2,)
+GRASPS: MappingProxyType[str, GraspSpec] = MappingProxyType(
+    {
+        "cup": GraspSpec(0.045, _Y, 0.08),  # across the body, away from the handle (+x)
+        "bowl": GraspSpec(0.035, (), 0.045, rim_radius=0.06, rim_segments=12),
+        "plate": GraspSpec(0.024, (), 0.045, rim_radius=0.075, rim_segments=8),
+        "apple": GraspSpec(0.035, (), 0.08, exact=True),
+        "banana": GraspSpec(0.017, _Y, 0.06),
+        "sponge": GraspSpec(0.018, _Y, 0.08),
+        "can": GraspSpec(0.06, (), 0.08),
+        "box": GraspSpec(0.05, (np.pi / 2, 0.0), 0.08),
+    }
+)
+
+
+@dataclass(frozen=True)
+class FixtureGeometry:
+    """Where the articulated fixtures' handles are, as functions of their joint values (base frame, m, rad).
+
+    Attributes:
+        drawer_grasp: (3,) TCP grasp point on the drawer handle bar with the drawer closed.
+        drawer_axis: (3,) unit direction the drawer moves as it opens.
+        hinge: (2,) xy of the cabinet door's vertical hinge axis.
+        door_grasp: (3,) TCP grasp point on the door handle bar with the door closed.
+        cabinet_mouth_x: x of the cabinet's open front face.
+        drawer_unit_front_x: x of the drawer unit's front face (the drawer is covered beyond it).
+    """
+
+    drawer_grasp: Vector
+    drawer_axis: Vector
+    hinge: Vector
+    door_grasp: Vector
+    cabinet_mouth_x: float
+    drawer_unit_front_x: float
+
+    def drawer_handle(self, opening: float) -> Vector:
+        """(3,) TCP grasp point on the drawer handle with the drawer ``opening`` m open."""
+        return self.drawer_grasp + opening * self.drawer_axis
+
+    def door_handle(self, angle: float) -> Vector:
+        """(3,) TCP grasp point on the door handle with the door ``angle`` rad open."""
+        return rotate_about(self.door_grasp, self.hinge, angle)
+
+    @classmethod
+    def from_model(cls, model: mujoco.MjModel) -> FixtureGeometry:
+        """Read the handle bars and fixture faces from the kitchen model (all joints at 0)."""
+        data = mujoco.MjData(model)
+        mujoco.mj_kinematics(model, data)
+
+        def bar_grasp(geom: str, depth: float) -> Vector:
+            index = model.geom(geom).id
+            top = data.geom_xpos[index] + data.geom_xmat[index].reshape(3, 3)[:, 2] * model.geom_size[index][1]
+            top = top if top[2] > data.geom_xpos[index][2] else 2 * data.geom_xpos[index] - top
+            return np.array([top[0], top[1], top[2] - depth])
+
+        slide = model.joint("drawer_slide")
+        body_rotation = data.xmat[slide.bodyid[0]].reshape(3, 3)
+        hinge = data.xanchor[model.joint("cabinet_hinge").id]
+        cabinet_top = model.geom("cabinet_top").id
+        drawer_top = model.geom("drawer_unit_top").id
+        return cls(
+            drawer_grasp=bar_grasp("drawer_handle_bar", DRAWER_GRASP_DEPTH),
+            drawer_axis=body_rotation @ slide.axis,
+            hinge=hinge[:2].copy(),
+            door_grasp=bar_grasp("cabinet_handle_bar", DOOR_GRASP_DEPTH),
+            cabinet_mouth_x=float(data.geom_xpos[cabinet_top][0] - model.geom_size[cabinet_top][0]),
+            drawer_unit_front_x=float(data.geom_xpos[drawer_top][0] - model.geom_size[drawer_top][0]),
+        )
+
+
+DRAWER_GRASP_DEPTH = 0.010  # m, TCP below the top end of the drawer handle bar's axis
+DOOR_GRASP_DEPTH = 0.010  # m, TCP below the top end of the door handle bar's axis
+DOOR_LEAN = 0.26  # rad, hand leaned back from the door on its handle so the hand mount clears the door's top
+
+# The kitchen of assets/kitchen/scene.xml (from_model reads the same numbers from a compiled model).
+DEFAULT_FIXTURES = FixtureGeometry(
+    drawer_grasp=np.array([0.395, 0.44, 0.125 - DRAWER_GRASP_DEPTH]),
+    drawer_axis=np.array([-1.0, 0.0, 0.0]),
+    hinge=np.array([0.4425, -0.58]),
+    door_grasp=np.array([0.3975, -0.33, 0.20 - DOOR_GRASP_DEPTH]),
+    cabinet_mouth_x=0.45,
+    drawer_unit_front_x=0.45,
+)
+
+
+def rotate_about(point: Vector, pivot: Vector, angle: float) -> Vector:
+    """(3,) ``point`` rotated by ``angle`` rad about the vertical axis through ``pivot`` (2,) xy."""
+    c, s = np.cos(angle), np.sin(angle)
+    dx, dy = point[0] - pivot[0], point[1] - pivot[1]
+    return np.array([pivot[0] + c * dx - s * dy, pivot[1] + s * dx + c * dy, point[2]])
+
+
+def body_yaw(obj: ObjectState) -> float:
+    """Heading (rad) of the object's x axis in the horizontal plane."""
+    w, x, y, z = obj.quaternion
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def body_up(obj: ObjectState) -> Vector:
+    """(3,) the object's z axis in the base frame."""
+    w, x, y, z = obj.quaternion
+    return np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
+
+
+def box_distance(point: Vector, box: Box) -> float:
+    """Horizontal distance (m) from ``point`` (2+,) to the xy footprint of ``box`` (0 inside)."""
+    gap = np.maximum(np.maximum(box.low[:2] - point[:2], point[:2] - box.high[:2]), 0.0)
+    return float(np.linalg.norm(gap))
+
+
+def footprint_gap(centre: Vector, half: Vector, box: Box) -> float:
+    """Horizontal gap (m) between the footprint ``centre`` ± ``half`` (2,) and ``box`` (negative: overlap)."""
+    separation = np.maximum(box.low[:2] - (centre + half), (centre - half) - box.high[:2])
+    if np.all(separation < 0):
+        return float(np.max(separation))
+    return float(np.linalg.norm(np.maximum(separation, 0.0)))
+
+
+@dataclass(frozen=True)
+class Grasp:
+    """A planned grasp: TCP ``position`` (3,) m, closing-axis ``yaw`` rad, approach ``opening`` m."""
+
+    position: Vector
+    yaw: float
+    opening: float
+
+
+def plan_grasp(state: SceneState, name: str) -> Grasp:
+    """Top-down grasp of object ``name``, scored on finger clearance from the other objects and wrist comfort."""
+    if name not in GRASPS:
+        raise ExpertGaveUpError(f"the expert has no grasp for the {name}; graspable: {sorted(GRASPS)}")
+    obj = state.objects[name]
+    spec = GRASPS[name]
+    heading = body_yaw(obj)
+    centre = obj.position[:2]
+    upright = body_up(obj)[2] > np.cos(np.deg2rad(30))
+    # the hand body sits HAND_BODY_BELOW above the TCP: tall objects are held high enough to keep it off their top
+    height = obj.bounds.low[2] + spec.height
+    if not spec.exact:
+        height = max(height, obj.bounds.high[2] - HAND_BODY_BELOW + HAND_TOP_CLEARANCE)
+    opening = spec.opening
+    candidates: list[tuple[Vector, float]] = []
+    if not upright:  # fallen over: close across the horizontal projection of its z axis, at mid-height
+        axis = body_up(obj)[:2]
+        centre = obj.bounds.center[:2]
+        height = obj.bounds.center[2]
+        opening = 0.08
+        along = float(np.arctan2(axis[1], axis[0])) if np.linalg.norm(axis) > 0.3 else heading
+        candidates = [(centre, along + np.pi / 2)]
+    elif spec.rim_segments:
+        for k in range(spec.rim_segments):
+            angle = heading + 2 * np.pi * k / spec.rim_segments
+            point = centre + spec.rim_radius * np.array([np.cos(angle), np.sin(angle)])
+            candidates.append((point, angle))
+    elif spec.axes:
+        candidates = [(centre, heading + axis) for axis in spec.axes]
+    else:
+        base = reference_yaw(obj.position)
+        candidates = [(centre, base + k * np.pi / 12) for k in range(12)]
+    others = [other.bounds for other_name, other in state.objects.items() if other_name != name]
+    best: tuple[float, Grasp] | None = None
+    for point, yaw in candidates:
+        reference = reference_yaw(np.append(point, 0.0))
+        yaw = nearest_equivalent_yaw(yaw, reference)
+        clearance = finger_clearance(point, yaw, opening, others)
+        score = float(10 * min(clearance, CLEARANCE_GOAL) - 0.05 * abs(yaw - reference) - 0.5 * np.linalg.norm(point))
+        grasp = Grasp(np.array([point[0], point[1], max(height, MIN_TCP_HEIGHT)]), yaw, opening)
+        if best is None or score > best[0]:
+            best = (score, grasp)
+    assert best is not None
+    return best[1]
+
+
+def finger_clearance(point: Vector, yaw: float, opening: float, obstacles: Sequence[Box]) -> float:
+    """Least horizontal distance (m) from the two open fingers at ``point`` (2,) to ``obstacles``."""
+    closing = np.array([np.cos(yaw), np.sin(yaw)])
+    reach = opening / 2 + FINGER_REACH / 2
+    fingers = [point + reach * closing, point - reach * closing]
+    distances = [box_distance(finger, box) - FINGER_RADIUS for finger in fingers for box in obstacles]
+    return min(distances, default=CLEARANCE_GOAL)
+
+
+# --- placement targets -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlaceGoal:
+    """Where a held object goes.
+
+    Attributes:
+        centre: (2,) m, the object's footprint centre (bounds centre) at release.
+        bottom: m, the object's bottom height at release.
+        yaw: closing-axis yaw (rad) of the tool at release; None: keep the current one.
+        tilt: rad, lean of the approach axis from vertical (toward +x), for reaching into the cabinet.
+        from_front: enter horizontally along +x (cabinet) instead of from above.
+    """
+
+    centre: Vector
+    bottom: float
+    yaw: float | None = None
+    tilt: float = 0.0
+    from_front: bool = False
+
+
+# --- the expert --------------------------------------------------------------------------------------------
+
+Routine = Generator[Segment, SceneState, None]
+
+
+class ScriptedExpert:
+    """Executes a gold plan in the kitchen with privileged state; see the module docstring."""
+
+    def __init__(
+        self,
+        kinematics: InverseKinematics,
+        embodiment: EmbodimentSpec,
+        *,
+        fixtures: FixtureGeometry = DEFAULT_FIXTURES,
+    ):
+        """
+        Args:
+            kinematics: forward/inverse kinematics of the TCP over the arm joints (``ArmKinematics``).
+            embodiment: the robot (joint order and limits, control rate, gripper).
+            fixtures: handle and fixture geometry of the kitchen.
+        """
+        self._embodiment = embodiment
+        self._tracker = MotionTracker(kinematics, embodiment)
+        self._fixtures = fixtures
+        self._max_opening = embodiment.gripper.max_opening
+        self._plan: tuple[Subtask, ...] = ()
+        self._index = 0
+        self._routine: Routine | None = None
+        self._routine_started = False
+        self._segment: Segment | None = None
+        self._subtask_steps = 0
+        self._done = True
+        self._failure: SubtaskFailure | None = None
+        self._state: SceneState | None = None
+
+    @classmethod
+    def from_kitchen(cls, kitchen: MujocoKitchen) -> ScriptedExpert:
+        """An expert for a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen` (its model's kinematics and fixtures)."""
+        from tiers.sim.mujoco.kinematics import ArmKinematics
+
+        spec = kitchen.embodiment
+        kinematics = ArmKinematics(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame)
+        return cls(kinematics, spec, fixtures=FixtureGeometry.from_model(kitchen.model))
+
+    # -- public API ---------------------------------------------------------------------------------------
+
+    @property
+    def failure(self) -> SubtaskFailure | None:
+        """The subtask given up in this episode, None if none was."""
+        return self._failure
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def reset(self, plan: Sequence[Subtask], state: SceneState, observation: Observation) -> None:
+        """Start executing ``plan`` from the scene ``state`` and the robot's ``observation``."""
+        self._plan = tuple(plan)
+        self._index = 0
+        self._routine = None
+        self._segment = None
+        self._done = not self._plan
+        self._failure = None
+        self._state = state
+        self._tracker.reset(observation.joint_positions, observation.gripper_opening)
+
+    def act(self, observation: Observation, state: SceneState) -> ExpertStep:
+        """The action for this control step, with its labels (see :class:`ExpertStep`)."""
+        self._state = state
+        measured = observation.ee_pose[:3]
+        while not self._done and self._segment is None:
+            self._advance(state, measured)
+        if self._done or self._segment is None:
+            hold = self._tracker.hold_action().astype(np.float32)
+            return ExpertStep(hold, None, Motion.IDLE, True, None, self._failure)
+        subtask, index, motion = self._plan[self._index], self._index, self._segment.motion
+        action, finished = self._tracker.step(measured, state)
+        self._subtask_steps += 1
+        if finished:
+            self._segment = None
+        if self._subtask_steps > MAX_STEPS_PER_SUBTASK:
+            self._give_up(f"timed out after {MAX_STEPS_PER_SUBTASK} control steps")
+        return ExpertStep(action.astype(np.float32), subtask, motion, False, index, None)
+
+    # -- sequencing ---------------------------------------------------------------------------------------
+
+    def _advance(self, state: SceneState, measured: Vector) -> None:
+        """Pull the next segment from the current routine, moving on to the next subtask when it ends."""
+        if self._routine is None:
+            if self._index >= len(self._plan):
+                self._done = True
+                return
+            self._routine = self._routine_for(self._plan[self._index], state)
+            self._routine_started = False
+            self._subtask_steps = 0
+        try:
+            segment = self._routine.send(state) if self._routine_started else next(self._routine)
+        except StopIteration:
+            self._routine = None
+            self._index += 1
+            return
+        except ExpertGaveUpError as error:
+            self._give_up(str(error))
+            return
+        self._routine_started = True
+        self._segment = segment
+        self._tracker.begin(segment, measured)
+
+    def _give_up(self, reason: str) -> None:
+        self._failure = SubtaskFailure(self._index, self._plan[self._index], reason)
+        self._done = True
+        self._routine = None
+        self._segment = None
+
+    def _routine_for(self, subtask: Subtask, state: SceneState) -> Routine:
+        if subtask.action is Action.PICK:
+            return self._pick(subtask.object, state, self._next_place(subtask))
+        if subtask.action is Action.PLACE:
+            return self._place(subtask, state)
+        if subtask.action is Action.PUSH:
+            return self._push(subtask, state)
+        opening = subtask.action is Action.OPEN
+        if subtask.object == FixtureName.DRAWER:
+            return self._drawer(opening, state)
+        return self._door(opening, state)
+
+    def _next_place(self, pick: Subtask) -> Subtask | None:
+        following = self._plan[self._index + 1] if self._index + 1 < len(self._plan) else None
+        if following is not None and following.action is Action.PLACE and following.object == pick.object:
+            return following
+        return None
+
+    # -- shared moves -------------------------------------------------------------------------------------
+
+    def _travel(
+        self, goal: Pose, gripper: float, motion: Motion, clear_z: float, lift: Motion, speed: float = CARTESIAN_SPEED
+    ) -> Routine:
+        """Rise to ``clear_z`` (labelled ``lift``), cross above ``goal`` at that height, then go down to it,
+        at ``speed`` m/s peak."""
+        here = self._tracker.pose
+        far = np.linalg.norm(goal.position[:2] - here.position[:2]) > 0.04
+        if far and here.position[2] < clear_z - 0.01:
+            yield Segment(lift, here.moved((0.0, 0.0, clear_z - here.position[2])), gripper, speed, settle=None)
+        if far:
+            above = np.array([goal.position[0], goal.position[1], max(clear_z, goal.position[2])])
+            yield Segment(motion, Pose(above, goal.quaternion), gripper, speed, settle=0.02)
+        yield Segment(motion, goal, gripper, speed)
+
+    def _release_and_retreat(self, opening: float, retreat: Vector) -> Routine:
+        """Open the fingers to ``opening`` m in place, then move by ``retreat`` (3,) m."""
+        here = self._tracker.pose
+        yield Segment(Motion.RELEASE, here, opening, settle=None, hold=RELEASE_STEPS)
+        yield Segment(Motion.RETREAT, here.moved(retreat), opening, settle=None)
+
+    # -- pick ---------------------------------------------------------------------------------------------
+
+    def _pick(self, name: str, state: SceneState, place: Subtask | None) -> Routine:
+        """Grasp ``name`` from above, verify the grasp, lift it; re-grasp from the new state on a miss."""
+        if name not in state.objects:
+            raise ExpertGaveUpError(f"the {name} is not in the scene")
+        reason = ""
+        for attempt in range(MAX_GRASP_ATTEMPTS):
+            if not _dropped(name)(state) and state.gripper_opening < 0.079:
+                return
+            grasp = plan_grasp(state, name)
+            pose = Pose(grasp.position, down_quaternion(grasp.yaw))
+            if place is not None and place.target == FixtureName.CABINET:  # held leaning: it goes in from the front
+                pose = self._leaning_grasp(grasp, state, name)
+            above = Pose(pose.position - APPROACH_HEIGHT * _approach_axis(pose.quaternion), pose.quaternion)
+            yield from self._travel(above, grasp.opening, Motion.APPROACH, CLEAR_Z, Motion.RETREAT)
+            follow = self._following(name, state.objects[name].position[:2].copy(), pose)
+            yield Segment(Motion.DESCEND, pose, grasp.opening, speed=CONTACT_SPEED, path=follow,
+                          length=APPROACH_HEIGHT, settle=0.004)  # fmt: skip
+            pose = follow(pose, 1.0)
+            state = yield Segment(Motion.GRASP, pose, 0.0, settle=None, hold=GRASP_STEPS)
+            if state.grasped == name:
+                lift_to = max(CLEAR_Z, grasp.position[2] + 0.12)
+                state = yield Segment(Motion.LIFT, pose.moved((0.0, 0.0, lift_to - grasp.position[2])), 0.0)
+                if not _dropped(name)(state):
+                    return
+                reason = f"the {name} slipped out while lifting"
+            else:
+                reason = f"closing on the {name} did not hold it (attempt {attempt + 1})"
+            yield from self._release_and_retreat(grasp.opening, np.array([0.0, 0.0, 0.1]))
+            state = yield Segment(Motion.RETREAT, self._tracker.pose, grasp.opening, settle=None, hold=4)
+        raise ExpertGaveUpError(reason or f"could not grasp the {name}")
+
+    def _leaning_grasp(self, grasp: Grasp, state: SceneState, name: str) -> Pose:
+        """Grasp pose leaning CABINET_TILT (upright object, tilted hand) whose hold the arm can also keep with
+        the lean turned toward +x in front of the cabinet: the most comfortable of the four lean/closing pairs."""
+        inside = np.array([self._fixtures.cabinet_mouth_x + CABINET_DEPTH, state.regions["cabinet"].center[1],
+                           grasp.position[2] + state.regions["cabinet"].low[2] + RELEASE_GAP])  # fmt: skip
+        best: tuple[float, Pose] | None = None
+        for flip in (0.0, np.pi):
+            yaw = grasp.yaw + flip
+            for side in (-np.pi / 2, np.pi / 2):
+                lean = yaw + side
+                if name == "cup" and np.cos(lean - body_yaw(state.objects[name])) < 0:
+                    continue  # the hand must stay off the cup's handle (body +x): lean toward it
+                pose = Pose(grasp.position, down_quaternion(yaw, CABINET_TILT, lean=lean))
+                there = Pose(inside, down_quaternion(yaw - lean, CABINET_TILT, lean=0.0))
+                cost = self._sweep_cost([pose, there])
+                if best is None or cost < best[0]:
+                    best = (cost, pose)
+        assert best is not None
+        return best[1]
+
+    def _following(self, name: str, planned: Vector, goal: Pose) -> Callable[[Pose, float], Pose]:
+        """Straight path to ``goal`` shifted by how far object ``name`` has moved from ``planned`` (2,) xy since
+        planning (closed loop on objects that roll or get nudged)."""
+
+        def path(start: Pose, s: float) -> Pose:
+            assert self._state is not None
+            shift = self._state.objects[name].position[:2] - planned
+            return start.interpolate(goal.moved((shift[0], shift[1], 0.0)), s)
+
+        return path
+
+    # -- place --------------------------------------------------------------------------------------------
+
+    def _place(self, subtask: Subtask, state: SceneState) -> Routine:
+        """Carry the held object to its goal, set it down, let go and verify; re-pick and retry once."""
+        assert subtask.relation is not None and subtask.target is not None
+        name, goal_term = subtask.object, Placed(subtask.object, subtask.relation, subtask.target)
+        verdict = ""
+        for attempt in range(MAX_PLACE_ATTEMPTS):
+            if _dropped(name)(state):
+                state = yield from self._collect(self._pick(name, state, subtask))
+                if _dropped(name)(state):
+                    raise ExpertGaveUpError(f"the {name} is not held and could not be picked up again")
+            goal = self._place_goal(state, subtask)
+            if goal.from_front:
+                state = yield from self._collect(self._insert_front(name, goal, state))
+            else:
+                state = yield from self._collect(self._lower_from_above(name, goal, state))
+            result = goal_term(state, state)
+            if result.success:
+                return
+            verdict = result.reason
+            if attempt + 1 < MAX_PLACE_ATTEMPTS and state.grasped != name and not self._reachable_again(state, name):
+                break
+        raise ExpertGaveUpError(f"placing failed: {verdict}")
+
+    def _collect(self, routine: Routine) -> Generator[Segment, SceneState, SceneState]:
+        """Run ``routine`` inside another one and return the scene state after its last segment."""
+        assert self._state is not None
+        state = self._state
+        try:
+            segment = next(routine)
+            while True:
+                state = yield segment
+                segment = routine.send(state)
+        except StopIteration:
+            return state
+
+    def _reachable_again(self, state: SceneState, name: str) -> bool:
+        """Whether a dropped object lies somewhere a top-down grasp can get it (on the counter, upright-ish)."""
+        obj = state.objects[name]
+        return bool(obj.bounds.low[2] < 0.02 and 0.12 < obj.position[0] < 0.7 and abs(obj.position[1]) < 0.5)
+
+    def _held_geometry(self, state: SceneState, name: str) -> tuple[Vector, float]:
+        """((2,) object centre minus TCP, xy m; TCP height above the object's bottom, m)."""
+        obj = state.objects[name]
+        tcp = state.ee_position
+        return obj.bounds.center[:2] - tcp[:2], float(tcp[2] - obj.bounds.low[2])
+
+    def _lower_from_above(self, name: str, goal: PlaceGoal, state: SceneState) -> Routine:
+        """Transport at carrying height, lower onto the goal, release, retreat up."""
+        offset, hang = self._held_geometry(state, name)
+        current_yaw = tool_yaw(self._tracker.pose.quaternion)
+        yaw = current_yaw if goal.yaw is None else goal.yaw
+        turn = wrap_angle(yaw - current_yaw)
+        c, s = np.cos(turn), np.sin(turn)
+        rotated = np.array([c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]])
+        tcp = np.array([*(goal.centre - rotated), goal.bottom + hang])
+        pose = Pose(tcp, down_quaternion(yaw))
+        carry_z = max(CLEAR_Z, CARRY_CLEARANCE + hang, tcp[2] + APPROACH_HEIGHT)
+        dropped = _dropped(name)
+        for segment in self._travel(
+            pose.moved((0, 0, APPROACH_HEIGHT)), 0.0, Motion.TRANSPORT, carry_z, Motion.LIFT, _carry_speed(name)
+        ):
+            state = yield _with_until(segment, dropped)
+            if dropped(state):
+                return
+        yield Segment(Motion.LOWER, pose, 0.0, speed=CONTACT_SPEED, settle=0.004)
+        opening = min(self._max_opening, state.gripper_opening + RELEASE_WIDENING)
+        yield from self._release_and_retreat(opening, np.array([0.0, 0.0, 0.1]))
+
+    def _insert_front(self, name: str, goal: PlaceGoal, state: SceneState) -> Routine:
+        """Line up in front of the cabinet with the tool leaning in, slide the object in, release, back out.
+
+        An object picked for the cabinet is already held leaning (upright object, tilted hand): the hand only
+        turns about the vertical so that it leans toward +x. Otherwise the hand tilts here, object and all.
+        """
+        assert goal.yaw is not None
+        current = self._tracker.pose.quaternion
+        approach = _approach_axis(current)
+        yaw = goal.yaw
+        if np.linalg.norm(approach[:2]) > 0.2:  # already leaning: turn the lean toward +x
+            yaw = tool_yaw(current) - float(np.arctan2(approach[1], approach[0]))
+        quaternion = down_quaternion(yaw, goal.tilt, lean=0.0)
+        mouth = self._fixtures.cabinet_mouth_x
+        dropped = _dropped(name)
+        hang = self._held_geometry(state, name)[1]
+        carry_z = max(CLEAR_Z, CARRY_CLEARANCE + hang)
+        staging = np.array([mouth - CABINET_STAGING, goal.centre[1], goal.bottom + hang + CABINET_ENTRY_ABOVE])
+        here = self._tracker.pose
+        if self._cuts_cabinet_corner(here.position, staging):  # back out in front of it first
+            front = np.array([staging[0], here.position[1], max(carry_z, here.position[2])])
+            state = yield _with_until(
+                Segment(Motion.TRANSPORT, Pose(front, here.quaternion), 0.0, _carry_speed(name)), dropped
+            )
+            if dropped(state):
+                return
+        for segment in self._travel(
+            Pose(staging, quaternion), 0.0, Motion.TRANSPORT, carry_z, Motion.LIFT, _carry_speed(name)
+        ):
+            state = yield _with_until(segment, dropped)
+            if dropped(state):
+                return
+        offset, hang = self._held_geometry(state, name)  # measured with the tool leaning
+        inside = np.array([goal.centre[0] - offset[0], staging[1], goal.bottom + hang])
+        entry = np.array([inside[0], inside[1], staging[2]])
+        yield Segment(Motion.TRANSPORT, Pose(entry, quaternion), 0.0, speed=CONTACT_SPEED)
+        yield Segment(Motion.LOWER, Pose(inside, quaternion), 0.0, speed=CONTACT_SPEED, settle=0.006)
+        opening = min(self._max_opening, state.gripper_opening + RELEASE_WIDENING)
+        here = self._tracker.pose
+        yield Segment(Motion.RELEASE, here, opening, settle=None, hold=RELEASE_STEPS)
+        yield Segment(Motion.RETREAT, here.moved((0.0, 0.0, 0.02)), opening, settle=None)
+        yield Segment(Motion.RETREAT, Pose(staging, quaternion), opening, settle=None)
+
+    def _cuts_cabinet_corner(self, start: Vector, end: Vector) -> bool:
+        """Whether the straight xy path from ``start`` to ``end`` passes the cabinet's side line (y =
+        -FIXTURE_SIDE_Y) less than CABINET_CORNER_MARGIN in front of its mouth."""
+        if start[1] <= -FIXTURE_SIDE_Y or end[1] >= -FIXTURE_SIDE_Y:
+            return bool(start[1] <= -FIXTURE_SIDE_Y and start[0] > end[0] + 0.02)
+        fraction = (start[1] + FIXTURE_SIDE_Y) / (start[1] - end[1])
+        x = start[0] + fraction * (end[0] - start[0])
+        return bool(x > self._fixtures.cabinet_mouth_x - CABINET_CORNER_MARGIN)
+
+    def _place_goal(self, state: SceneState, subtask: Subtask) -> PlaceGoal:
+        """Where to release the held object for ``subtask`` (see :class:`PlaceGoal`)."""
+        assert subtask.relation is not None and subtask.target is not None
+        name, target, relation = subtask.object, subtask.target, subtask.relation
+        obj = state.objects[name]
+        if relation in RELATION_VECTORS or relation is Relation.NEXT_TO:
+            return self._spatial_goal(state, name, relation, target)
+        if target in state.regions and target in set(FixtureName):
+            return self._fixture_goal(state, obj, target)
+        base = state.objects[target]
+        if target == "basket":
+            return self._basket_goal(base, obj)
+        if target in ("bowl", "plate"):  # containers: down onto the floor
+            floor = base.bounds.low[2] + 0.012
+            return PlaceGoal(base.bounds.center[:2], floor + RELEASE_GAP)
+        return PlaceGoal(base.bounds.center[:2], base.bounds.high[2] + RELEASE_GAP)  # stacking
+
+    def _fixture_goal(self, state: SceneState, obj: ObjectState, fixture: str) -> PlaceGoal:
+        region = state.regions[fixture]
+        centre = region.center[:2].copy()
+        if fixture == FixtureName.DRAWER:
+            front = self._fixtures.drawer_unit_front_x
+            low = region.low[0] + DRAWER_FRONT_MARGIN
+            centre[0] = max(low, min((region.low[0] + front) / 2, region.high[0] - DRAWER_FRONT_MARGIN))
+            yaw = nearest_equivalent_yaw(0.0, reference_yaw(np.append(centre, 0.0)))  # long side along y
+            return PlaceGoal(centre, region.low[2] + RELEASE_GAP, yaw=yaw)
+        if fixture == FixtureName.CABINET:
+            centre[0] = self._fixtures.cabinet_mouth_x + CABINET_DEPTH
+            return PlaceGoal(centre, region.low[2] + RELEASE_GAP, yaw=np.pi / 2, tilt=CABINET_TILT, from_front=True)
+        return PlaceGoal(centre, region.low[2] + RELEASE_GAP)
+
+    def _basket_goal(self, basket: ObjectState, obj: ObjectState) -> PlaceGoal:
+        """Beside the basket's carrying handle (which spans its length along its x axis), fingers along it."""
+        heading = body_yaw(basket)
+        across = np.array([-np.sin(heading), np.cos(heading)])  # the basket's y axis
+        if np.dot(across, basket.position[:2]) > 0:  # take the half nearer the robot
+            across = -across
+        centre = basket.position[:2] + BASKET_SIDE_OFFSET * across
+        yaw = nearest_equivalent_yaw(heading, reference_yaw(np.append(centre, 0.0)))  # fingers along the handle
+        # lowered as deep as the handle and the walls let it go: it ends wedged between them, or on the floor
+        return PlaceGoal(centre, basket.bounds.low[2] + BASKET_FLOOR + RELEASE_GAP, yaw=yaw)
+
+    def _spatial_goal(self, state: SceneState, name: str, relation: Relation, anchor: str) -> PlaceGoal:
+        """A free counter spot ``relation`` the anchor, about SPOT_GAP from it (see :func:`spatial_spot`)."""
+        obj, ref = state.objects[name], state.objects[anchor]
+        directions = [RELATION_VECTORS[relation]] if relation in RELATION_VECTORS else list(RELATION_VECTORS.values())
+        current_yaw = tool_yaw(self._tracker.pose.quaternion)
+        hang = self._held_geometry(state, name)[1]
+        others = [o.bounds for n, o in state.objects.items() if n not in (name, anchor)]
+        best: tuple[float, PlaceGoal] | None = None
+        for direction in directions:
+            heading = float(np.arctan2(direction[1], direction[0]))
+            across = abs(np.cos(current_yaw - heading)) < 0.5  # closing axis already across the direction
+            for turn in (0.0, np.pi / 2):
+                crossing = across != (turn != 0.0)  # fingers and hand body across the direction: hand stays clear
+                yaw = nearest_equivalent_yaw(current_yaw + turn, reference_yaw(ref.position))
+                half = obj.bounds.size[:2] / 2 if turn == 0.0 else obj.bounds.size[1::-1] / 2
+                axis = int(np.argmax(np.abs(direction)))
+                bottom, min_gap = RELEASE_GAP + 0.003, 0.0
+                if not crossing:  # the hand body reaches over the anchor: pass above it, or keep away from it
+                    lifted = ref.bounds.high[2] + HAND_CLEARANCE - hang - HAND_BODY_BELOW
+                    if lifted <= MAX_DROP:
+                        bottom = max(bottom, lifted)
+                    else:
+                        min_gap = HAND_HALF_LENGTH - half[axis]
+                found = spatial_spot(ref.bounds, half, direction, others, state, min_gap)
+                if found is not None:
+                    score = found[0] - (0.0 if crossing else 0.05)
+                    if best is None or score > best[0]:
+                        best = (score, PlaceGoal(found[1], bottom, yaw=yaw))
+        if best is None:
+            raise ExpertGaveUpError(f"no free spot {relation.value} the {anchor}")
+        return best[1]
+
+    # -- push ---------------------------------------------------------------------------------------------
+
+    def _push(self, subtask: Subtask, state: SceneState) -> Routine:
+        """Closed fingers behind the object, slide it along the direction with lateral corrections."""
+        assert subtask.direction is not None
+        name = subtask.object
+        direction = PUSH_VECTORS[subtask.direction]
+        start = state.objects[name].position[:2].copy()
+        across = np.array([-direction[1], direction[0]])
+        for _attempt in range(2):
+            obj = state.objects[name]
+            half = obj.bounds.size[:2] / 2
+            extent = float(np.abs(direction) @ half)
+            centre = obj.bounds.center[:2]
+            height = obj.bounds.low[2] + min(PUSH_HEIGHT, obj.bounds.size[2] / 2)
+            contact = centre - direction * (extent + FINGER_HALF_THICKNESS + PUSH_STANDOFF)
+            point = np.array([contact[0], contact[1], max(height, MIN_TCP_HEIGHT)])
+            yaw = self._push_yaw(point, direction, obj.bounds.high[2] - point[2] > HAND_BODY_BELOW)
+            pose = Pose(point, down_quaternion(yaw))
+            above = pose.moved((0.0, 0.0, obj.bounds.high[2] + 0.05 - point[2]))
+            yield from self._travel(above, 0.0, Motion.APPROACH, CLEAR_Z, Motion.RETREAT)
+            yield Segment(Motion.DESCEND, pose, 0.0, speed=CONTACT_SPEED, settle=0.005)
+            travelled = 0.0
+            budget = PUSH_TARGET + PUSH_STANDOFF + 0.05
+            while travelled < budget:
+                moved = float((state.objects[name].position[:2] - start) @ direction)
+                if moved >= PUSH_ENOUGH:
+                    break
+                here = self._tracker.pose
+                lateral = float((state.objects[name].bounds.center[:2] - here.position[:2]) @ across)
+                shift = direction * PUSH_STEP + across * 0.5 * lateral
+                state = yield Segment(
+                    Motion.PUSH, here.moved((shift[0], shift[1], 0.0)), 0.0,
+                    speed=CONTACT_SPEED, profile=Profile.LINEAR, settle=None,
+                )  # fmt: skip
+                travelled += PUSH_STEP
+            back = np.append(-direction * 0.02, 0.0)
+            state = yield Segment(Motion.RETREAT, self._tracker.pose.moved(back), 0.0, settle=None)
+            state = yield Segment(Motion.RETREAT, self._tracker.pose.moved((0.0, 0.0, 0.1)), 0.0, settle=None)
+            if float((state.objects[name].position[:2] - start) @ direction) >= PUSH_ENOUGH - 0.01:
+                return
+        moved = float((state.objects[name].position[:2] - start) @ direction)
+        raise ExpertGaveUpError(f"the {name} moved only {moved:.3f} m {subtask.direction.value}")
+
+    def _push_yaw(self, point: Vector, direction: Vector, tall: bool) -> float:
+        """Closing-axis yaw for pushing along ``direction`` from ``point``: the broad side of the closed fingers
+        against the object, turned (up to 60°) when the hand body would hit a fixture; the wrist camera always
+        faces away from the object. For a ``tall`` object the hand body must not reach over it either."""
+        side = WRIST_CAMERA_SIDE  # the camera bulges out on this side of tool x: turn it away from the object
+        across = float(np.arctan2(side * direction[0], -side * direction[1]))
+        reference = reference_yaw(point)
+        for turn in (0.0, np.pi / 6, -np.pi / 6, np.pi / 3, -np.pi / 3):
+            closing = np.array([np.cos(across + turn), np.sin(across + turn)])
+            reach = HAND_HALF_LENGTH * abs(np.sin(turn)) + 0.025 * abs(np.cos(turn))  # hand body ahead of the TCP
+            if tall and reach > FINGER_HALF_THICKNESS + PUSH_STANDOFF + 0.01:
+                continue
+            if self._hand_clear(point, closing, direction):
+                return nearest_equivalent_yaw(across + turn, reference, period=2 * np.pi)
+        return nearest_equivalent_yaw(across, reference, period=2 * np.pi)
+
+    def _hand_clear(self, point: Vector, closing: Vector, direction: Vector) -> bool:
+        """Whether the hand body (HAND_HALF_LENGTH along ``closing``) stays off the drawer unit and the cabinet
+        while the TCP pushes from ``point`` (3,) PUSH_TARGET m along ``direction`` (2,)."""
+        for travel in (0.0, PUSH_TARGET):
+            centre = point[:2] + travel * direction
+            for end in (-HAND_HALF_LENGTH, HAND_HALF_LENGTH):
+                x, y = centre + end * closing
+                if x > self._fixtures.drawer_unit_front_x - 0.02 and abs(y) > FIXTURE_SIDE_Y:
+                    return False
+        return True
+
+    # -- articulations ------------------------------------------------------------------------------------
+
+    def _grab_handle(self, pose: Pose) -> Generator[Segment, SceneState, SceneState]:
+        """Come down on a handle bar from above to the TCP ``pose`` and close on it; returns the state after."""
+        yield from self._travel(pose.moved((0, 0, APPROACH_HEIGHT)), HANDLE_OPENING, Motion.APPROACH, CLEAR_Z,
+                                Motion.RETREAT)  # fmt: skip
+        yield Segment(Motion.DESCEND, pose, HANDLE_OPENING, speed=CONTACT_SPEED, settle=0.004)
+        state = yield Segment(Motion.GRASP, pose, 0.0, settle=None, hold=GRASP_STEPS)
+        return state
+
+    def _drawer(self, opening: bool, state: SceneState) -> Routine:
+        """Grasp the drawer handle and pull it open (or push it closed) along the slide."""
+        fixtures = self._fixtures
+        lower, upper = state.articulations["drawer"].lower, state.articulations["drawer"].upper
+        target = lower + (DRAWER_OPEN_TARGET if opening else CLOSED_TARGET) * (upper - lower)
+        for _attempt in range(2):
+            q = state.articulations["drawer"].joint_position
+            grasp = fixtures.drawer_handle(q)
+            yaw = nearest_equivalent_yaw(np.pi / 2, reference_yaw(grasp))  # fingers across the bar, along y
+            state = yield from self._grab_handle(Pose(grasp, down_quaternion(yaw)))
+            if HANDLE_GRIP[0] <= state.gripper_opening <= HANDLE_GRIP[1]:
+                here = self._tracker.pose
+                end = here.moved(fixtures.drawer_axis * (target - q) - (0.004 if not opening else 0.0)
+                                 * fixtures.drawer_axis)  # fmt: skip
+                reached = _opening_reached("drawer", opening, DRAWER_OPEN_TARGET if opening else CLOSED_TARGET)
+                state = yield Segment(
+                    Motion.PULL if opening else Motion.PUSH, end, 0.0,
+                    speed=CONTACT_SPEED, profile=Profile.LINEAR, settle=None, until=reached, hold=10,
+                )  # fmt: skip
+            state = yield from self._collect(self._release_and_retreat(HANDLE_OPENING, np.array([0.0, 0.0, 0.1])))
+            if _articulation_done(state, "drawer", opening):
+                return
+        raise ExpertGaveUpError(f"the drawer is {state.articulations['drawer'].opening:.2f} open after two tries")
+
+    def _door(self, opening: bool, state: SceneState) -> Routine:
+        """Open the door by its handle (:meth:`_swing_door`) or push it shut (:meth:`_push_door`)."""
+        if opening:
+            return (yield from self._swing_door(state))
+        return (yield from self._push_door(state))
+
+    def _push_door(self, state: SceneState) -> Routine:
+        """Closed fingers against the door's outer face, above the handle, swept along the hinge arc to shut.
+
+        The open door's handle faces away from the robot at the edge of its reach, so the door is pushed
+        rather than held: the pusher point is DOOR_PUSH_RADIUS from the hinge, DOOR_PUSH_STANDOFF off the face.
+        """
+        fixtures = self._fixtures
+        for _attempt in range(2):
+            angle = state.articulations["cabinet"].joint_position
+            local = np.array([fixtures.hinge[0] - DOOR_PUSH_STANDOFF, fixtures.hinge[1] + DOOR_PUSH_RADIUS,
+                              DOOR_PUSH_HEIGHT])  # fmt: skip
+            contact = rotate_about(local, fixtures.hinge, angle)
+            sweep = -angle - DOOR_OVERDRIVE
+            yaw = self._door_yaw(contact, angle, sweep, lean=0.0)
+            pose = Pose(contact, down_quaternion(yaw))
+            above = pose.moved((0.0, 0.0, DOOR_CLEAR_Z - contact[2]))
+            yield from self._travel(above, 0.0, Motion.APPROACH, max(CLEAR_Z, DOOR_CLEAR_Z), Motion.RETREAT)
+            yield Segment(Motion.DESCEND, pose, 0.0, speed=CONTACT_SPEED, settle=0.008)
+
+            def arc(_start: Pose, s: float, sweep: float = sweep, yaw: float = yaw, contact: Vector = contact) -> Pose:
+                return Pose(rotate_about(contact, fixtures.hinge, s * sweep), down_quaternion(yaw + s * sweep))
+
+            radius = float(np.linalg.norm(contact[:2] - fixtures.hinge))
+            state = yield Segment(
+                Motion.PUSH, arc(pose, 1.0), 0.0, speed=CONTACT_SPEED, path=arc, length=radius * abs(sweep),
+                profile=Profile.LINEAR, settle=None, until=_opening_reached("cabinet", False, CLOSED_TARGET), hold=6,
+            )  # fmt: skip
+            state = yield Segment(Motion.RETREAT, self._tracker.pose.moved((0.0, 0.0, 0.1)), 0.0, settle=None)
+            if _articulation_done(state, "cabinet", False):
+                return
+        raise ExpertGaveUpError(
+            f"the cabinet door is {state.articulations['cabinet'].opening:.2f} open after two pushes"
+        )
+
+    def _swing_door(self, state: SceneState) -> Routine:
+        """Grasp the door handle from above and swing it open along the hinge arc, turning the hand with it."""
+        opening = True
+        fixtures = self._fixtures
+        lower, upper = state.articulations["cabinet"].lower, state.articulations["cabinet"].upper
+        fraction = DOOR_OPEN_TARGET if opening else CLOSED_TARGET
+        target = lower + fraction * (upper - lower)
+        for _attempt in range(2):
+            angle = state.articulations["cabinet"].joint_position
+            grasp = fixtures.door_handle(angle)
+            sweep = (target - (0.0 if opening else 0.03)) - angle
+            yaw = self._door_yaw(grasp, angle, sweep)
+            state = yield from self._grab_handle(Pose(grasp, _door_quaternion(yaw, angle)))
+            if HANDLE_GRIP[0] <= state.gripper_opening <= HANDLE_GRIP[1]:
+                start = self._tracker.pose
+                hinge = fixtures.hinge
+
+                def arc(
+                    _start: Pose, s: float, start: Pose = start, sweep: float = sweep, yaw: float = yaw,
+                    angle: float = angle, hinge: Vector = hinge,
+                ) -> Pose:  # fmt: skip
+                    turn = s * sweep
+                    quaternion = _door_quaternion(yaw + turn, angle + turn)
+                    return Pose(rotate_about(start.position, hinge, turn), quaternion)
+
+                radius = float(np.linalg.norm(start.position[:2] - hinge))
+                goal = arc(start, 1.0)
+                state = yield Segment(
+                    Motion.PULL if opening else Motion.PUSH, goal, 0.0,
+                    speed=CONTACT_SPEED, path=arc, length=radius * abs(sweep), profile=Profile.LINEAR,
+                    settle=None, until=_opening_reached("cabinet", opening, fraction), hold=10,
+                )  # fmt: skip
+            state = yield from self._collect(self._leave_door())
+            if _articulation_done(state, "cabinet", opening):
+                return
+        raise ExpertGaveUpError(
+            f"the cabinet door is {state.articulations['cabinet'].opening:.2f} open after two tries"
+        )
+
+    def _leave_door(self) -> Routine:
+        """Let go of the door handle and withdraw above the door's top edge, back over the counter, so that
+        the next move cannot sweep the door shut."""
+        here = self._tracker.pose
+        yield Segment(Motion.RELEASE, here, HANDLE_OPENING, settle=None, hold=RELEASE_STEPS)
+        up = here.moved((0.0, 0.0, DOOR_CLEAR_Z - here.position[2]))
+        yield Segment(Motion.RETREAT, up, HANDLE_OPENING, settle=None)
+        inside = np.array([DOOR_EXIT[0], DOOR_EXIT[1], DOOR_CLEAR_Z])
+        yield Segment(Motion.RETREAT, Pose(inside, down_quaternion(reference_yaw(inside))), HANDLE_OPENING, settle=None)
+
+    def _door_yaw(self, grasp: Vector, angle: float, sweep: float, lean: float = DOOR_LEAN) -> float:
+        """Closing-axis yaw along the door (at ``grasp``, door ``angle`` rad) whose whole ``sweep`` rad the arm
+        can follow, the tool leaning ``lean`` rad toward the door."""
+        best: tuple[float, float] | None = None
+        for candidate in (angle + np.pi / 2, angle - np.pi / 2):
+            poses = [
+                Pose(rotate_about(grasp, self._fixtures.hinge, f * sweep),
+                     down_quaternion(candidate + f * sweep, lean, lean=angle + f * sweep))
+                for f in np.linspace(0.0, 1.0, SWEEP_CHECKS)
+            ]  # fmt: skip
+            cost = self._sweep_cost(poses)
+            if best is None or cost < best[0]:
+                best = (cost, candidate)
+        assert best is not None
+        return best[1]
+
+    def _sweep_cost(self, poses: Sequence[Pose]) -> float:
+        """How hard following ``poses`` in order is: IK failures and joints near their limits along the way."""
+        lower, upper = self._embodiment.position_limits
+        q: Vector | None = None
+        cost = 0.0
+        for pose in poses:
+            ok, q = self._tracker.reachable(pose, q)
+            margin = float(np.min(np.minimum(q - lower, upper - q)))
+            cost += (0.0 if ok else 10.0) + max(0.0, JOINT_MARGIN - margin)
+        return cost
+
+
+DOOR_PUSH_RADIUS = 0.2  # m, from the hinge along the door, where the fingers push it shut
+DOOR_PUSH_STANDOFF = 0.028  # m, TCP off the door's hinge line on the outer side (fingers 1.1 cm thick)
+DOOR_PUSH_HEIGHT = 0.235  # m, TCP height while pushing the door: above its handle, hand mount above its top
+DOOR_CLEAR_Z = 0.34  # m, TCP height that clears the door's top edge (fingers included)
+DOOR_EXIT = (0.32, -0.2)  # m, xy over the counter the hand withdraws to after opening the door
+DOOR_OVERDRIVE = 0.06  # rad, how far past closed the push sweep is commanded
+SWEEP_CHECKS = 6  # poses checked with IK along a door swing before choosing how to hold the handle
+JOINT_MARGIN = 0.15  # rad, joints closer than this to a limit make a swing costlier
+
+
+BASKET_SIDE_OFFSET = 0.03  # m, off the basket's handle line (its x axis) where objects are lowered
+BASKET_FLOOR = 0.008  # m, basket floor above its bottom
+
+
+def spatial_spot(
+    anchor: Box, half: Vector, direction: Vector, others: Sequence[Box], state: SceneState, min_gap: float = 0.0
+) -> tuple[float, Vector] | None:
+    """Best free footprint centre (2,) m for an object of half extents ``half`` (2,) placed ``direction``
+    (2,) unit, axis-aligned) of ``anchor``, with its score; None when no candidate is free.
+
+    Candidates: footprint gaps to the anchor around SPOT_GAP and lateral shifts within the relation's 45°
+    cone; each must stay on the free counter area and SPOT_CLEARANCE away from ``others``.
+    """
+    axis = int(np.argmax(np.abs(direction)))
+    across = np.array([-direction[1], direction[0]])
+    best: tuple[float, Vector] | None = None
+    gaps = [gap for gap in (SPOT_GAP, 0.03, 0.06, 0.08, 0.1, 0.12) if gap >= min_gap] + [max(min_gap, 0.0) + 0.01]
+    for gap in gaps:
+        along = anchor.size[axis] / 2 + half[axis] + gap
+        for shift in np.arange(-SPOT_MAX_SHIFT, SPOT_MAX_SHIFT + 1e-9, SPOT_SHIFT_STEP):
+            if abs(shift) > SPOT_CONE * along:  # stay well inside the relation's 45° cone
+                continue
+            centre = anchor.center[:2] + direction * along + across * shift
+            if not _on_free_counter(centre, half, state):
+                continue
+            clearance = min((footprint_gap(centre, half, box) for box in others), default=1.0)
+            if clearance < SPOT_CLEARANCE:
+                continue
+            score = float(
+                min(clearance, 0.06)
+                - 0.5 * abs(gap - max(SPOT_GAP, min_gap))
+                - 0.2 * abs(shift)
+                - 0.1 * np.linalg.norm(centre)
+            )
+            if best is None or score > best[0]:
+                best = (score, centre)
+    return best
+
+
+def _on_free_counter(centre: Vector, half: Vector, state: SceneState) -> bool:
+    """Whether a footprint lies on the counter where the arm places things, clear of every fixture.
+
+    Two areas: the band in front of the robot (SPOT_AREA), and the strip beside it between the sink or shelf
+    and the cabinet or drawer unit (SIDE_AREA), on each side only while that side's fixture is closed.
+    """
+    low, high = centre - half, centre + half
+    if (
+        low[0] >= SPOT_AREA_X[0]
+        and high[0] <= SPOT_AREA_X[1]
+        and low[1] >= SPOT_AREA_Y[0]
+        and high[1] <= SPOT_AREA_Y[1]
+    ):
+        return True
+    if not (low[0] >= SIDE_AREA_X[0] and high[0] <= SIDE_AREA_X[1] and abs(centre[1]) + half[1] <= SIDE_AREA_Y):
+        return False
+    fixture = "drawer" if centre[1] > 0 else "cabinet"
+    return state.articulations[fixture].opening < 0.05
+
+
+def _carry_speed(name: str) -> float:
+    """Peak tool speed (m/s) while carrying object ``name``: dishes hang off their rim and swing more."""
+    return RIM_CARRY_SPEED if GRASPS[name].rim_segments else CARRY_SPEED
+
+
+def _approach_axis(quaternion: Vector) -> Vector:
+    """(3,) unit approach axis (tool z) of a tool orientation, base frame."""
+    matrix = np.empty(9)
+    mujoco.mju_quat2Mat(matrix, quaternion)
+    return matrix.reshape(3, 3)[:, 2].copy()
+
+
+def _with_until(segment: Segment, until: Callable[[SceneState], bool]) -> Segment:
+    """``segment`` that also stops when ``until`` holds."""
+    return Segment(
+        segment.motion, segment.goal, segment.gripper, segment.speed, segment.path, segment.length,
+        segment.profile, segment.settle, segment.hold, until,
+    )  # fmt: skip
+
+
+def _door_quaternion(yaw: float, door_angle: float) -> Vector:
+    """Tool on the door handle: closing axis at ``yaw``, approach leaned DOOR_LEAN toward the door panel
+    (the door's inward normal is at ``door_angle`` rad), so that the hand leans back from the door's top."""
+    return down_quaternion(yaw, DOOR_LEAN, lean=door_angle)
+
+
+def _dropped(name: str) -> Callable[[SceneState], bool]:
+    """Predicate: object ``name`` left the hand (not between the fingers and away from the TCP)."""
+
+    def dropped(state: SceneState) -> bool:
+        if state.grasped == name:
+            return False
+        return bool(np.linalg.norm(state.objects[name].bounds.center - state.ee_position) > DROP_DISTANCE)
+
+    return dropped
+
+
+def _opening_reached(fixture: str, opening: bool, fraction: float) -> Callable[[SceneState], bool]:
+    """Predicate: the fixture's opening has reached ``fraction`` (from below when opening, above when closing)."""
+    if opening:
+        return lambda state: state.articulations[fixture].opening >= fraction
+    return lambda state: state.articulations[fixture].opening <= fraction
+
+
+def _articulation_done(state: SceneState, fixture: str, opening: bool) -> bool:
+    value = state.articulations[fixture].opening
+    return value >= OPEN_ENOUGH if opening else value <= CLOSED_ENOUGH
