@@ -29,6 +29,7 @@ from tiers.sim.evaluation.planning import GoldPlanEcho, ShuffledGoldPlan, collec
 from tiers.sim.evaluation.report import EpisodeResult, EvalMode
 from tiers.sim.evaluation.video import write_video
 from tiers.sim.kitchen.env import KitchenEnv
+from tiers.sim.kitchen.expert import ScriptedExpert
 from tiers.sim.kitchen.subtasks import Subtask
 from tiers.sim.kitchen.tasks import Task, get_task
 
@@ -84,6 +85,7 @@ class EpisodeRunner:
     def __init__(self, settings: EvalSettings):
         self.settings = settings
         self.env = KitchenEnv(None, robot=settings.robot, render=False, max_steps=settings.max_steps)
+        self._expert: ScriptedExpert | None = None  # built on first use: planner mode never needs one
 
     def __call__(self, job: EpisodeJob) -> EpisodeResult:
         task = get_task(job.task_id)
@@ -117,10 +119,10 @@ class EpisodeRunner:
         return self._result(task, job, score.exact, score.reason, start, extra)
 
     def _execute(self, task: Task, job: EpisodeJob, plan: Sequence[Subtask], start: float) -> EpisodeResult:
-        from tiers.sim.kitchen.expert import ScriptedExpert
-
         env = self.env
-        expert = ScriptedExpert.from_kitchen(env.backend)  # type: ignore[arg-type]
+        if self._expert is None:
+            self._expert = ScriptedExpert.from_kitchen(env.backend)  # type: ignore[arg-type]
+        expert = self._expert
         observation = env.backend.observe(render=False)
         expert.reset(plan, env.scene_state(), observation)
         frames: list[NDArray[np.uint8]] = []
@@ -139,9 +141,8 @@ class EpisodeRunner:
             if terminated or truncated or (finished_at is not None and steps - finished_at >= SETTLE_STEPS):
                 break
         reason = "" if info["success"] else str(info["reason"])
-        failure = getattr(expert, "failure", None)
-        if failure and not info["success"]:
-            reason = f"{failure}; {reason}"
+        if expert.failure is not None and not info["success"]:
+            reason = f"gave up {expert.failure.subtask.text!r}: {expert.failure.reason}; {reason}"
         extra: dict[str, object] = {"subtasks": len(plan)}
         if job.record_video and frames and self.settings.video_dir:
             name = f"{job.index:04d}_{job.task_id.replace('/', '_')}_seed{job.seed}.mp4"
