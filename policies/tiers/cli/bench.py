@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from tiers.sim.bench import run_sim_benchmark
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for name, value in figures.items():
-        table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+        table.add_row(escape(name), f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"figures written to {out}")
     return 0
