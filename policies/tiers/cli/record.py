@@ -12,6 +12,7 @@ episode in progress, and ``--resume`` continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     max_attempts = args.max_attempts if args.max_attempts is not None else 3 * args.num_episodes
     if max_attempts < 1:
         raise ConfigError(f"--max-attempts must be >= 1, got {max_attempts}")
+    # lerobot encodes AV1 with SVT-AV1, which prints its whole configuration per video at its default level
+    os.environ.setdefault("SVT_LOG", "1")  # errors only
     console = Console(stderr=True)
     summary = _record(args, max_attempts, console)
     _print_summary(Console(), summary)  # progress on stderr, the summary on stdout
