@@ -152,7 +152,7 @@ class EvalReport:
         import matplotlib.pyplot as plt
 
         families = self.by("family")
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(families) + 2), 3.5))
+        fig, ax = plt.subplots(figsize=(max(5.5, 0.8 * len(families) + 2), 3.5))
         names = list(families)
         rates = [100 * families[name].success_rate for name in names]
         bars = ax.bar(names, rates, color="#4c72b0")
@@ -160,7 +160,7 @@ class EvalReport:
             ax.annotate(f"n={families[name].episodes}", (bar.get_x() + bar.get_width() / 2, 1), ha="center", fontsize=7)
         ax.set_ylim(0, 105)
         ax.set_ylabel("success rate (%)")
-        ax.set_title(f"{self.mode.value}: {self.agent} — overall {100 * self.overall().success_rate:.1f}%")
+        ax.set_title(f"{self.mode.value}: {self.agent}\noverall {100 * self.overall().success_rate:.1f}%", fontsize=9)
         ax.tick_params(axis="x", labelrotation=30)
         fig.tight_layout()
         fig.savefig(path, dpi=120)
