@@ -44,7 +44,7 @@ from tiers.sim.scene_state import SceneState
 
 MAX_EE_TRANSLATION = 0.05  # m per step (1 m/s at 20 Hz): bound of the ee_delta translation
 MAX_EE_ROTATION = 0.25  # rad per step: bound of each ee_delta rotation-vector component
-STEPS_PER_SUBTASK = 200  # control steps (10 s at 20 Hz) granted per gold-plan subtask before truncation
+STEPS_PER_SUBTASK = 300  # control steps (15 s at 20 Hz) granted per gold-plan subtask before truncation
 LAYOUT_ATTEMPTS = 20  # resamples of a layout that already satisfies the task before giving up
 
 
@@ -117,6 +117,7 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         self.metadata = {**self.metadata, "render_fps": self.embodiment.control_rate_hz}
         self.task: Task | None = None
         self._initial: SceneState | None = None
+        self._state: SceneState | None = None  # state after the last reset/step, None when stale
         self._observation: Observation | None = None
         self._target: NDArray[np.float64] | None = None  # (J+1,) joint targets + gripper held by the robot
         self._ee_target: NDArray[np.float64] | None = None  # (7,) commanded TCP pose for ee_delta actions
@@ -139,7 +140,7 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
             self.task = self._tasks[int(self.np_random.integers(len(self._tasks)))]
         for attempt in range(LAYOUT_ATTEMPTS):
             observation = self.backend.reset(layout_for_task(self.task, episode_seed, attempt=attempt), render=False)
-            self._initial = self.backend.scene_state()
+            self._initial = self._state = self.backend.scene_state()
             if not self.task.check(self._initial, self._initial):
                 break
         else:
@@ -169,12 +170,14 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         try:
             observation = self.backend.step(self._target, render=self._render_images)
         except SimulationError as error:  # a diverged simulation ends the episode, it does not crash the run
+            self._state = None  # MuJoCo reset its state: what was cached is stale
             self._steps += 1
             return self._observation, 0.0, False, True, self._info(success=False, reason=str(error))
         self._observation = replace(observation, instruction=self.task.instruction)
         self._steps += 1
         assert self._initial is not None
-        verdict = self.task.check(self._initial, self.backend.scene_state())
+        self._state = self.backend.scene_state()
+        verdict = self.task.check(self._initial, self._state)
         truncated = not verdict.success and self._steps >= self.max_steps
         info = self._info(success=verdict.success, reason=verdict.reason)
         return self._observation, float(verdict.success), verdict.success, truncated, info
@@ -205,8 +208,14 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         return self._initial
 
     def scene_state(self) -> SceneState:
-        """Privileged state now (for experts, correctors and predicates; never for policies)."""
-        return self.backend.scene_state()
+        """Privileged state now (for experts, correctors and predicates; never for policies).
+
+        The state the last ``reset``/``step`` computed for its success check is reused, so a caller reading
+        it once per step does not pay for it twice; stepping the backend directly bypasses this cache.
+        """
+        if self._state is None:
+            self._state = self.backend.scene_state()
+        return self._state
 
     # -- helpers ------------------------------------------------------------------------------------------
 
