@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evenly spaced sample of at most N tasks")
     parser.add_argument("--seeds", type=int, default=1, help="episodes per task, seeds 0..N-1 (+ --seed)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--backend", default="mujoco", help="simulator backend (tiers.sim.backends.BACKENDS)")
     parser.add_argument("--workers", type=int, default=1, help="parallel workers")
     parser.add_argument("--parallel", choices=["process", "ray"], default="process", help="worker backend")
     parser.add_argument("--videos", type=int, default=2, help="rollout videos for an evenly spaced sample")
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         mode=mode,
         controller=args.policy,
         planner=args.planner,
+        backend=args.backend,
         video_dir=str(out / "videos"),
         max_steps=args.max_steps,
     )

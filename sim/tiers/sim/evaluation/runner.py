@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from tiers.core.errors import ConfigError, ContractError
 from tiers.core.observation import Observation
 from tiers.core.protocols import HighLevelPlanner
+from tiers.sim.backends import BACKENDS
 from tiers.sim.evaluation.planning import GoldPlanEcho, ShuffledGoldPlan, collect_plan, score_plan
 from tiers.sim.evaluation.report import EpisodeResult, EvalMode
 from tiers.sim.evaluation.video import write_video
@@ -59,11 +60,14 @@ class EvalSettings:
     controller: str = "expert"  # who acts in control/integrated modes
     planner: str = "gold_echo"  # who plans in planner/integrated modes
     robot: str = "panda"
+    backend: str = "mujoco"  # simulator, a name in tiers.sim.backends.BACKENDS
     video_dir: str | None = None  # where rollout videos go
     max_steps: int | None = None  # per-episode override of the truncation limit
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown simulator backend {self.backend!r}; available: {', '.join(BACKENDS)}")
         if self.mode is not EvalMode.PLANNER and self.controller not in CONTROLLERS:
             raise ConfigError(f"unknown controller {self.controller!r}; available: {', '.join(CONTROLLERS)}")
         if self.mode is not EvalMode.CONTROL and self.planner not in PLANNERS:
@@ -84,7 +88,9 @@ class EpisodeRunner:
 
     def __init__(self, settings: EvalSettings):
         self.settings = settings
-        self.env = KitchenEnv(None, robot=settings.robot, render=False, max_steps=settings.max_steps)
+        self.env = KitchenEnv(
+            None, backend=settings.backend, robot=settings.robot, render=False, max_steps=settings.max_steps
+        )
         self._expert: ScriptedExpert | None = None  # built on first use: planner mode never needs one
 
     def __call__(self, job: EpisodeJob) -> EpisodeResult:

@@ -83,7 +83,7 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         self,
         task: str | Task | Sequence[str | Task] | None = None,
         *,
-        backend: SimBackend | None = None,
+        backend: SimBackend | str | None = None,
         robot: str | EmbodimentSpec = "panda",
         action_space: ActionSpace | str | None = None,
         render: bool = True,
@@ -93,17 +93,18 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         """
         Args:
             task: a task (or its id), several to draw from at each reset, or None for every task.
-            backend: the simulator; None builds the default MuJoCo kitchen for ``robot``.
+            backend: the simulator, or the name of one in :data:`tiers.sim.backends.BACKENDS` to build for
+                ``robot``; None: the default (MuJoCo).
             robot: robot preset name or spec (used when ``backend`` is None).
             action_space: override of the embodiment's action space ("joint_position" or "ee_delta").
             render: render camera images into every observation (off: proprioception only, much faster).
             render_mode: "rgb_array" to let :meth:`render` return the front camera image.
             max_steps: truncation limit; None: ``STEPS_PER_SUBTASK`` per gold-plan subtask.
         """
-        if backend is None:
-            from tiers.sim.mujoco.kitchen import MujocoKitchen
+        if backend is None or isinstance(backend, str):
+            from tiers.sim.backends import DEFAULT_BACKEND, make_backend
 
-            backend = MujocoKitchen(robot)
+            backend = make_backend(backend or DEFAULT_BACKEND, robot)
         self.backend = backend
         self.embodiment: EmbodimentSpec = backend.embodiment
         self._tasks = self._resolve_tasks(task)
