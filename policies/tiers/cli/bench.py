@@ -1,7 +1,8 @@
 """``tiers bench TARGET``: speed benchmarks that print their figures and write them as JSON.
 
 Targets arrive with the parts they measure; ``sim`` measures the kitchen simulation, the scripted
-expert and the evaluation harness (see :mod:`tiers.sim.bench`).
+expert and the evaluation harness (see :mod:`tiers.sim.bench`); ``data`` the training data loader on a
+recorded dataset (see :mod:`tiers.datasets.bench`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import json
 import time
 from pathlib import Path
 
-HELP = "run a speed benchmark (sim) and write its figures as JSON"
+HELP = "run a speed benchmark (sim, data) and write its figures as JSON"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["sim"], help="what to measure")
+    parser.add_argument("target", choices=["sim", "data"], help="what to measure")
+    parser.add_argument("--dataset", type=Path, default=None, help="dataset folder for `data` (needs an RGB camera)")
     parser.add_argument("--steps", type=int, default=200, help="control steps timed per figure")
     parser.add_argument("--tasks", type=int, default=6, help="expert episodes in the evaluation sample")
     parser.add_argument("--workers", type=int, default=None, help="N for the N-worker evaluation figure")
@@ -27,11 +29,20 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from tiers.sim.bench import run_sim_benchmark
+    from tiers.core.errors import ConfigError
 
     console = Console()
+    if args.target == "data" and args.dataset is None:
+        raise ConfigError("tiers bench data needs --dataset PATH (a LeRobotDataset with an RGB camera)")
     console.print(f"[bold]tiers bench {args.target}[/bold]: this takes a minute or two")
-    figures = run_sim_benchmark(steps=args.steps, tasks=args.tasks, workers=args.workers)
+    if args.target == "data":
+        from tiers.datasets.bench import run_data_benchmark
+
+        figures = run_data_benchmark(args.dataset)
+    else:
+        from tiers.sim.bench import run_sim_benchmark
+
+        figures = run_sim_benchmark(steps=args.steps, tasks=args.tasks, workers=args.workers)
     out = args.out or Path("outputs") / "bench" / f"{args.target}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
