@@ -101,3 +101,23 @@ def test_tool_orientation_helpers() -> None:
         assert tool_yaw(down_quaternion(yaw)) == pytest.approx(yaw, abs=1e-9)
     assert nearest_equivalent_yaw(3.0, 0.0) == pytest.approx(3.0 - np.pi)
     assert nearest_equivalent_yaw(0.2, 0.0, period=2 * np.pi) == pytest.approx(0.2)
+
+
+# Episodes the expert once failed, each with the fix that made it pass.
+REGRESSIONS = [
+    ("pick_place/sponge-in-sink/0", 1),  # the sponge slid out along the pads (two stacked collision boxes)
+    ("spatial/bowl-right_of-sponge/2", 0),  # the fingers were still closing on the bowl's thin wall when checked
+    ("spatial/apple-next_to-bowl/1", 0),  # the hand came down on the cabinet beside the apple
+    ("open_place_close/can-in-cabinet/2", 0),  # the wrist rode on the cabinet top (the can now goes in steeper)
+    ("place_close/sponge-in-cabinet/1", 1),  # left at the cabinet's mouth: nudged in
+    ("open_place_two_close/cup-in-cabinet-banana/1", 1),  # leaving the cabinet cut its front corner
+    ("spatial/banana-left_of-can/0", 1),  # no spot free with the usual margins: found by the relaxed search
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task_id", "seed"), REGRESSIONS, ids=[f"{task}@{seed}" for task, seed in REGRESSIONS])
+def test_expert_regressions(kitchen: MujocoKitchen, task_id: str, seed: int) -> None:
+    success, reason, steps = _episode(kitchen, task_id, seed=seed)
+    assert success, f"{task_id} (seed {seed}): {reason}"
+    _check_labels(task_id, steps)

@@ -16,9 +16,10 @@ environment) decides when to stop. Every step carries the subtask it serves and 
 
 Each subtask is a generator ("routine") that yields :class:`~tiers.sim.kitchen.motions.Segment` s and is
 resumed with the scene state at the end of each, so it re-plans from what actually happened: a pick checks
-``state.grasped`` and re-grasps, a place re-picks a dropped object, a push keeps correcting toward the
-object, an articulation is pulled until its opening is reached. A routine that runs out of options raises
-:class:`ExpertGaveUpError`; the expert then stops and reports a :class:`SubtaskFailure` with the reason.
+``state.grasped`` and re-grasps, a place re-picks a dropped object (or nudges one left at the cabinet's mouth
+further in), a push keeps correcting toward the object, an articulation is pulled until its opening is
+reached. A routine that runs out of options raises :class:`ExpertGaveUpError`; the expert then stops and
+reports a :class:`SubtaskFailure` with the reason.
 
 Frames: the robot base frame (x away from the robot over the counter, y left, z up), metres, radians.
 Everything is deterministic: no randomness, same state and observations -> same actions.
@@ -70,6 +71,7 @@ CLEAR_Z = 0.24  # m, TCP height of free-space moves with an empty hand (above ev
 CARRY_CLEARANCE = 0.19  # m, least height of a carried object's bottom during transport
 APPROACH_HEIGHT = 0.08  # m, pre-grasp / pre-place offset above the final pose
 GRASP_STEPS = 12  # control steps the fingers get to close (0.6 s at 20 Hz)
+RIM_GRASP_STEPS = 20  # control steps for a wall or rim grasp: the fingers travel further, the wall is thin
 RELEASE_STEPS = 8  # control steps the fingers get to open
 RELEASE_WIDENING = 0.03  # m, how much wider than the held object the fingers open to let go
 RELEASE_GAP = 0.012  # m, height of a placed object's bottom above its support when released
@@ -90,6 +92,8 @@ SPOT_CONE = 0.8  # sideways shift at most this fraction of the on-axis offset (t
 HAND_HALF_LENGTH = 0.11  # m, hand body half length along the closing axis, with a margin
 SPOT_GAP = 0.045  # m, preferred footprint gap between a spatially placed object and its anchor
 SPOT_CLEARANCE = 0.015  # m, least footprint gap to every other object at a spatial spot
+RELAXED_SPOT_CONE = 0.95  # SPOT_CONE when no spot is free otherwise
+RELAXED_SPOT_CLEARANCE = 0.006  # m, SPOT_CLEARANCE when no spot is free otherwise
 # Counter area (m, base frame) spatial placements may use: the layout's free area grown to the fixtures' fronts
 SPOT_AREA_X = (FREE_AREA_X[0] - 0.06, FREE_AREA_X[1] + 0.03)
 SPOT_AREA_Y = (FREE_AREA_Y[0] - 0.01, FREE_AREA_Y[1] + 0.01)
@@ -112,9 +116,13 @@ CLOSED_TARGET = 0.01  # opening fraction a closing push aims at (the predicate n
 OPEN_ENOUGH = 0.85  # opening fraction accepted after opening
 CLOSED_ENOUGH = 0.03  # opening fraction accepted after closing
 CABINET_TILT = 0.6  # rad, approach axis lean from vertical toward +x when reaching into the cabinet
+# rad, steeper lean for tall objects held high (can): at CABINET_TILT the wrist (link 6) rode on the cabinet top
+CABINET_TILTS: MappingProxyType[str, float] = MappingProxyType({"can": 0.75})
 CABINET_DEPTH = 0.09  # m, how far beyond the cabinet's mouth a placed object's centre goes
 CABINET_STAGING = 0.13  # m, distance in front of the cabinet's mouth where the tool lines up
 CABINET_ENTRY_ABOVE = 0.015  # m, height above the release pose at which the object slides in
+CABINET_NUDGE_REACH = 0.06  # m, how far short of the cabinet interior a released object may be nudged in
+CABINET_NUDGE_HEIGHT = 0.02  # m, TCP height above the object's bottom while nudging it (at most half its height)
 CABINET_CORNER_MARGIN = 0.08  # m, carried objects pass the cabinet's side line at least this far in front of it
 DRAWER_FRONT_MARGIN = 0.06  # m, placed object's centre behind the drawer region's front edge (at least)
 
@@ -305,8 +313,9 @@ class Grasp:
     opening: float
 
 
-def plan_grasp(state: SceneState, name: str) -> Grasp:
-    """Top-down grasp of object ``name``, scored on finger clearance from the other objects and wrist comfort."""
+def plan_grasp(state: SceneState, name: str, *, fixture_front_x: float = DEFAULT_FIXTURES.drawer_unit_front_x) -> Grasp:
+    """Top-down grasp of object ``name``, scored on finger clearance from the other objects, the hand body
+    staying off the cabinet and drawer unit (whose fronts are at ``fixture_front_x``, m), and wrist comfort."""
     if name not in GRASPS:
         raise ExpertGaveUpError(f"the expert has no grasp for the {name}; graspable: {sorted(GRASPS)}")
     obj = state.objects[name]
@@ -344,11 +353,24 @@ def plan_grasp(state: SceneState, name: str) -> Grasp:
         yaw = nearest_equivalent_yaw(yaw, reference)
         clearance = finger_clearance(point, yaw, opening, others)
         score = float(10 * min(clearance, CLEARANCE_GOAL) - 0.05 * abs(yaw - reference) - 0.5 * np.linalg.norm(point))
+        if _hand_over_fixture(point, yaw, fixture_front_x):  # it would come down on the fixture's top or side
+            score -= 1.0
         grasp = Grasp(np.array([point[0], point[1], max(height, MIN_TCP_HEIGHT)]), yaw, opening)
         if best is None or score > best[0]:
             best = (score, grasp)
     assert best is not None
     return best[1]
+
+
+def _hand_over_fixture(point: Vector, yaw: float, fixture_front_x: float) -> bool:
+    """Whether the hand body (HAND_HALF_LENGTH along the closing axis ``yaw``) at ``point`` (2,) reaches over
+    the drawer unit or the cabinet beside the free counter area."""
+    closing = np.array([np.cos(yaw), np.sin(yaw)])
+    for end in (-HAND_HALF_LENGTH, HAND_HALF_LENGTH):
+        x, y = point[:2] + end * closing
+        if x > fixture_front_x - 0.02 and abs(y) > FIXTURE_SIDE_Y:
+            return True
+    return False
 
 
 def finger_clearance(point: Vector, yaw: float, opening: float, obstacles: Sequence[Box]) -> float:
@@ -527,6 +549,9 @@ class ScriptedExpert:
             yield Segment(lift, here.moved((0.0, 0.0, clear_z - here.position[2])), gripper, speed, settle=None)
         if far:
             above = np.array([goal.position[0], goal.position[1], max(clear_z, goal.position[2])])
+            start = np.array([*here.position[:2], max(clear_z, here.position[2])])
+            for waypoint in self._around_cabinet_corner(start, above):
+                yield Segment(motion, Pose(waypoint, here.quaternion), gripper, speed, settle=None)
             yield Segment(motion, Pose(above, goal.quaternion), gripper, speed, settle=0.02)
         yield Segment(motion, goal, gripper, speed)
 
@@ -546,7 +571,7 @@ class ScriptedExpert:
         for attempt in range(MAX_GRASP_ATTEMPTS):
             if not _dropped(name)(state) and state.gripper_opening < 0.079:
                 return
-            grasp = plan_grasp(state, name)
+            grasp = plan_grasp(state, name, fixture_front_x=self._fixtures.drawer_unit_front_x)
             pose = Pose(grasp.position, down_quaternion(grasp.yaw))
             if place is not None and place.target == FixtureName.CABINET:  # held leaning: it goes in from the front
                 pose = self._leaning_grasp(grasp, state, name)
@@ -556,7 +581,8 @@ class ScriptedExpert:
             yield Segment(Motion.DESCEND, pose, grasp.opening, speed=CONTACT_SPEED, path=follow,
                           length=APPROACH_HEIGHT, settle=0.004)  # fmt: skip
             pose = follow(pose, 1.0)
-            state = yield Segment(Motion.GRASP, pose, 0.0, settle=None, hold=GRASP_STEPS)
+            hold = RIM_GRASP_STEPS if GRASPS[name].rim_segments else GRASP_STEPS
+            state = yield Segment(Motion.GRASP, pose, 0.0, settle=None, hold=hold)
             if state.grasped == name:
                 lift_to = max(CLEAR_Z, grasp.position[2] + 0.12)
                 state = yield Segment(Motion.LIFT, pose.moved((0.0, 0.0, lift_to - grasp.position[2])), 0.0)
@@ -570,10 +596,11 @@ class ScriptedExpert:
         raise ExpertGaveUpError(reason or f"could not grasp the {name}")
 
     def _leaning_grasp(self, grasp: Grasp, state: SceneState, name: str) -> Pose:
-        """Grasp pose leaning CABINET_TILT (upright object, tilted hand) whose hold the arm can also keep with
+        """Grasp pose leaning CABINET_TILT(S) (upright object, tilted hand) whose hold the arm can also keep with
         the lean turned toward +x in front of the cabinet: the most comfortable of the four lean/closing pairs."""
         inside = np.array([self._fixtures.cabinet_mouth_x + CABINET_DEPTH, state.regions["cabinet"].center[1],
                            grasp.position[2] + state.regions["cabinet"].low[2] + RELEASE_GAP])  # fmt: skip
+        tilt = CABINET_TILTS.get(name, CABINET_TILT)
         best: tuple[float, Pose] | None = None
         for flip in (0.0, np.pi):
             yaw = grasp.yaw + flip
@@ -581,8 +608,8 @@ class ScriptedExpert:
                 lean = yaw + side
                 if name == "cup" and np.cos(lean - body_yaw(state.objects[name])) < 0:
                     continue  # the hand must stay off the cup's handle (body +x): lean toward it
-                pose = Pose(grasp.position, down_quaternion(yaw, CABINET_TILT, lean=lean))
-                there = Pose(inside, down_quaternion(yaw - lean, CABINET_TILT, lean=0.0))
+                pose = Pose(grasp.position, down_quaternion(yaw, tilt, lean=lean))
+                there = Pose(inside, down_quaternion(yaw - lean, tilt, lean=0.0))
                 cost = self._sweep_cost([pose, there])
                 if best is None or cost < best[0]:
                     best = (cost, pose)
@@ -618,6 +645,9 @@ class ScriptedExpert:
             else:
                 state = yield from self._collect(self._lower_from_above(name, goal, state))
             result = goal_term(state, state)
+            if not result.success and goal.from_front and self._at_cabinet_mouth(state, name):
+                state = yield from self._collect(self._nudge_into_cabinet(name, state))
+                result = goal_term(state, state)
             if result.success:
                 return
             verdict = result.reason
@@ -713,6 +743,48 @@ class ScriptedExpert:
         yield Segment(Motion.RETREAT, here.moved((0.0, 0.0, 0.02)), opening, settle=None)
         yield Segment(Motion.RETREAT, Pose(staging, quaternion), opening, settle=None)
 
+    def _at_cabinet_mouth(self, state: SceneState, name: str) -> bool:
+        """Whether released object ``name`` rests on the cabinet floor's front edge, short of the interior
+        (the arm could not reach deep enough: its forearm rode on the cabinet top)."""
+        obj, region = state.objects[name], state.regions["cabinet"]
+        centre = obj.bounds.center
+        return bool(
+            state.grasped != name
+            and region.low[0] - CABINET_NUDGE_REACH < centre[0] < region.low[0]
+            and region.low[1] < centre[1] < region.high[1]
+            and abs(obj.bounds.low[2] - region.low[2]) < 0.03
+        )
+
+    def _nudge_into_cabinet(self, name: str, state: SceneState) -> Routine:
+        """Push an object left at the cabinet's mouth further in with the closed fingers, then back out."""
+        obj = state.objects[name]
+        quaternion = self._tracker.pose.quaternion
+        height = obj.bounds.low[2] + min(CABINET_NUDGE_HEIGHT, (obj.bounds.high[2] - obj.bounds.low[2]) / 2)
+        y = obj.bounds.center[1]
+        start = np.array([obj.bounds.low[0] - PUSH_STANDOFF, y, height])
+        staging = np.array([start[0] - 0.06, y, max(height, self._tracker.pose.position[2])])
+        yield Segment(Motion.APPROACH, Pose(staging, quaternion), 0.0, settle=0.01)
+        yield Segment(Motion.APPROACH, Pose(start, quaternion), 0.0, speed=CONTACT_SPEED, settle=0.006)
+        pushed = start + np.array([PUSH_STANDOFF + CABINET_NUDGE_REACH, 0.0, 0.0])
+        yield Segment(
+            Motion.PUSH, Pose(pushed, quaternion), 0.0, speed=CONTACT_SPEED, profile=Profile.LINEAR, settle=None
+        )
+        yield Segment(Motion.RETREAT, Pose(staging, quaternion), 0.0, settle=None)
+
+    def _around_cabinet_corner(self, start: Vector, end: Vector) -> list[Vector]:
+        """Waypoints (3,) that keep a move from ``start`` to ``end`` (3,) out of the cabinet's front corner when
+        it leaves the space in front of (or inside) the cabinet below its top: straight back toward the robot,
+        then sideways past the side line, at ``start``'s height. Empty when the straight move is clear."""
+        side = -FIXTURE_SIDE_Y
+        if start[1] > side or end[1] <= side:
+            return []
+        fraction = (side - start[1]) / (end[1] - start[1])
+        safe_x = self._fixtures.cabinet_mouth_x - CABINET_CORNER_MARGIN
+        if start[0] + fraction * (end[0] - start[0]) <= safe_x:
+            return []
+        x = min(start[0], safe_x - 0.02)
+        return [np.array([x, start[1], start[2]]), np.array([x, side + 0.02, start[2]])]
+
     def _cuts_cabinet_corner(self, start: Vector, end: Vector) -> bool:
         """Whether the straight xy path from ``start`` to ``end`` passes the cabinet's side line (y =
         -FIXTURE_SIDE_Y) less than CABINET_CORNER_MARGIN in front of its mouth."""
@@ -750,7 +822,13 @@ class ScriptedExpert:
             return PlaceGoal(centre, region.low[2] + RELEASE_GAP, yaw=yaw)
         if fixture == FixtureName.CABINET:
             centre[0] = self._fixtures.cabinet_mouth_x + CABINET_DEPTH
-            return PlaceGoal(centre, region.low[2] + RELEASE_GAP, yaw=np.pi / 2, tilt=CABINET_TILT, from_front=True)
+            return PlaceGoal(
+                centre,
+                region.low[2] + RELEASE_GAP,
+                yaw=np.pi / 2,
+                tilt=CABINET_TILTS.get(obj.name, CABINET_TILT),
+                from_front=True,
+            )
         return PlaceGoal(centre, region.low[2] + RELEASE_GAP)
 
     def _basket_goal(self, basket: ObjectState, obj: ObjectState) -> PlaceGoal:
@@ -772,7 +850,9 @@ class ScriptedExpert:
         hang = self._held_geometry(state, name)[1]
         others = [o.bounds for n, o in state.objects.items() if n not in (name, anchor)]
         best: tuple[float, PlaceGoal] | None = None
-        for direction in directions:
+        for relaxed, direction in [(relaxed, d) for relaxed in (False, True) for d in directions]:
+            if relaxed and best is not None:  # the relaxed search only when the strict one found nothing
+                break
             heading = float(np.arctan2(direction[1], direction[0]))
             across = abs(np.cos(current_yaw - heading)) < 0.5  # closing axis already across the direction
             for turn in (0.0, np.pi / 2):
@@ -787,7 +867,7 @@ class ScriptedExpert:
                         bottom = max(bottom, lifted)
                     else:
                         min_gap = HAND_HALF_LENGTH - half[axis]
-                found = spatial_spot(ref.bounds, half, direction, others, state, min_gap)
+                found = spatial_spot(ref.bounds, half, direction, others, state, min_gap, relaxed=relaxed)
                 if found is not None:
                     score = found[0] - (0.0 if crossing else 0.05)
                     if best is None or score > best[0]:
@@ -859,13 +939,9 @@ class ScriptedExpert:
     def _hand_clear(self, point: Vector, closing: Vector, direction: Vector) -> bool:
         """Whether the hand body (HAND_HALF_LENGTH along ``closing``) stays off the drawer unit and the cabinet
         while the TCP pushes from ``point`` (3,) PUSH_TARGET m along ``direction`` (2,)."""
-        for travel in (0.0, PUSH_TARGET):
-            centre = point[:2] + travel * direction
-            for end in (-HAND_HALF_LENGTH, HAND_HALF_LENGTH):
-                x, y = centre + end * closing
-                if x > self._fixtures.drawer_unit_front_x - 0.02 and abs(y) > FIXTURE_SIDE_Y:
-                    return False
-        return True
+        yaw = float(np.arctan2(closing[1], closing[0]))
+        front = self._fixtures.drawer_unit_front_x
+        return not any(_hand_over_fixture(point[:2] + travel * direction, yaw, front) for travel in (0.0, PUSH_TARGET))
 
     # -- articulations ------------------------------------------------------------------------------------
 
@@ -1033,14 +1109,23 @@ BASKET_FLOOR = 0.008  # m, basket floor above its bottom
 
 
 def spatial_spot(
-    anchor: Box, half: Vector, direction: Vector, others: Sequence[Box], state: SceneState, min_gap: float = 0.0
+    anchor: Box,
+    half: Vector,
+    direction: Vector,
+    others: Sequence[Box],
+    state: SceneState,
+    min_gap: float = 0.0,
+    *,
+    relaxed: bool = False,
 ) -> tuple[float, Vector] | None:
     """Best free footprint centre (2,) m for an object of half extents ``half`` (2,) placed ``direction``
     (2,) unit, axis-aligned) of ``anchor``, with its score; None when no candidate is free.
 
     Candidates: footprint gaps to the anchor around SPOT_GAP and lateral shifts within the relation's 45°
-    cone; each must stay on the free counter area and SPOT_CLEARANCE away from ``others``.
+    cone; each must stay on the free counter area and SPOT_CLEARANCE away from ``others``. ``relaxed``: the
+    fallback when nothing is free: shifts nearly to the cone's edge and RELAXED_SPOT_CLEARANCE from others.
     """
+    cone, least_clearance = (RELAXED_SPOT_CONE, RELAXED_SPOT_CLEARANCE) if relaxed else (SPOT_CONE, SPOT_CLEARANCE)
     axis = int(np.argmax(np.abs(direction)))
     across = np.array([-direction[1], direction[0]])
     best: tuple[float, Vector] | None = None
@@ -1048,13 +1133,13 @@ def spatial_spot(
     for gap in gaps:
         along = anchor.size[axis] / 2 + half[axis] + gap
         for shift in np.arange(-SPOT_MAX_SHIFT, SPOT_MAX_SHIFT + 1e-9, SPOT_SHIFT_STEP):
-            if abs(shift) > SPOT_CONE * along:  # stay well inside the relation's 45° cone
+            if abs(shift) > cone * along:  # stay well inside the relation's 45° cone
                 continue
             centre = anchor.center[:2] + direction * along + across * shift
             if not _on_free_counter(centre, half, state):
                 continue
             clearance = min((footprint_gap(centre, half, box) for box in others), default=1.0)
-            if clearance < SPOT_CLEARANCE:
+            if clearance < least_clearance:
                 continue
             score = float(
                 min(clearance, 0.06)
