@@ -1,0 +1,1 @@
+"""tiers.policies.hierarchy: a high × (mid) × low composition from YAML, run at control rate with live corrections."""

@@ -1,0 +1,91 @@
+"""Motion corrections executed directly: "move a bit to the left" becomes a short end-effector nudge.
+
+A motion-level correction overrides whatever the low tier was doing for a moment. Every low tier can be
+nudged the same way, learned or not: the end effector moves by the correction's displacement (base frame)
+along a straight line at :data:`NUDGE_SPEED`, solved by damped-least-squares IK on the robot's own MJCF
+model, while the gripper holds (or opens/closes for gripper corrections). Afterwards the runtime hands
+control back to the low tier for the current subtask, re-planned from the new pose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.spatial.transform import Rotation
+
+from tiers.core.embodiment import ActionSpace, EmbodimentSpec
+from tiers.core.errors import ContractError
+from tiers.core.observation import Observation
+from tiers.policies.hierarchy.corrections import Correction
+
+NUDGE_SPEED = 0.10  # m/s of the tool along a nudge
+MIN_NUDGE_S = 0.5  # s, shortest nudge (gripper and rotation corrections take this long)
+
+
+def robot_model_path(embodiment: EmbodimentSpec) -> Path:
+    """The MJCF of ``embodiment`` shipped with tiers (``tiers/sim/assets/<name>/<name>.xml``)."""
+    import tiers.sim
+
+    path = Path(tiers.sim.__file__).resolve().parent / "assets" / embodiment.name / f"{embodiment.name}.xml"
+    if not path.exists():
+        raise ContractError(f"robot {embodiment.name!r}: no MJCF model at {path} for motion corrections")
+    return path
+
+
+class Nudge:
+    """Executes one motion correction as joint-position actions, one per control tick."""
+
+    def __init__(self, embodiment: EmbodimentSpec) -> None:
+        if embodiment.action_space is not ActionSpace.JOINT_POSITION:
+            raise ContractError(
+                f"motion corrections drive joint-position robots; {embodiment.name!r} uses {embodiment.action_space}"
+            )
+        import mujoco
+
+        from tiers.sim.mujoco.kinematics import ArmKinematics
+
+        self.embodiment = embodiment
+        model = mujoco.MjModel.from_xml_path(str(robot_model_path(embodiment)))
+        self._kinematics = ArmKinematics(model, joint_names=embodiment.joint_names, site_name=embodiment.ee_frame)
+        self._start_pose: NDArray[np.float64] | None = None
+        self._correction: Correction | None = None
+        self._ticks = 0
+        self._total_ticks = 0
+        self._joints: NDArray[np.float64] | None = None
+        self._gripper = 0.0
+
+    def start(self, correction: Correction, observation: Observation, gripper_target: float) -> None:
+        """Begin nudging from the current pose; ``gripper_target`` (m) is held unless the correction moves it."""
+        self._correction = correction
+        self._start_pose = np.asarray(observation.ee_pose, dtype=np.float64).copy()
+        self._joints = np.asarray(observation.joint_positions, dtype=np.float64).copy()
+        distance = float(np.linalg.norm(correction.displacement))
+        duration = max(distance / NUDGE_SPEED, MIN_NUDGE_S)
+        self._total_ticks = max(1, round(duration * self.embodiment.control_rate_hz))
+        self._ticks = 0
+        if correction.gripper == "open":
+            self._gripper = self.embodiment.gripper.max_opening
+        elif correction.gripper == "close":
+            self._gripper = 0.0
+        else:
+            self._gripper = gripper_target
+
+    @property
+    def active(self) -> bool:
+        return self._correction is not None and self._ticks < self._total_ticks
+
+    def act(self) -> NDArray[np.float32]:
+        """(J+1,) joint targets (rad) + gripper opening (m) for this tick."""
+        if self._correction is None or self._start_pose is None or self._joints is None:
+            raise ContractError("Nudge.act() before start()")
+        self._ticks = min(self._ticks + 1, self._total_ticks)
+        fraction = self._ticks / self._total_ticks
+        position = self._start_pose[:3] + fraction * self._correction.displacement
+        start_rotation = Rotation.from_quat(np.roll(self._start_pose[3:], -1))  # scipy uses xyzw
+        rotation = Rotation.from_rotvec([0.0, 0.0, fraction * self._correction.yaw]) * start_rotation
+        quaternion = np.roll(rotation.as_quat(), 1)
+        result = self._kinematics.solve(position, quaternion, q_init=self._joints, max_iterations=50)
+        self._joints = result.qpos
+        return np.append(result.qpos, self._gripper).astype(np.float32)

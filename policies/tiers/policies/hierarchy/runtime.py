@@ -1,0 +1,320 @@
+"""The multi-rate hierarchy runtime: planner on events, mid tier per command, low tier at control rate.
+
+One :meth:`HierarchyRuntime.step` is one control tick::
+
+    tick:      0    1    2   ...   k   k+1  ...            (control rate, e.g. 20 Hz)
+    planner:   ●                   ●                       on events: episode start, command finished,
+                                                           a subtask correction, or every planner period
+    mid tier:  ●                   ●                       once per command (a path and/or guidance)
+    low tier:  ●    ●    ●   ...   ●    ●   ...            every tick (pops its queue of action chunks)
+    corrections ────────────^ "move left"                  applied at the start of the next tick:
+                                                           queued actions dropped, the nudge runs, then
+                                                           the mid tier re-plans from the new pose
+
+Corrections (:mod:`tiers.policies.hierarchy.corrections`) may arrive from any thread at any time through
+:meth:`HierarchyRuntime.correct`; they take effect on the next tick. ``stop`` holds the robot until
+``resume`` (or a new subtask); a motion correction nudges the end effector (:mod:`.nudge`); a subtask
+correction replaces the current subtask and tells the planner. Every command and correction is kept in
+:attr:`HierarchyRuntime.events` with its provenance, for the corrections log.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tiers.core.embodiment import ActionSpace, EmbodimentSpec
+from tiers.core.errors import ContractError
+from tiers.core.features import CommandSource, CommandStyle
+from tiers.core.language import LanguageCommand
+from tiers.core.observation import Observation
+from tiers.core.protocols import HighLevelPlanner, MidLevelPlan, MidLevelPlanner
+from tiers.policies.hierarchy.corrections import Correction, CorrectionKind, interpret_correction
+from tiers.policies.hierarchy.nudge import Nudge
+from tiers.policies.hierarchy.timing import TierTimer
+
+# (action (A,), observation) -> the action allowed to reach the robot (a safety filter)
+ActionFilter = Callable[[NDArray[np.float32], Observation], NDArray[np.float32]]
+
+
+@runtime_checkable
+class LowTierDriver(Protocol):
+    """Executes one command at control rate: a learned policy, a path follower, or a scripted controller."""
+
+    def start(self, plan: MidLevelPlan, observation: Observation) -> None:
+        """Begin executing ``plan`` (its command, path and guidance) from ``observation``."""
+        ...
+
+    def act(self, observation: Observation) -> NDArray[np.float32]:
+        """The action for this tick, (A,) in the embodiment's action space."""
+        ...
+
+    def finished(self, observation: Observation) -> bool:
+        """The current command is done (path completed, step budget spent, the policy says so)."""
+        ...
+
+    def drop_queued_actions(self) -> None:
+        """Forget queued actions so that what comes next takes effect on the next tick."""
+        ...
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How the runtime schedules its tiers.
+
+    Attributes:
+        planner_period_s: ask the planner again after this long even if the command has not finished
+            (steering planners, e.g. SteerVLA at ~1 Hz); None: only on events.
+        command_timeout_s: a command that runs longer is abandoned and the planner asked for the next.
+        budgets_s: latency budget per tier ("planner", "mid", "low") in s; a tier over budget is degraded
+            when its driver offers ``degrade()``.
+    """
+
+    planner_period_s: float | None = None
+    command_timeout_s: float = 30.0
+    budgets_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeEvent:
+    """Something the runtime did: a new command, a correction, a degradation, the end of the instruction."""
+
+    timestamp: float  # s, observation clock
+    tick: int  # control tick at which it took effect
+    kind: str  # "command" | "correction" | "degraded" | "done" | "timeout"
+    command: LanguageCommand | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeStep:
+    """What one tick produced.
+
+    Attributes:
+        action: (A,) float32 in the embodiment's action space, to apply now.
+        hold: True when the action only holds the robot still (stopped, finished, or nothing to do).
+        command: the command in force (subtask or motion), or None.
+    """
+
+    action: NDArray[np.float32]
+    hold: bool
+    command: LanguageCommand | None
+
+
+class HierarchyRuntime:
+    """A high × (mid) × low controller stepping at control rate, taking corrections at any time."""
+
+    def __init__(
+        self,
+        planner: HighLevelPlanner,
+        low: LowTierDriver,
+        *,
+        embodiment: EmbodimentSpec,
+        mid: MidLevelPlanner | None = None,
+        settings: RuntimeSettings | None = None,
+        action_filter: ActionFilter | None = None,
+    ) -> None:
+        self.planner = planner
+        self.mid = mid
+        self.low = low
+        self.embodiment = embodiment
+        self.settings = settings or RuntimeSettings()
+        self.action_filter = action_filter
+        budgets = self.settings.budgets_s
+        self.timers = {name: TierTimer(name, budgets.get(name)) for name in ("planner", "mid", "low", "step")}
+        self.events: list[RuntimeEvent] = []
+        self._corrections: queue.SimpleQueue[Correction] = queue.SimpleQueue()
+        self._nudge: Nudge | None = None
+        self.instruction = ""
+        self.command: LanguageCommand | None = None
+        self.language_motion: str | None = None
+        self.stopped = False
+        self.done = False
+        self._tick = 0
+        self._command_started = 0.0
+        self._planner_asked = 0.0
+        self._gripper_target = 0.0
+
+    # -- episode --------------------------------------------------------------------------------------
+
+    def reset(self, instruction: str, observation: Observation) -> None:
+        """Start ``instruction`` from ``observation``: reset every tier and forget pending corrections."""
+        self.instruction = instruction
+        self.planner.reset(instruction)
+        if self.mid is not None:
+            self.mid.reset()
+        self.low.drop_queued_actions()
+        self.events = []
+        while not self._corrections.empty():
+            self._corrections.get_nowait()
+        self.command = None
+        self.language_motion = None
+        self.stopped = self.done = False
+        self._tick = 0
+        self._gripper_target = float(observation.gripper_opening)
+        for timer in self.timers.values():
+            timer.durations.clear()
+            timer.forget_recent()
+        self._next_command(observation)
+
+    def correct(
+        self, text: str, *, source: CommandSource | str = CommandSource.HUMAN_LIVE, timestamp: float | None = None
+    ) -> Correction:
+        """Interpret ``text`` now and apply it on the next tick (thread-safe).
+
+        Raises:
+            ContractError: the text says nothing the runtime can act on (empty, only filler words).
+        """
+        stamp = timestamp if timestamp is not None else self._last_time
+        correction = interpret_correction(text, timestamp=stamp, source=source, current=self.command)
+        self._corrections.put(correction)
+        return correction
+
+    def step(self, observation: Observation) -> RuntimeStep:
+        """One control tick: apply pending corrections, schedule the tiers, return the action to apply."""
+        with self.timers["step"].measure():
+            self._last_time = float(observation.timestamp)
+            while not self._corrections.empty():
+                self._apply(self._corrections.get_nowait(), observation)
+            action, hold = self._act(observation)
+            if self.action_filter is not None and not hold:
+                action = self.action_filter(action, observation)
+            self._tick += 1
+            if not hold:
+                self._gripper_target = float(action[-1])
+        return RuntimeStep(action=action, hold=hold, command=self.command)
+
+    def status(self) -> dict[str, Any]:
+        """JSON-able state for consoles and the ROS ``~/status`` topic."""
+        return {
+            "instruction": self.instruction,
+            "command": None if self.command is None else self.command.text,
+            "command_style": None if self.command is None else self.command.style.value,
+            "language_motion": self.language_motion,
+            "stopped": self.stopped,
+            "done": self.done,
+            "tick": self._tick,
+            "timings": {name: timer.summary() for name, timer in self.timers.items()},
+        }
+
+    # -- scheduling -----------------------------------------------------------------------------------
+
+    _last_time = 0.0
+
+    def _act(self, observation: Observation) -> tuple[NDArray[np.float32], bool]:
+        if self.stopped or self.done:
+            return self._hold(observation), True
+        if self._nudge is not None:
+            if self._nudge.active:
+                return self._nudge.act(), False
+            self._nudge = None
+            self.language_motion = None
+            if self.command is not None:  # hand back to the low tier, re-planned from the new pose
+                self._start(self.command, observation)
+        now = float(observation.timestamp)
+        if self.command is None:
+            return self._hold(observation), True
+        timed_out = now - self._command_started > self.settings.command_timeout_s
+        period = self.settings.planner_period_s
+        if timed_out:
+            self._event(now, "timeout", self.command, f"after {self.settings.command_timeout_s:.1f} s")
+        if timed_out or self.low.finished(observation):
+            self._next_command(observation)
+            if self.command is None:
+                return self._hold(observation), True
+        elif period is not None and now - self._planner_asked >= period:
+            self._replan(observation)
+        with self.timers["low"].measure():
+            action = np.asarray(self.low.act(observation), dtype=np.float32)
+        self._degrade_if_slow("low", self.low, now)
+        return action, False
+
+    def _next_command(self, observation: Observation) -> None:
+        now = float(observation.timestamp)
+        with self.timers["planner"].measure():
+            command = self.planner.next_command(observation)
+        self._planner_asked = now
+        if command is None:
+            self.command = None
+            self.done = True
+            self._event(now, "done", None, "the planner has nothing more to do")
+            return
+        self._start(command, observation)
+
+    def _replan(self, observation: Observation) -> None:
+        """A periodic planner call: switch only when the planner now wants something else."""
+        now = float(observation.timestamp)
+        with self.timers["planner"].measure():
+            command = self.planner.next_command(observation)
+        self._planner_asked = now
+        if command is not None and (self.command is None or command.text != self.command.text):
+            self.low.drop_queued_actions()
+            self._start(command, observation)
+
+    def _start(self, command: LanguageCommand, observation: Observation) -> None:
+        now = float(observation.timestamp)
+        self.command = command
+        if command.style is CommandStyle.MOTION:
+            self.language_motion = command.text
+        self._command_started = now
+        plan = MidLevelPlan(command=command)
+        if self.mid is not None and command.style is not CommandStyle.MOTION:
+            with self.timers["mid"].measure():
+                plan = self.mid.plan(observation, command)
+            self._degrade_if_slow("mid", self.mid, now)
+        self.low.start(plan, observation)
+        self._event(
+            now,
+            "command",
+            command,
+            "" if plan.path is None else f"path of {len(plan.path.waypoints)} waypoints, {plan.path.duration:.1f} s",
+        )
+
+    def _apply(self, correction: Correction, observation: Observation) -> None:
+        """Take a correction into account at the start of this tick."""
+        now = float(observation.timestamp)
+        self._event(now, "correction", correction.command, f"said {correction.said!r} -> {correction.kind.value}")
+        self.low.drop_queued_actions()
+        if correction.kind is CorrectionKind.STOP:
+            self.stopped = True
+            self._nudge = None
+        elif correction.kind is CorrectionKind.RESUME:
+            self.stopped = False
+            if self.command is not None:
+                self._start(self.command, observation)
+        elif correction.kind is CorrectionKind.MOTION:
+            self.stopped = False
+            if self._nudge is None:
+                self._nudge = Nudge(self.embodiment)
+            self._nudge.start(correction, observation, self._gripper_target)
+            self.language_motion = correction.command.text
+        else:  # a new subtask replaces the current one; the planner is told so its plan can follow
+            self.stopped = self.done = False
+            self._nudge = None
+            self.planner.handle_correction(correction.command)
+            self._start(correction.command, observation)
+
+    def _hold(self, observation: Observation) -> NDArray[np.float32]:
+        """An action that keeps the robot where it is (measured joints, the last gripper target)."""
+        if self.embodiment.action_space is ActionSpace.JOINT_POSITION:
+            return np.append(observation.joint_positions, self._gripper_target).astype(np.float32)
+        if self.embodiment.action_space is ActionSpace.EE_DELTA:
+            return np.append(np.zeros(6), self._gripper_target).astype(np.float32)
+        raise ContractError(f"cannot hold a robot with action space {self.embodiment.action_space}")
+
+    def _degrade_if_slow(self, name: str, tier: object, now: float) -> None:
+        timer = self.timers[name]
+        degrade = getattr(tier, "degrade", None)
+        if timer.over_budget and callable(degrade):
+            detail = degrade()
+            timer.forget_recent()
+            if detail:
+                self._event(now, "degraded", None, f"{name}: {detail}")
+
+    def _event(self, now: float, kind: str, command: LanguageCommand | None, detail: str) -> None:
+        self.events.append(RuntimeEvent(timestamp=now, tick=self._tick, kind=kind, command=command, detail=detail))
