@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -173,8 +174,13 @@ class DatasetRecorder:
             video_backend="pyav",  # the decoder used when reading back; skips probing torchcodec
         )
 
-    def save_episode(self, record: EpisodeRecord) -> int:
+    def save_episode(self, record: EpisodeRecord, *, sidecars: Mapping[str, str] | None = None) -> int:
         """Encode and commit the episode in progress; returns its episode index.
+
+        Args:
+            record: what tiers logs about the attempt (``tiers_episodes.jsonl``).
+            sidecars: extra whole files to publish in the same atomic commit as the episode, as dataset-relative
+                path -> text (e.g. ``meta/tiers_corrections.jsonl``); each replaces its previous version whole.
 
         Raises:
             ContractError: no frame was added, or ``record.frames`` differs from the frames added.
@@ -196,6 +202,12 @@ class DatasetRecorder:
         record.episode_index = index
         staging = staging_dir(self.root)
         _write_log(staging / EPISODES_LOG, [*self._log, record])
+        for relative, text in (sidecars or {}).items():
+            if not relative.startswith("meta/tiers_"):  # lerobot's own files are never written by hand
+                raise ContractError(f"sidecar {relative!r} must be a meta/tiers_* file of the dataset")
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
         commit(self.root, staging)
         self._log.append(record)
         return index

@@ -23,6 +23,8 @@ class FeatureKey(StrEnum):
     SUBTASK = "subtask"  # the subtask being executed at this frame
     LANGUAGE_MOTION = "language_motion"  # RT-H language motion at this frame ("move arm forward")
     EXPERT_MOTION = "expert_motion"  # the scripted expert's motion primitive at this frame ("grasp", "lift")
+    INTERJECTION = "interjection"  # text of a live correction arriving at this frame ("" at other frames)
+    ACTIVE_CORRECTION = "active_correction"  # the live correction in force at this frame ("" when none)
     TIMESTAMP = "timestamp"  # seconds since the episode start
 
     def camera(self, camera: str) -> str:
