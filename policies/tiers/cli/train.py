@@ -1,0 +1,97 @@
+"""``tiers train``: train a low-tier policy (BESO, flow matching, DDPM) on a LeRobotDataset.
+
+    tiers train --dataset data/drawer --policy beso --out outputs/train/beso
+    tiers train --dataset data/drawer --policy flow --out runs/flow --config configs/train/flow_kitchen.yaml \\
+        --steps 20000 --batch-size 128 --device cuda trainer.lr=3e-4 policy.horizon=16
+    tiers train --dataset data/drawer --out runs/flow --resume --steps 40000   # continue a run (its saved config)
+    accelerate launch -m tiers.cli.main train --dataset ... --out ...   # several GPUs or nodes
+
+Without ``--config`` the preset ``configs/train/<policy>_kitchen.yaml`` is used. Trailing ``key=value``
+arguments override the config (``policy.cfg_scale=2``). Writes checkpoints (safetensors + JSON), the
+config, ``train_log.json`` and ``learning_curve.png`` into ``--out`` and ends with a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "train a low-tier policy (beso | flow | ddpm) on a LeRobotDataset; checkpoints, resume, learning curve"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", type=Path, required=True, help="LeRobotDataset folder (holds meta/info.json)")
+    parser.add_argument("--policy", choices=["beso", "flow", "ddpm"], default=None, help="generative core")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, plot)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML preset (default configs/train/<policy>_kitchen.yaml)"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="total optimiser steps (trainer.steps)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="samples per step per process (trainer.batch_size)"
+    )
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="trainer.device")
+    parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (trainer.num_workers)")
+    parser.add_argument("--save-every", type=int, default=None, help="steps between checkpoints (trainer.save_every)")
+    parser.add_argument("--seed", type=int, default=None, help="trainer.seed")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    parser.add_argument("overrides", nargs="*", default=[], help="config overrides key=value (policy.horizon=16)")
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[Path, list[str]]:
+    """The YAML file and the override list this invocation means (flags become overrides)."""
+    from tiers.core.errors import ConfigError
+    from tiers.core.locations import preset_path
+    from tiers.policies.training import RUN_CONFIG
+
+    overrides = list(args.overrides)
+    if args.resume and args.config is None:
+        path = args.out / RUN_CONFIG
+        if not path.is_file():
+            raise ConfigError(f"--resume: {path} not found (is {args.out} a tiers train run?)")
+    else:
+        path = args.config if args.config is not None else preset_path("train", f"{args.policy or 'beso'}_kitchen")
+    if args.policy is not None:
+        overrides.insert(0, f"policy.generator={args.policy}")
+    for flag, key in (
+        ("steps", "steps"),
+        ("batch_size", "batch_size"),
+        ("device", "device"),
+        ("num_workers", "num_workers"),
+        ("save_every", "save_every"),
+        ("seed", "seed"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"trainer.{key}={value}")
+    return Path(path), overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tiers.core.config import load_config
+    from tiers.core.errors import ConfigError
+    from tiers.policies.training import RUN_CONFIG, LowPolicyTrainConfig, train_low_policy
+
+    console = Console(stderr=True)
+    path, overrides = resolve_config(args)
+    config = load_config(LowPolicyTrainConfig, path, overrides=overrides)
+    dataset = args.dataset
+    if not args.resume and (args.out / RUN_CONFIG).exists():
+        raise ConfigError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
+    policy, trainer = config.policy, config.trainer
+    console.print(
+        f"[bold]tiers train[/bold] {policy.generator} on {dataset}: {trainer.steps} steps × {trainer.batch_size}, "
+        f"To={policy.n_obs_steps} Ta={policy.horizon} cameras={policy.conditioning.cameras or 'none'} "
+        f"language={policy.conditioning.language_key} -> {args.out}"
+    )
+    summary = train_low_policy(dataset, config, args.out, resume=args.resume, progress=not args.no_progress)
+    console.print(
+        f"done: step {summary.steps} ({summary.session_steps} this session) in {summary.wall_s:.1f} s, "
+        f"{summary.samples_per_s:.1f} samples/s on {summary.device} ×{summary.processes}, "
+        f"peak memory {summary.peak_memory_mb:.0f} MiB ({summary.memory_kind}), final loss {summary.final_loss:.4f}\n"
+        f"checkpoint {summary.checkpoint}; log {args.out / 'train_log.json'}; curve {args.out / 'learning_curve.png'}"
+    )
+    return 0
