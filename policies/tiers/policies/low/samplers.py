@@ -1,0 +1,180 @@
+"""Samplers of the EDM (variance-exploding, σ-parametrised) probability-flow ODE / SDE, as BESO uses them.
+
+A sampler walks a decreasing noise schedule σ_0 = σ_max > … > σ_{n-1} = σ_min > σ_n = 0 with one denoiser
+evaluation per level (n = ``steps``, 3 by default), starting from x = σ_max · noise::
+
+    noise (B, Ta, A) ──× σ_0──> x ──D(x, σ_0)──> step ──D(x, σ_1)──> step … ──D(x, σ_{n-1})──> step ──> x at σ = 0
+
+At each level the denoised estimate D (already classifier-free guided by the caller) gets the guidance
+hook's weighted reward gradient added, scaled by Var(x0 | x) under a Gaussian prior of std σ_data (see
+:func:`tiers.policies.low.generator.guidance_step_scale`), before the update uses it.
+
+What comes from diffusers and what is written here, and why:
+
+- Noise schedules (Karras ρ-schedule, exponential) and the Euler step: diffusers' ``EDMEulerScheduler``
+  (its ``step`` takes our guided estimate through ``pred_original_sample``).
+- DPM-Solver++(2M): diffusers' ``EDMDPMSolverMultistepScheduler`` (``solver_order=2``, midpoint, first order on
+  the first and last steps as k-diffusion does). The scheduler only accepts the raw network output, which
+  it turns into a denoised estimate itself; a one-method subclass hands it our (guided, CFG) estimate instead.
+- DDIM: the same scheduler at ``solver_order=1`` — first-order DPM-Solver++ in data prediction *is* DDIM
+  (Lu et al. 2022). In σ-space it coincides with the Euler step on the probability-flow ODE.
+- Euler-ancestral: written here (k-diffusion's ``sample_euler_ancestral``); diffusers' only ancestral Euler
+  lives on the discrete DDPM timestep grid of a β schedule, not on a continuous EDM σ schedule.
+
+Every sampler except Euler-ancestral is a deterministic function of the starting noise. The loop runs a
+Python-side, fixed number of iterations over a schedule computed before it starts, with tensor ops only
+inside (no numpy, no branch on tensor values), so tracing it with a fixed noise input unrolls it (ONNX).
+Euler-ancestral draws fresh noise per step from ``generator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, cast, get_args
+
+import torch
+from diffusers import EDMDPMSolverMultistepScheduler, EDMEulerScheduler
+
+from tiers.policies.low.generator import GuidanceHook, guidance_step_scale
+
+EdmSamplerName = Literal["ddim", "euler", "euler_ancestral", "dpmpp_2m"]
+EDM_SAMPLERS: tuple[str, ...] = get_args(EdmSamplerName)
+SigmaScheduleName = Literal["karras", "exponential"]
+SIGMA_SCHEDULES: tuple[str, ...] = get_args(SigmaScheduleName)
+
+# (x (B, Ta, A) noisy chunk, sigma (B,) its noise std) -> (B, Ta, A) denoised estimate D(x; σ)
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class _DenoisedInputDPMSolver(EDMDPMSolverMultistepScheduler):
+    """DPM-Solver++ fed the denoised estimate directly (``model_output`` is D, not the raw network output)."""
+
+    def convert_model_output(self, model_output: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        # The generator already applied EDM's output preconditioning, CFG and guidance to get D.
+        return model_output
+
+
+def sigma_schedule(
+    steps: int, *, schedule: SigmaScheduleName, sigma_min: float, sigma_max: float, rho: float = 7.0
+) -> list[float]:
+    """The ``steps + 1`` noise levels a sampler visits: σ_max, …, σ_min, 0 (diffusers' EDM schedules).
+
+    Args:
+        steps: denoiser evaluations, >= 1.
+        schedule: "karras" (σ^(1/ρ) linear in the step) or "exponential" (log σ linear in the step).
+        sigma_min, sigma_max: the last and first nonzero levels (units of the normalised actions).
+        rho: Karras' ρ; ignored by "exponential".
+    """
+    scheduler = _edm_euler(schedule, sigma_min, sigma_max, rho)
+    scheduler.set_timesteps(steps)
+    levels: list[float] = scheduler.sigmas.tolist()
+    return levels
+
+
+def _edm_euler(schedule: SigmaScheduleName, sigma_min: float, sigma_max: float, rho: float) -> Any:
+    # Any: diffusers' config decorator hides the scheduler's attributes from type checkers.
+    scheduler: Any = EDMEulerScheduler
+    return scheduler(
+        sigma_min=sigma_min, sigma_max=sigma_max, sigma_schedule=schedule, rho=rho, final_sigmas_type="zero"
+    )
+
+
+def sample_edm(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    *,
+    sampler: EdmSamplerName,
+    steps: int,
+    schedule: SigmaScheduleName,
+    sigma_min: float,
+    sigma_max: float,
+    sigma_data: float,
+    rho: float = 7.0,
+    guidance: GuidanceHook | None = None,
+    generator: torch.Generator | None = None,
+    eta: float = 1.0,
+) -> torch.Tensor:
+    """Integrate from σ_max to 0 with ``steps`` denoiser evaluations.
+
+    Args:
+        denoiser: D(x (B, Ta, A), σ (B,)) -> (B, Ta, A), classifier-free guidance already folded in.
+        noise: (B, Ta, A) standard-normal starting noise (scaled by σ_max here).
+        sampler: "ddim", "euler", "euler_ancestral" or "dpmpp_2m".
+        steps: denoiser evaluations, >= 1.
+        schedule, sigma_min, sigma_max, rho: the noise schedule, see :func:`sigma_schedule`.
+        sigma_data: std of the normalised actions (sets the guidance step scale).
+        guidance: called with (D (B, Ta, A), step index); returns the weighted reward gradient w.r.t. D.
+        generator: random source of Euler-ancestral's fresh noise.
+        eta: Euler-ancestral's share of fresh noise (1: the ancestral step; 0: plain Euler).
+
+    Returns:
+        (B, Ta, A) samples at σ = 0.
+    """
+    if sampler not in EDM_SAMPLERS:
+        raise ValueError(f"sampler must be one of {EDM_SAMPLERS}, got {sampler!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    levels = sigma_schedule(steps, schedule=schedule, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    batch = noise.shape[0]
+
+    def guided_denoiser(x: torch.Tensor, index: int) -> torch.Tensor:
+        denoised = denoiser(x, x.new_full((batch,), levels[index]))
+        if guidance is not None:
+            scale = guidance_step_scale(1.0, levels[index], sigma_data)
+            denoised = denoised + scale * guidance(denoised, index)
+        return denoised
+
+    x = noise * levels[0]
+    if sampler == "euler_ancestral":
+        return _euler_ancestral(guided_denoiser, x, levels, eta=eta, generator=generator)
+    scheduler: Any
+    if sampler == "euler":
+        scheduler = _edm_euler(schedule, sigma_min, sigma_max, rho)
+        scheduler.set_timesteps(steps)
+        # We precondition inside the denoiser; tell the scheduler not to warn that scale_model_input was skipped.
+        scheduler.is_scale_input_called = True
+    else:
+        scheduler = cast(Any, _DenoisedInputDPMSolver)(
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+            sigma_data=sigma_data,
+            sigma_schedule=schedule,
+            rho=rho,
+            solver_order=1 if sampler == "ddim" else 2,
+            algorithm_type="dpmsolver++",
+            final_sigmas_type="zero",
+        )
+        scheduler.set_timesteps(steps)
+    # Index the schedule by position, not by looking timesteps up (a data-dependent nonzero()).
+    scheduler.set_begin_index(0)
+    for index in range(steps):
+        denoised = guided_denoiser(x, index)
+        timestep = scheduler.timesteps[index]
+        if sampler == "euler":
+            x = scheduler.step(denoised, timestep, x, pred_original_sample=denoised, return_dict=False)[0]
+        else:
+            x = scheduler.step(denoised, timestep, x, return_dict=False)[0]
+    return x
+
+
+def _euler_ancestral(
+    guided_denoiser: Callable[[torch.Tensor, int], torch.Tensor],
+    x: torch.Tensor,
+    levels: list[float],
+    *,
+    eta: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """k-diffusion's ancestral Euler: an Euler step down to σ_down, then fresh noise back up to σ_next."""
+    for index in range(len(levels) - 1):
+        sigma, sigma_next = levels[index], levels[index + 1]
+        denoised = guided_denoiser(x, index)
+        # split σ_next² = σ_down² + σ_up²: deterministic descent to σ_down, σ_up of fresh noise
+        sigma_up = min(sigma_next, eta * (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5)
+        sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
+        derivative = (x - denoised) / sigma  # dx/dσ of the probability-flow ODE
+        x = x + derivative * (sigma_down - sigma)
+        if sigma_next > 0.0:
+            fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + fresh * sigma_up
+    return x
