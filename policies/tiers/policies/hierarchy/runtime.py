@@ -189,6 +189,29 @@ class HierarchyRuntime:
                 self._gripper_target = float(action[-1])
         return RuntimeStep(action=action, hold=hold, command=self.command)
 
+    def needs_images(self, observation: Observation) -> bool:
+        """Whether the coming :meth:`step` reads camera images, so a simulator can skip rendering otherwise.
+
+        True when the low tier reads images every tick (a driver's ``needs_images`` attribute) or when the
+        coming tick may plan a command (a correction is pending, the command finished, timed out, or the
+        planner period elapsed), since planners and the mid tier look at the scene.
+        """
+        if getattr(self.low, "needs_images", False):
+            return True
+        if self.stopped or self.done:
+            return not self._corrections.empty()
+        if not self._corrections.empty() or self.command is None:
+            return True
+        if self._nudge is not None:
+            return not self._nudge.active
+        now = float(observation.timestamp)
+        period = self.settings.planner_period_s
+        return (
+            now - self._command_started > self.settings.command_timeout_s
+            or (period is not None and now - self._planner_asked >= period)
+            or self.low.finished(observation)
+        )
+
     def status(self) -> dict[str, Any]:
         """JSON-able state for consoles and the ROS ``~/status`` topic."""
         return {
