@@ -7,9 +7,10 @@ Modes (Kitchen-R):
     integrated  the planner's plan is executed by the controller; success is the task's predicate, so a
                 wrong plan fails the episode.
 
-Controllers: ``expert`` (the scripted expert with privileged state). Learned low-tier policies plug in
-here when the low tier exists. Planners: the reference planners of :mod:`tiers.sim.evaluation.planning`
-(``gold_echo``, ``shuffled``); learned and LLM planners plug in with the high tier.
+Controllers: ``expert`` (the scripted expert with privileged state), or the folder of a low-tier policy
+checkpoint (``tiers train``), run by :class:`tiers.sim.evaluation.learned.LearnedController`. Planners:
+the reference planners of :mod:`tiers.sim.evaluation.planning` (``gold_echo``, ``shuffled``); learned and
+LLM planners plug in with the high tier.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tiers.core.errors import ConfigError, ContractError
 from tiers.core.observation import Observation
 from tiers.core.protocols import HighLevelPlanner
 from tiers.sim.backends import BACKENDS
+from tiers.sim.evaluation.learned import LearnedController, is_checkpoint
 from tiers.sim.evaluation.planning import GoldPlanEcho, ShuffledGoldPlan, collect_plan, score_plan
 from tiers.sim.evaluation.report import EpisodeResult, EvalMode
 from tiers.sim.evaluation.video import write_video
@@ -68,8 +70,10 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown simulator backend {self.backend!r}; available: {', '.join(BACKENDS)}")
-        if self.mode is not EvalMode.PLANNER and self.controller not in CONTROLLERS:
-            raise ConfigError(f"unknown controller {self.controller!r}; available: {', '.join(CONTROLLERS)}")
+        learned = is_checkpoint(self.controller)
+        if self.mode is not EvalMode.PLANNER and self.controller not in CONTROLLERS and not learned:
+            available = ", ".join(CONTROLLERS)
+            raise ConfigError(f"unknown controller {self.controller!r}; available: {available} or a checkpoint folder")
         if self.mode is not EvalMode.CONTROL and self.planner not in PLANNERS:
             raise ConfigError(f"unknown planner {self.planner!r}; available: {', '.join(PLANNERS)}")
 
@@ -92,6 +96,9 @@ class EpisodeRunner:
             None, backend=settings.backend, robot=settings.robot, render=False, max_steps=settings.max_steps
         )
         self._expert: ScriptedExpert | None = None  # built on first use: planner mode never needs one
+        self._learned: LearnedController | None = None  # a policy checkpoint, checked against the robot at load
+        if settings.mode is not EvalMode.PLANNER and is_checkpoint(settings.controller):
+            self._learned = LearnedController(settings.controller, self.env)
 
     def __call__(self, job: EpisodeJob) -> EpisodeResult:
         task = get_task(job.task_id)
@@ -126,6 +133,10 @@ class EpisodeRunner:
 
     def _execute(self, task: Task, job: EpisodeJob, plan: Sequence[Subtask], start: float) -> EpisodeResult:
         env = self.env
+        if self._learned is not None:
+            name = f"{job.index:04d}_{job.task_id.replace('/', '_')}_seed{job.seed}.mp4"
+            video = Path(self.settings.video_dir) / name if job.record_video and self.settings.video_dir else None
+            return self._learned.run(task, plan, seed=job.seed, video_path=video, start=start)
         if self._expert is None:
             self._expert = ScriptedExpert.from_kitchen(env.backend)  # type: ignore[arg-type]
         expert = self._expert
