@@ -37,6 +37,7 @@ from tiers.datasets.corrections import (
 from tiers.datasets.features import DatasetSpec
 from tiers.datasets.loading import DatasetLoadingConfig
 from tiers.datasets.recorder import EpisodeRecord, read_episode_log
+from tiers.datasets.show import summarize
 
 TASK = "open/drawer/0"
 
@@ -143,6 +144,11 @@ def test_corrections_round_trip_through_lerobot_and_the_sidecar(
         {"interjections": 0, "intervention_frames": 0},
     ]
     assert check_dataset(root, video_frames=False).ok
+    summary = summarize(root)  # what `tiers dataset show` prints
+    assert [e.interjections for e in summary.episode_list] == [3, 0]
+    assert (summary.correction_events, summary.intervention_spans) == (3, 3)
+    interjections = next(entry for entry in summary.language if entry.column == INTERJECTION)
+    assert (interjections.distinct, interjections.frames) == (3, 3)
 
 
 def test_bad_corrections_are_refused_with_the_reason(
