@@ -374,7 +374,7 @@ class TransformersChatBackend:
         # nn.Module.to and .eval work in place; called through nn.Module because transformers' stubs mistype them
         torch.nn.Module.to(model, torch.device(config.device))
         torch.nn.Module.eval(model)
-        self.model = model
+        self.model: Any = model  # a transformers causal LM (its generate() stubs do not type-check through Auto*)
 
     def prompt(self, messages: Sequence[ChatMessage]) -> str:
         """The prompt text the model sees for ``messages``."""

@@ -37,9 +37,27 @@ from tiers.sim.kitchen.subtasks import Subtask
 from tiers.sim.kitchen.tasks import Task, get_task
 
 CONTROLLERS = ("expert",)
+
+
+def _grammar_planner(task: Task, seed: int) -> HighLevelPlanner:
+    """The high tier's offline rule-based planner (reads the instruction only, never the gold plan)."""
+    from tiers.policies.high.grammar_planner import GrammarPlanner
+
+    return GrammarPlanner()
+
+
+def _llm_planner(task: Task, seed: int) -> HighLevelPlanner:
+    """The high tier's LLM planner on the endpoint the environment names (TIERS_LLM_BASE_URL, TIERS_LLM_MODEL)."""
+    from tiers.policies.high.llm_planner import llm_planner_from_env
+
+    return llm_planner_from_env()
+
+
 PLANNERS: dict[str, Callable[[Task, int], HighLevelPlanner]] = {
     "gold_echo": lambda task, seed: GoldPlanEcho(task.plan),
     "shuffled": lambda task, seed: ShuffledGoldPlan(task.plan, seed=seed),
+    "grammar": _grammar_planner,
+    "llm": _llm_planner,
 }
 SETTLE_STEPS = 10  # control steps (0.5 s) the controller holds still after finishing, before judging
 

@@ -1,0 +1,209 @@
+"""LLMPlanner: a chat model (any :class:`~tiers.policies.high.backends.ChatBackend`) writes the subtask plan.
+
+The prompt states the kitchen's canonical subtask grammar (the forms of :mod:`tiers.sim.kitchen.subtasks`,
+the object, fixture, relation and direction words), then a few worked examples taken from the **train** split,
+then the instruction (and, for a VLM, the current camera images). The reply is read one subtask per line;
+numbering, bullets and code fences are stripped. Lines that are not canonical subtasks are sent back once for
+repair; what is still not canonical is handed out as given (so planner-only scoring counts it wrong, and the
+integrated mode reports it as not executable).
+
+The conversation is kept for the episode (session history): a live correction is appended as a user turn with
+the steps already handed out, and the reply replaces the remaining plan.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tiers.core.config import Config
+from tiers.core.features import CommandSource, CommandStyle
+from tiers.core.language import LanguageCommand
+from tiers.core.observation import Observation
+from tiers.policies.high.backends import ChatBackend, ChatMessage, assistant_message, system_message, user_message
+from tiers.sim.kitchen.subtasks import CANONICAL_FORMS, Subtask, SubtaskError
+from tiers.sim.kitchen.vocabulary import ARTICULATED, FIXTURES, PUSH_TEXT, RELATION_TEXT, ObjectName
+
+INSTRUCTION_PREFIX = "Instruction: "
+
+
+@dataclass
+class LLMPlannerConfig(Config):
+    """How the LLM planner prompts and reads its model."""
+
+    few_shot: int = 6  # worked examples from the train split in the prompt (0: none)
+    images: bool = False  # attach the current camera images (needs a VLM behind the backend)
+    cameras: tuple[str, ...] = ("front",)  # which cameras to attach when images is true
+    repair_rounds: int = 1  # times a reply with non-canonical lines is sent back for repair
+    max_tokens: int = 256  # completion length per request
+    temperature: float = 0.0  # 0: greedy, reproducible plans
+
+    def __post_init__(self) -> None:
+        if self.few_shot < 0 or self.repair_rounds < 0:
+            raise ValueError(f"few_shot and repair_rounds must be >= 0, got {self.few_shot}, {self.repair_rounds}")
+
+
+def grammar_prompt() -> str:
+    """The system prompt: the robot's job and the canonical subtask grammar."""
+    objects = ", ".join(o.value for o in ObjectName)
+    fixtures = ", ".join(f.value for f in FIXTURES)
+    return (
+        "You plan for a robot arm in a kitchen. Turn the instruction into the sequence of subtasks the robot "
+        "must execute, one subtask per line, nothing else.\n"
+        f"Subtask forms: {'; '.join(CANONICAL_FORMS)}.\n"
+        f"Objects: {objects}. Fixtures: {fixtures}; only the {' and the '.join(ARTICULATED)} open and close.\n"
+        f"Relations: {', '.join(RELATION_TEXT.values())}. Push directions: {', '.join(PUSH_TEXT.values())}.\n"
+        "Use the canonical object names (a mug is the cup), no colours. Moving an object is two subtasks: "
+        "'pick up the <object>' then 'put the <object> <relation> the <target>'."
+    )
+
+
+def few_shot_examples(count: int) -> list[tuple[str, list[str]]]:
+    """``count`` (instruction, plan) pairs from the train split, spread over the families (deterministic)."""
+    if count <= 0:
+        return []
+    from tiers.sim.kitchen.tasks import all_tasks, split
+
+    train, _ = split(all_tasks())
+    step = max(1, len(train) // count)
+    return [(task.instruction, [s.text for s in task.plan]) for task in train[::step][:count]]
+
+
+def instruction_from_prompt(text: str) -> str:
+    """The instruction inside a planning request's user message (what :class:`LLMPlanner` writes)."""
+    for line in text.splitlines():
+        if line.startswith(INSTRUCTION_PREFIX):
+            return line.removeprefix(INSTRUCTION_PREFIX).strip()
+    return text.strip()
+
+
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)]|step\s*\d+\s*[:.)])\s*", re.IGNORECASE)
+
+
+def plan_lines(reply: str) -> list[str]:
+    """Subtask lines of a reply: code fences, comments, empty lines, bullets and numbering removed."""
+    lines = []
+    for raw in reply.splitlines():
+        line = _BULLET.sub("", raw).strip().strip("`").strip().rstrip(".").strip()
+        if line and not line.startswith("#") and not line.lower().startswith(("python", "text", "plan:")):
+            lines.append(line.lower() if line[:1].isupper() else line)
+    return lines
+
+
+class LLMPlanner:
+    """A language model writes the plan (implements ``HighLevelPlanner``); see the module docstring.
+
+    Attributes:
+        messages: the episode's conversation so far (system, examples, instruction, replies, corrections).
+        model_seconds: s spent waiting for the model this episode (for overhead figures).
+        requests: model requests this episode.
+        error: why the last reply still had non-canonical lines, None if it had none.
+    """
+
+    name = "llm"
+
+    def __init__(self, backend: ChatBackend, config: LLMPlannerConfig | None = None):
+        self.backend = backend
+        self.config = config or LLMPlannerConfig()
+        self._examples: list[ChatMessage] = []
+        for instruction, plan in few_shot_examples(self.config.few_shot):
+            self._examples += [user_message(INSTRUCTION_PREFIX + instruction), assistant_message("\n".join(plan))]
+        self.messages: list[ChatMessage] = []
+        self.model_seconds = 0.0
+        self.requests = 0
+        self.error: str | None = None
+        self._instruction = ""
+        self._queue: list[str] = []
+        self._given: list[str] = []
+        self._planned = False
+        self._pending_correction: LanguageCommand | None = None
+
+    def reset(self, instruction: str) -> None:
+        self._instruction = instruction
+        self.messages = [system_message(grammar_prompt()), *self._examples]
+        self.model_seconds, self.requests, self.error = 0.0, 0, None
+        self._queue, self._given, self._planned = [], [], False
+        self._pending_correction = None
+
+    def next_command(self, observation: Observation) -> LanguageCommand | None:
+        if not self._planned:  # plan on the first call, when the first observation (images) is available
+            self._planned = True
+            self._queue = self._ask(INSTRUCTION_PREFIX + self._instruction, observation)
+        if not self._queue:
+            return None
+        text = self._queue.pop(0)
+        self._given.append(text)
+        command = LanguageCommand(
+            text, CommandStyle.SUBTASK, CommandSource.PLANNER, observation.timestamp, replaces=self._pending_correction
+        )
+        self._pending_correction = None
+        return command
+
+    def handle_correction(self, correction: LanguageCommand) -> None:
+        """A stop clears the plan; anything else is sent to the model, whose reply replaces the remaining plan
+        at the next call (the first new command names the correction in ``replaces``)."""
+        if correction.style is CommandStyle.STOP:
+            self._queue = []
+            return
+        done = "; ".join(self._given) or "nothing yet"
+        self._pending_correction = correction
+        prompt = (
+            f"Correction from the person watching: {correction.text}\nSteps already handed out: {done}.\n"
+            "Reply with the remaining subtasks only, one per line."
+        )
+        self._planned = True
+        self._queue = self._ask(prompt, None)
+
+    def _ask(self, prompt: str, observation: Observation | None) -> list[str]:
+        images = []
+        if self.config.images and observation is not None:
+            missing = [camera for camera in self.config.cameras if camera not in observation.images]
+            if missing:
+                raise ValueError(f"LLMPlannerConfig.cameras {missing} are not in the observation's images")
+            images = [observation.images[camera] for camera in self.config.cameras]
+        self.messages.append(user_message(prompt, images))
+        lines = self._complete()
+        for _ in range(self.config.repair_rounds):
+            bad = _non_canonical(lines)
+            if not bad:
+                break
+            self.messages.append(
+                user_message(
+                    f"These lines are not canonical subtasks: {bad}. Answer again with the whole plan, one canonical "
+                    f"subtask per line ({'; '.join(CANONICAL_FORMS)})."
+                )
+            )
+            lines = self._complete()
+        bad = _non_canonical(lines)
+        self.error = f"non-canonical subtasks in the reply: {bad}" if bad else None
+        return lines
+
+    def _complete(self) -> list[str]:
+        start = time.perf_counter()
+        reply = self.backend.complete(
+            self.messages, temperature=self.config.temperature, max_tokens=self.config.max_tokens
+        )
+        self.model_seconds += time.perf_counter() - start  # the model's time as the planner sees it (HTTP included)
+        self.requests += 1
+        self.messages.append(assistant_message(reply.text))
+        return plan_lines(reply.text)
+
+
+def _non_canonical(lines: list[str]) -> list[str]:
+    bad = []
+    for line in lines:
+        try:
+            Subtask.parse(line)
+        except SubtaskError:
+            bad.append(line)
+    return bad
+
+
+def llm_planner_from_env(**overrides: Any) -> LLMPlanner:
+    """An :class:`LLMPlanner` over the backend the environment names (TIERS_LLM_BASE_URL / _MODEL / _API_KEY,
+    or TIERS_LLM_MODEL_PATH for a local transformers model); ``overrides`` go to :class:`LLMPlannerConfig`."""
+    from tiers.policies.high.backends import make_backend
+
+    return LLMPlanner(make_backend(), LLMPlannerConfig.from_dict(overrides))
