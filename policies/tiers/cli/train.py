@@ -16,12 +16,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "train a low-tier policy (beso | flow | ddpm) on a LeRobotDataset; checkpoints, resume, learning curve"
+HELP = (
+    "train a low-tier policy (beso | flow | ddpm | lerobot_diffusion | lerobot_act) on a LeRobotDataset; "
+    "checkpoints, resume, learning curve"
+)
+LEROBOT_POLICIES = ("lerobot_diffusion", "lerobot_act")  # lerobot's own policies, run through the lerobot adapter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="LeRobotDataset folder (holds meta/info.json)")
-    parser.add_argument("--policy", choices=["beso", "flow", "ddpm"], default=None, help="generative core")
+    parser.add_argument(
+        "--policy",
+        choices=["beso", "flow", "ddpm", *LEROBOT_POLICIES],
+        default=None,
+        help="generative core or lerobot policy",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, plot)")
     parser.add_argument(
         "--config", type=Path, default=None, help="YAML preset (default configs/train/<policy>_kitchen.yaml)"
@@ -52,7 +61,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[Path, list[str]]:
             raise ConfigError(f"--resume: {path} not found (is {args.out} a tiers train run?)")
     else:
         path = args.config if args.config is not None else preset_path("train", f"{args.policy or 'beso'}_kitchen")
-    if args.policy is not None:
+    if args.policy is not None and args.policy not in LEROBOT_POLICIES:
         overrides.insert(0, f"policy.generator={args.policy}")
     for flag, key in (
         ("steps", "steps"),
@@ -77,10 +86,14 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     path, overrides = resolve_config(args)
-    config = load_config(LowPolicyTrainConfig, path, overrides=overrides)
     dataset = args.dataset
     if not args.resume and (args.out / RUN_CONFIG).exists():
         raise ConfigError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
+    from tiers.policies.low.lerobot_adapter import is_lerobot_train_config
+
+    if is_lerobot_train_config(path):  # lerobot's diffusion policy or ACT, through the adapter
+        return _run_lerobot(args, path, overrides)
+    config = load_config(LowPolicyTrainConfig, path, overrides=overrides)
     policy, trainer = config.policy, config.trainer
     console.print(
         f"[bold]tiers train[/bold] {policy.generator} on {dataset}: {trainer.steps} steps × {trainer.batch_size}, "
@@ -93,5 +106,28 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.samples_per_s:.1f} samples/s on {summary.device} ×{summary.processes}, "
         f"peak memory {summary.peak_memory_mb:.0f} MiB ({summary.memory_kind}), final loss {summary.final_loss:.4f}\n"
         f"checkpoint {summary.checkpoint}; log {args.out / 'train_log.json'}; curve {args.out / 'learning_curve.png'}"
+    )
+    return 0
+
+
+def _run_lerobot(args: argparse.Namespace, path: Path, overrides: list[str]) -> int:
+    """``tiers train --policy lerobot_diffusion | lerobot_act``: the same trainer, data and outputs."""
+    from rich.console import Console
+
+    from tiers.core.config import load_config
+    from tiers.policies.low.lerobot_adapter import LerobotTrainConfig, train_lerobot_policy
+
+    console = Console(stderr=True)
+    config = load_config(LerobotTrainConfig, path, overrides=overrides)
+    policy, trainer = config.policy, config.trainer
+    console.print(
+        f"[bold]tiers train[/bold] lerobot {policy.kind.value} on {args.dataset}: {trainer.steps} steps × "
+        f"{trainer.batch_size}, cameras={policy.cameras} lerobot={policy.lerobot or 'defaults'} -> {args.out}"
+    )
+    summary = train_lerobot_policy(args.dataset, config, args.out, resume=args.resume, progress=not args.no_progress)
+    console.print(
+        f"done: step {summary.steps} in {summary.wall_s:.1f} s, {summary.samples_per_s:.1f} samples/s on "
+        f"{summary.device}, peak memory {summary.peak_memory_mb:.0f} MiB ({summary.memory_kind}), final loss "
+        f"{summary.final_loss:.4f}\ncheckpoint {summary.checkpoint}; log {args.out / 'train_log.json'}"
     )
     return 0

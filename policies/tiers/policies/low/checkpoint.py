@@ -289,6 +289,12 @@ def load_policy(
         EmbodimentMismatchError / ContractError: naming the mismatch, before any weight is read.
     """
     path = Path(path)
+    if (path / "tiers_lerobot.json").is_file():  # a lerobot policy, saved in lerobot's own layout by its adapter
+        from tiers.policies.low.lerobot_adapter import LerobotPolicyAdapter
+
+        return LerobotPolicyAdapter.load(
+            path, dataset=dataset, embodiment=embodiment, action_dim=action_dim, device=device
+        )
     meta, features, stats = read_checkpoint(path)
     check_stats(stats, features.required_stats(), where=str(path / STATS_FILE))
     if dataset is not None:

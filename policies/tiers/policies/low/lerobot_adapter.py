@@ -86,7 +86,7 @@ class LerobotAdapterConfig(Config):
     """Which lerobot policy, what it reads, and lerobot's own config fields.
 
     Every lerobot field not set in ``lerobot`` keeps lerobot's default (the diffusion policy at its defaults:
-    To=2, horizon 16, 8 executed steps, a ResNet-18 per camera, UNet (512, 1024, 2048), DDPM with 100 steps;
+    To=2, horizon 64, 32 executed steps, a ResNet-18 per camera, UNet (512, 1024, 2048), DDPM with 100 steps;
     ACT: To=1, chunk 100, all executed, ResNet-18, 4+1 transformer layers of width 512, CVAE).
     """
 
@@ -238,9 +238,13 @@ class LerobotPolicyAdapter(nn.Module):
         *,
         dataset: str | Path | None = None,
         embodiment: EmbodimentSpec | None = None,
+        action_dim: int | None = None,
         device: str | torch.device = "cpu",
     ) -> LerobotPolicyAdapter:
         """Load a checkpoint folder through lerobot's ``from_pretrained``, checked against a dataset/robot first.
+
+        Also reached through :func:`tiers.policies.low.checkpoint.load_policy` (``tiers eval --policy PATH``).
+        ``action_dim`` is the environment's action size when it overrides the embodiment's action space.
 
         Raises:
             ContractError: the folder is not an adapter checkpoint, its statistics lack a feature, or the
@@ -262,7 +266,7 @@ class LerobotPolicyAdapter(nn.Module):
         if dataset is not None:
             features.check_dataset(dataset)
         if embodiment is not None:
-            features.check_embodiment(embodiment)
+            features.check_embodiment(embodiment, action_dim=action_dim)
         policy_class = get_policy_class(config.kind.value)
         lerobot_config = policy_class.config_class.from_pretrained(path)
         lerobot_config.device = "cpu"
@@ -416,6 +420,14 @@ class LerobotPolicyAdapter(nn.Module):
                 raise ContractError(f"action_for_env takes one action, got a batch of {array.shape[0]}")
             array = array[0]
         return np.asarray(array, dtype=np.float32)
+
+
+def is_lerobot_train_config(path: str | Path) -> bool:
+    """Whether the YAML run config at ``path`` is a :class:`LerobotTrainConfig` (its policy names a ``kind``)."""
+    from tiers.core.config import read_yaml_mapping
+
+    policy = read_yaml_mapping(path).get("policy")
+    return isinstance(policy, dict) and "kind" in policy
 
 
 def is_lerobot_checkpoint(path: str | Path) -> bool:
