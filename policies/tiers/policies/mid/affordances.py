@@ -1,0 +1,495 @@
+"""Keypoint affordances from a segmented point cloud: where to grasp, pull, push and place.
+
+=====================  ==============================================================================
+subtask                affordance (keypoint, base frame)
+=====================  ==============================================================================
+pick up the X          GRASP: TCP point between the fingers, approach from above (-z), closing-axis yaw
+                       across the narrow side of X's footprint (min-area rectangle of its points)
+open/close the drawer  HANDLE: TCP point on the handle bar, pull (or push) displacement along the slide
+open/close the cabinet HANDLE: TCP point on the door's handle bar, swing about the hinge (``pivot``, ``sweep``)
+push the X D           PUSH: TCP contact point behind X, push displacement along D
+put the X R the Y      PLACE: where the held X's bottom centre goes at release (a container's centre, a
+                       fixture region's free surface, or a spot beside an anchor for spatial relations)
+=====================  ==============================================================================
+
+Objects come from the cloud's segments (simulator masks or clusters). Fixtures come from a static
+:class:`FixtureMap` of the kitchen (where the handles, slide axis, hinge and regions are with every joint at
+zero, read from the compiled MuJoCo model, as a robot would keep a map of its workcell); their *state*
+(how far the drawer or door is open) is measured in the cloud: the handle bar is the extreme point of the
+cloud along the opening motion inside a tube around the bar's possible positions.
+
+A detector never raises on bad scenes: it returns an :class:`AffordanceResult` whose ``reason`` says why
+there is no affordance (object not seen, too wide for the gripper, handle not visible, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import cv2
+import mujoco
+import numpy as np
+from numpy.typing import NDArray
+
+from tiers.core.config import Config
+from tiers.policies.mid.perception import BACKGROUND, SceneCloud
+from tiers.sim.kitchen.subtasks import Action, Subtask
+from tiers.sim.kitchen.vocabulary import (
+    PUSH_VECTORS,
+    RELATION_VECTORS,
+    FixtureName,
+    Relation,
+)
+
+Vector = NDArray[np.float64]
+DOWN = np.array([0.0, 0.0, -1.0])
+
+
+class AffordanceKind(StrEnum):
+    GRASP = "grasp"  # close the fingers around an object
+    HANDLE = "handle"  # close on a handle bar, then move it along ``motion`` (or swing about ``pivot``)
+    PUSH = "push"  # closed fingers against an object, then move along ``motion``
+    PLACE = "place"  # release the held object with its bottom centre at ``point``
+
+
+@dataclass(frozen=True)
+class Affordance:
+    """One keypoint affordance (base frame, m, rad).
+
+    Attributes:
+        kind: what to do there.
+        target: the object or fixture it belongs to.
+        point: (3,) the keypoint: the TCP position at contact (GRASP, HANDLE, PUSH) or the held object's
+            bottom centre at release (PLACE).
+        approach: (3,) unit direction the tool moves along on its final approach (from above: -z).
+        yaw: rad, closing-axis direction in the horizontal plane (from +x toward +y).
+        opening: m, finger opening on the way in.
+        motion: (3,) m, displacement of the TCP after contact (pull, push); zero when none.
+        pivot: (3,) a point on the vertical hinge axis for a swing, or None for straight motions.
+        sweep: rad, signed rotation about ``pivot`` after contact (positive: counter-clockwise from above).
+        low, high: (3,) bounds of the target's points, excluded from collision checks near contact.
+        alternatives: other closing-axis yaws (rad) that serve as well (round objects), most comfortable
+            first; the path planner tries them in order when ``yaw`` collides.
+    """
+
+    kind: AffordanceKind
+    target: str
+    point: Vector
+    approach: Vector = field(default_factory=lambda: DOWN.copy())
+    yaw: float = 0.0
+    opening: float = 0.08
+    motion: Vector = field(default_factory=lambda: np.zeros(3))
+    pivot: Vector | None = None
+    sweep: float = 0.0
+    low: Vector = field(default_factory=lambda: np.zeros(3))
+    high: Vector = field(default_factory=lambda: np.zeros(3))
+    alternatives: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class AffordanceResult:
+    """An affordance, or the reason there is none (``affordance`` None, ``reason`` non-empty)."""
+
+    affordance: Affordance | None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.affordance is not None
+
+
+@dataclass(frozen=True)
+class Articulated:
+    """A prismatic or hinged fixture of the map, at joint value zero.
+
+    Attributes:
+        bar_low, bar_high: (3,) lower and upper end of the handle bar's axis, m.
+        bar_radius: m.
+        lower, upper: joint range (m for a slide, rad for a hinge).
+        axis: (3,) unit slide direction of opening (slides) or the hinge axis (hinges).
+        pivot: (3,) a point on the hinge axis (hinges), None for slides.
+        interior_center, interior_half: (3,) the storage region's box at joint zero (moves with a slide).
+    """
+
+    bar_low: Vector
+    bar_high: Vector
+    bar_radius: float
+    lower: float
+    upper: float
+    axis: Vector
+    pivot: Vector | None
+    interior_center: Vector
+    interior_half: Vector
+
+
+@dataclass(frozen=True)
+class FixtureMap:
+    """The kitchen's fixtures as a robot's static map: handles, joints and regions at joint value zero."""
+
+    drawer: Articulated
+    cabinet: Articulated
+    regions: dict[str, tuple[Vector, Vector]]  # static region name -> (centre (3,), half size (3,)), m
+
+    @classmethod
+    def from_model(cls, model: mujoco.MjModel) -> FixtureMap:
+        """Read the map from the compiled kitchen (``assets/kitchen/scene.xml``), every joint at zero."""
+        data = mujoco.MjData(model)
+        mujoco.mj_kinematics(model, data)
+
+        def bar(name: str) -> tuple[Vector, Vector, float]:
+            geom = model.geom(name).id
+            axis = data.geom_xmat[geom].reshape(3, 3)[:, 2] * model.geom_size[geom][1]
+            ends = sorted([data.geom_xpos[geom] - axis, data.geom_xpos[geom] + axis], key=lambda p: p[2])
+            return ends[0].copy(), ends[1].copy(), float(model.geom_size[geom][0])
+
+        def region(site: str) -> tuple[Vector, Vector]:
+            index = model.site(site).id
+            half = np.abs(data.site_xmat[index].reshape(3, 3)) @ model.site_size[index]
+            return data.site_xpos[index].copy(), half
+
+        def articulated(bar_geom: str, joint_name: str, interior: str) -> Articulated:
+            joint = model.joint(joint_name)
+            body_rotation = data.xmat[joint.bodyid[0]].reshape(3, 3)
+            low, high, radius = bar(bar_geom)
+            hinge = model.jnt_type[joint.id] == mujoco.mjtJoint.mjJNT_HINGE
+            centre, half = region(interior)
+            return Articulated(
+                bar_low=low,
+                bar_high=high,
+                bar_radius=radius,
+                lower=float(joint.range[0]),
+                upper=float(joint.range[1]),
+                axis=body_rotation @ joint.axis,
+                pivot=data.xanchor[joint.id].copy() if hinge else None,
+                interior_center=centre,
+                interior_half=half,
+            )
+
+        return cls(
+            drawer=articulated("drawer_handle_bar", "drawer_slide", "drawer_interior"),
+            cabinet=articulated("cabinet_handle_bar", "cabinet_hinge", "cabinet_interior"),
+            regions={"sink": region("sink_basin"), "shelf": region("shelf_top")},
+        )
+
+
+@dataclass
+class AffordanceConfig(Config):
+    """Geometry of the keypoints."""
+
+    max_opening: float = 0.08  # m, widest finger opening (the embodiment's gripper)
+    finger_margin: float = 0.025  # m, opening beyond the object's width on the way down
+    grasp_height: float = 0.035  # m, preferred TCP height above an object's bottom
+    hand_below_tcp: float = 0.037  # m, TCP this far below an object's top at most (hand body stays off it)
+    min_tcp_height: float = 0.016  # m, lowest TCP height above the support (fingertips off the counter)
+    handle_depth: float = 0.010  # m, TCP below the top end of a handle bar's axis
+    handle_opening: float = 0.045  # m, finger opening around a handle bar
+    handle_tube: float = 0.03  # m, half width of the search tube around a handle bar's possible positions
+    drawer_open_target: float = 0.97  # opening fraction a pull aims at
+    door_open_target: float = 0.9  # opening fraction a door swing aims at
+    closed_target: float = 0.01  # opening fraction a closing push aims at
+    release_gap: float = 0.015  # m, held object's bottom above its support at release
+    push_distance: float = 0.12  # m, how far a push moves the tool after contact
+    push_standoff: float = 0.025  # m, gap between the fingers and the object before a push
+    push_height: float = 0.028  # m, TCP above the object's bottom while pushing (at most half its height)
+    spot_gap: float = 0.045  # m, footprint gap between a spatially placed object and its anchor
+    min_points: int = 8  # fewest points of a segment to trust it
+    round_ratio: float = 0.8  # footprints whose narrow/wide ratio exceeds this are round: any yaw grips them
+    round_objects: list[str] = field(default_factory=lambda: ["apple", "can"])  # round whatever their visible part
+    support_snap: float = 0.04  # m, a segment whose lowest point is this close to the support stands on it
+
+
+class AffordanceDetector:
+    """Subtask + :class:`SceneCloud` -> :class:`AffordanceResult` (see the module table)."""
+
+    def __init__(self, fixtures: FixtureMap, config: AffordanceConfig | None = None):
+        self.fixtures = fixtures
+        self.config = config or AffordanceConfig()
+
+    def detect(self, subtask: Subtask, cloud: SceneCloud, *, held_radius: float = 0.04) -> AffordanceResult:
+        """The affordance ``subtask`` needs in ``cloud``.
+
+        Args:
+            subtask: a canonical subtask (:class:`~tiers.sim.kitchen.subtasks.Subtask`).
+            cloud: the segmented scene.
+            held_radius: m, footprint radius of the held object (spatial placements keep it off the anchor).
+        """
+        if len(cloud) == 0:
+            return AffordanceResult(None, "the point cloud is empty (no valid depth in any camera)")
+        if subtask.action is Action.PICK:
+            return self.grasp(subtask.object, cloud)
+        if subtask.action is Action.PUSH:
+            assert subtask.direction is not None
+            return self.push(subtask.object, PUSH_VECTORS[subtask.direction], cloud)
+        if subtask.action in (Action.OPEN, Action.CLOSE):
+            return self.handle(subtask.object, subtask.action is Action.OPEN, cloud)
+        assert subtask.relation is not None and subtask.target is not None
+        return self.place(subtask.object, subtask.relation, subtask.target, cloud, held_radius=held_radius)
+
+    # -- objects ----------------------------------------------------------------------------------------
+
+    def footprint(self, name: str, cloud: SceneCloud) -> tuple[Vector, Vector, float, float, float] | None:
+        """(centre (2,), size (2,) along (yaw, yaw+pi/2), yaw rad, bottom m, top m) of a segment, or None.
+
+        The footprint is OpenCV's minimum-area rectangle of the segment's xy points.
+        """
+        points = cloud.segment(name)
+        if len(points) < self.config.min_points:
+            return None
+        (cx, cy), (w, h), angle = cv2.minAreaRect(points[:, :2].astype(np.float32))
+        yaw = float(np.deg2rad(angle))
+        bottom = float(points[:, 2].min())
+        # near the support: it rests on it (a round object's lowest points are hidden under its own bulge)
+        if abs(bottom - cloud.support_height) < self.config.support_snap:
+            bottom = cloud.support_height
+        return np.array([cx, cy]), np.array([w, h]), yaw, bottom, float(points[:, 2].max())
+
+    def grasp(self, name: str, cloud: SceneCloud) -> AffordanceResult:
+        """Top-down grasp: close across the footprint's narrow side, at a height the hand body clears."""
+        config = self.config
+        found = self.footprint(name, cloud)
+        if found is None:
+            return AffordanceResult(None, _not_seen(name, cloud))
+        centre, size, yaw, bottom, top = found
+        narrow = int(np.argmin(size))
+        width = float(size[narrow])
+        if width > config.max_opening - 0.005:
+            return AffordanceResult(
+                None,
+                f"the {name} is {width * 100:.1f} cm across its narrow side, wider than the gripper's "
+                f"{config.max_opening * 100:.0f} cm: no top-down grasp",
+            )
+        closing = yaw + narrow * np.pi / 2  # the fingers close along the narrow side
+        here = np.append(centre, 0.0)
+        if width > config.round_ratio * float(size.max()) or name in config.round_objects:
+            turns = [k * np.pi / 12 for k in range(12)]  # round: any closing direction grips it
+        else:
+            turns = [0.0, np.pi / 12, -np.pi / 12, np.pi / 6, -np.pi / 6]  # a little off the narrow axis grips too
+        candidates = {round(comfortable_yaw(closing + turn, here), 6): turn for turn in turns}
+        reference = comfortable_yaw(float(np.arctan2(centre[1], centre[0])) - np.pi / 2, here)
+        # the exact narrow axis first for elongated objects, the most comfortable wrist first for round ones
+        yaws = sorted(candidates, key=lambda y: abs(candidates[y]) if len(turns) < 12 else abs(y - reference))
+        height = max(bottom + min(config.grasp_height, 0.5 * (top - bottom)), top - config.hand_below_tcp)
+        height = max(height, bottom + config.min_tcp_height)
+        point = np.array([centre[0], centre[1], height])
+        points = cloud.segment(name)
+        return AffordanceResult(
+            Affordance(
+                kind=AffordanceKind.GRASP,
+                target=name,
+                point=point,
+                yaw=yaws[0],
+                opening=min(config.max_opening, width + config.finger_margin),
+                low=points.min(axis=0),
+                high=points.max(axis=0),
+                alternatives=tuple(yaws[1:]),
+            )
+        )
+
+    def push(self, name: str, direction: Vector, cloud: SceneCloud) -> AffordanceResult:
+        """Closed fingers behind ``name`` (opposite ``direction`` (2,)), then a push along ``direction``."""
+        config = self.config
+        found = self.footprint(name, cloud)
+        if found is None:
+            return AffordanceResult(None, _not_seen(name, cloud))
+        centre, _, _, bottom, top = found
+        unit = np.append(direction / np.linalg.norm(direction), 0.0)
+        points = cloud.segment(name)
+        # extent of the object along the push direction, from its centre
+        reach = float(np.max((points[:, :2] - centre) @ -unit[:2]))
+        contact = centre - unit[:2] * (reach + config.push_standoff + 0.011)
+        height = bottom + min(config.push_height, 0.5 * (top - bottom))
+        point = np.array([contact[0], contact[1], max(height, bottom + config.min_tcp_height)])
+        closing = float(np.arctan2(unit[1], unit[0])) + np.pi / 2  # fingers side by side across the push
+        return AffordanceResult(
+            Affordance(
+                kind=AffordanceKind.PUSH,
+                target=name,
+                point=point,
+                yaw=comfortable_yaw(closing, point),
+                opening=0.0,
+                motion=unit * (config.push_distance + config.push_standoff),
+                low=points.min(axis=0),
+                high=points.max(axis=0),
+            )
+        )
+
+    # -- fixtures ---------------------------------------------------------------------------------------
+
+    def articulation(self, name: str, cloud: SceneCloud) -> float | None:
+        """Measured joint value of the drawer (m) or cabinet door (rad), None if its handle is not in view."""
+        config = self.config
+        fixture = self.fixtures.drawer if name == FixtureName.DRAWER else self.fixtures.cabinet
+        points = cloud.points[cloud.labels == BACKGROUND]
+        z = points[:, 2]
+        in_height = (z > fixture.bar_low[2] - 0.005) & (z < fixture.bar_high[2] + fixture.bar_radius + 0.005)
+        points = points[in_height]
+        if fixture.pivot is None:  # slide: the bar's front is the extreme point along the opening axis
+            offset = points - fixture.bar_high
+            along = offset @ fixture.axis
+            lateral = offset - along[:, None] * fixture.axis
+            lateral[:, 2] = 0.0
+            tube = (np.linalg.norm(lateral, axis=1) < config.handle_tube) & (along > fixture.lower - 0.02)
+            tube &= along < fixture.upper + fixture.bar_radius + 0.02
+            if np.count_nonzero(tube) < 3:
+                return None
+            value = float(np.max(along[tube])) - fixture.bar_radius
+            return float(np.clip(value, fixture.lower, fixture.upper))
+        # hinge: the bar sits at a fixed radius from the axis; its polar angle is the extreme one
+        pivot = fixture.pivot
+        radius = float(np.linalg.norm(fixture.bar_high[:2] - pivot[:2]))
+        offset = points[:, :2] - pivot[:2]
+        ring = np.abs(np.linalg.norm(offset, axis=1) - radius) < 0.012
+        if np.count_nonzero(ring) < 3:
+            return None
+        closed = np.arctan2(*(fixture.bar_high[:2] - pivot[:2])[::-1])
+        angles = np.unwrap(np.arctan2(offset[ring, 1], offset[ring, 0]) - closed)
+        within = angles[(angles > fixture.lower - 0.2) & (angles < fixture.upper + 0.2)]
+        if len(within) < 3:
+            return None
+        value = float(np.max(within)) - fixture.bar_radius / radius
+        return float(np.clip(value, fixture.lower, fixture.upper))
+
+    def handle(self, name: str, opening: bool, cloud: SceneCloud) -> AffordanceResult:
+        """Grasp point on the handle bar at its measured position, and the motion that opens or closes it."""
+        config = self.config
+        if name not in (FixtureName.DRAWER, FixtureName.CABINET):
+            return AffordanceResult(None, f"the {name} has no handle; articulated fixtures: drawer, cabinet")
+        fixture = self.fixtures.drawer if name == FixtureName.DRAWER else self.fixtures.cabinet
+        value = self.articulation(name, cloud)
+        if value is None:
+            return AffordanceResult(None, f"the {name}'s handle is not in view of any depth camera")
+        fraction = (config.drawer_open_target if name == FixtureName.DRAWER else config.door_open_target) if opening \
+            else config.closed_target  # fmt: skip
+        target = fixture.lower + fraction * (fixture.upper - fixture.lower)
+        if (opening and value >= target - 0.02 * (fixture.upper - fixture.lower)) or (
+            not opening and value <= fixture.lower + 0.03 * (fixture.upper - fixture.lower)
+        ):
+            state = "open" if opening else "closed"
+            return AffordanceResult(None, f"the {name} is already {state} (measured {value:.3f})")
+        grasp_closed = fixture.bar_high - np.array([0.0, 0.0, config.handle_depth])
+        if fixture.pivot is None:
+            point = grasp_closed + value * fixture.axis
+            motion = (target - value) * fixture.axis
+            yaw = comfortable_yaw(float(np.arctan2(fixture.axis[1], fixture.axis[0])) + np.pi / 2, point)
+            low, high = point - 0.06, point + np.array([0.06, 0.06, 0.1])
+            return AffordanceResult(
+                Affordance(
+                    AffordanceKind.HANDLE,
+                    name,
+                    point,
+                    yaw=yaw,
+                    opening=config.handle_opening,
+                    motion=motion,
+                    low=low,
+                    high=high,
+                )
+            )
+        point = rotate_about(grasp_closed, fixture.pivot, value)
+        radial = point[:2] - fixture.pivot[:2]
+        yaw = comfortable_yaw(float(np.arctan2(radial[1], radial[0])), point)  # fingers across the bar
+        low, high = point - 0.06, point + np.array([0.06, 0.06, 0.1])
+        return AffordanceResult(
+            Affordance(
+                AffordanceKind.HANDLE,
+                name,
+                point,
+                yaw=yaw,
+                opening=config.handle_opening,
+                pivot=fixture.pivot.copy(),
+                sweep=target - value,
+                low=low,
+                high=high,
+            )
+        )
+
+    # -- placement --------------------------------------------------------------------------------------
+
+    def surface_height(self, xy: Vector, radius: float, cloud: SceneCloud, *, exclude: str = "") -> float:
+        """m, the highest cloud point within ``radius`` of ``xy`` (2,) (the support a placed object lands on)."""
+        points = cloud.without(exclude) if exclude else cloud.points
+        near = np.linalg.norm(points[:, :2] - xy, axis=1) < radius
+        return float(points[near, 2].max()) if np.any(near) else cloud.support_height
+
+    def place(
+        self, name: str, relation: Relation, target: str, cloud: SceneCloud, *, held_radius: float = 0.04
+    ) -> AffordanceResult:
+        """Where the held object's bottom centre goes at release for ``put the <name> <relation> the <target>``."""
+        config = self.config
+        if target == FixtureName.DRAWER:
+            value = self.articulation(target, cloud)
+            if value is None:
+                return AffordanceResult(None, "the drawer's handle is not in view: cannot tell how far it is open")
+            drawer = self.fixtures.drawer
+            if value < 0.8 * (drawer.upper - drawer.lower):
+                return AffordanceResult(None, f"the drawer is only {value * 100:.0f} cm open: open it first")
+            centre = drawer.interior_center + value * drawer.axis
+            front = centre[0] - drawer.interior_half[0]  # the exposed part of the drawer is its front
+            xy = np.array([front + max(held_radius, 0.06) + 0.01, centre[1]])
+            floor = centre[2] - drawer.interior_half[2]
+            point = np.array([xy[0], xy[1], floor + config.release_gap])
+            return AffordanceResult(self._place(name, target, point, drawer.interior_half))
+        if target == FixtureName.CABINET:
+            return AffordanceResult(
+                None,
+                "placing into the cabinet needs a horizontal insertion under its top, which the mid tier "
+                "does not plan (the scripted expert does)",
+            )
+        if target in self.fixtures.regions:
+            centre, half = self.fixtures.regions[target]
+            xy = centre[:2].copy()
+            height = self.surface_height(xy, held_radius, cloud, exclude=name)
+            point = np.array([xy[0], xy[1], height + config.release_gap])
+            return AffordanceResult(self._place(name, target, point, half))
+        if target == FixtureName.COUNTER:
+            return AffordanceResult(None, "the counter is not a placement target (every object starts on it)")
+        found = self.footprint(target, cloud)
+        if found is None:
+            return AffordanceResult(None, _not_seen(target, cloud))
+        centre, size, _, _, top = found
+        if relation in (Relation.IN, Relation.ON):  # drop onto the container's or stack base's top
+            point = np.array([centre[0], centre[1], top + config.release_gap])
+            return AffordanceResult(self._place(name, target, point, np.append(size / 2, 0.05)))
+        directions = [RELATION_VECTORS[relation]] if relation in RELATION_VECTORS else list(RELATION_VECTORS.values())
+        anchor_radius = 0.5 * float(np.linalg.norm(size))
+        others = cloud.points[cloud.labels != BACKGROUND]
+        held_points = cloud.segment(name)
+        if len(held_points):  # the held object is not an obstacle to its own spot
+            held_centre = held_points[:, :2].mean(axis=0)
+            others = others[np.linalg.norm(others[:, :2] - held_centre, axis=1) > held_radius + 0.03]
+        best: tuple[float, Vector] | None = None
+        for direction in directions:  # "next to": the side with the most room
+            spot = centre + direction * (anchor_radius + held_radius + config.spot_gap)
+            clearance = float(np.min(np.linalg.norm(others[:, :2] - spot, axis=1), initial=1.0)) - held_radius
+            if best is None or clearance > best[0]:
+                best = (clearance, spot)
+        assert best is not None
+        spot = best[1]
+        height = self.surface_height(spot, held_radius, cloud, exclude=name)
+        point = np.array([spot[0], spot[1], height + config.release_gap])
+        return AffordanceResult(self._place(name, target, point, np.array([held_radius, held_radius, 0.05])))
+
+    def _place(self, name: str, target: str, point: Vector, half: Vector) -> Affordance:
+        return Affordance(
+            AffordanceKind.PLACE, target, point, yaw=float("nan"), opening=0.0, low=point - half,
+            high=point + half + np.array([0.0, 0.0, 0.1]),
+        )  # fmt: skip
+
+
+def comfortable_yaw(yaw: float, position: Vector) -> float:
+    """The closing-axis yaw equivalent to ``yaw`` (a two-finger grasp is symmetric under pi) nearest the one
+    the arm reaches at ``position`` by turning its base joint alone from home (keeps the wrist mid-range)."""
+    reference = float(np.arctan2(position[1], position[0]) - np.pi / 2)
+    return float(reference + (yaw - reference + np.pi / 2) % np.pi - np.pi / 2)
+
+
+def rotate_about(point: Vector, pivot: Vector, angle: float) -> Vector:
+    """(3,) ``point`` rotated by ``angle`` rad about the vertical axis through ``pivot``."""
+    c, s = np.cos(angle), np.sin(angle)
+    dx, dy = point[0] - pivot[0], point[1] - pivot[1]
+    return np.array([pivot[0] + c * dx - s * dy, pivot[1] + s * dx + c * dy, point[2]])
+
+
+def _not_seen(name: str, cloud: SceneCloud) -> str:
+    seen = ", ".join(cloud.segment_names) or "none"
+    return f"the {name} is not in view (segments seen: {seen})"

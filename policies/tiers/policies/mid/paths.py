@@ -1,0 +1,679 @@
+"""Collision-aware 3D end-effector paths from the current tool pose to keypoint affordances.
+
+A path is a sequence of named segments, each a straight line (or an arc for door swings) with a gripper
+command and a speed::
+
+    pick:    [rise] -> transport (at a safe height) -> pre-grasp (above the keypoint) -> approach (down)
+             -> grasp (hold while the fingers close) -> lift
+    place:   [rise] -> transport -> pre-place -> place (down) -> release (hold) -> retreat (up)
+    handle:  [rise] -> transport -> pre-grasp -> approach -> grasp -> pull / push / swing -> release -> retreat
+    push:    [rise] -> transport -> pre-push -> approach -> push -> retreat
+
+Collisions are checked against the point cloud with a scipy KD-tree: the tool is a handful of spheres (the
+fingers, the hand body, the wrist; plus the held object during transport), each must keep ``clearance`` from
+every obstacle point. The counter is a floor (the TCP stays ``min_tcp_height`` above it) rather than points.
+Near contact the target's own points are not obstacles (the fingers must close around it). A free-space
+segment whose straight line collides is replaced by an RRT-Connect path in 3D (then shortcut).
+
+Time parameterisation: each segment runs rest-to-rest with a trapezoidal speed profile whose peak is the
+segment's speed (at most the embodiment's ``max_ee_speed``) and whose rotation rate stays under
+``angular_speed``; the result is an :class:`~tiers.core.ee_path.EEPath`.
+
+Bad input never crashes the planner and never yields a path outside the workspace: :class:`PathResult`
+carries either a path or the reason there is none (empty cloud, keypoint outside the workspace or out of
+reach, no IK solution, no collision-free route).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation, Slerp
+
+from tiers.core.config import Config
+from tiers.core.ee_path import EEPath, wxyz_to_xyzw, xyzw_to_wxyz
+from tiers.policies.mid.affordances import Affordance, AffordanceKind, rotate_about
+from tiers.policies.mid.perception import SceneCloud
+
+Vector = NDArray[np.float64]
+Sphere = tuple[Vector, float, str]  # tool-frame centre (3,) m, radius m, kind ("finger", "hand", "wrist", "held")
+RAMP_FRACTION = 0.25  # fraction of a segment's duration spent accelerating (and as much braking)
+SMOOTH_PEAK = 1.0 / (1.0 - RAMP_FRACTION)  # peak / mean speed of the trapezoidal profile
+
+
+@dataclass
+class WorkspaceConfig(Config):
+    """Where the tool may go (base frame)."""
+
+    low: list[float] = field(default_factory=lambda: [-0.15, -0.75, -0.02])  # m, lower corner of the box
+    high: list[float] = field(default_factory=lambda: [0.85, 0.75, 0.75])  # m, upper corner of the box
+    shoulder: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.333])  # m, centre of the reach sphere
+    reach: float = 0.82  # m, farthest TCP distance from the shoulder with the tool pointing down
+    min_radius: float = 0.2  # m, nearest TCP horizontal distance from the base axis (clear of the column)
+
+    def __post_init__(self) -> None:
+        if any(lo >= hi for lo, hi in zip(self.low, self.high, strict=True)):
+            raise ValueError(f"workspace low {self.low} must be below high {self.high}")
+
+    def violation(self, position: Vector) -> str:
+        """Why ``position`` (3,) is outside the workspace, or "" if it is inside."""
+        low, high = np.asarray(self.low), np.asarray(self.high)
+        if np.any(position < low) or np.any(position > high):
+            return f"outside the workspace box {self.low}..{self.high} m"
+        distance = float(np.linalg.norm(position - np.asarray(self.shoulder)))
+        if distance > self.reach:
+            return f"out of reach: {distance:.2f} m from the shoulder, reach {self.reach:.2f} m"
+        if float(np.linalg.norm(position[:2])) < self.min_radius:
+            return f"too close to the robot's base axis (< {self.min_radius:.2f} m)"
+        return ""
+
+    def contains(self, positions: Vector) -> NDArray[np.bool_]:
+        """(N,) whether each of (N, 3) positions is inside."""
+        low, high = np.asarray(self.low), np.asarray(self.high)
+        inside = np.all((positions >= low) & (positions <= high), axis=1)
+        inside &= np.linalg.norm(positions - np.asarray(self.shoulder), axis=1) <= self.reach
+        inside &= np.linalg.norm(positions[:, :2], axis=1) >= self.min_radius
+        result: NDArray[np.bool_] = inside
+        return result
+
+
+@dataclass
+class PathConfig(Config):
+    """Segment geometry, collision margins, speeds and the sampling fallback."""
+
+    workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
+    clearance: float = 0.012  # m, kept between every tool sphere and every obstacle point
+    approach_height: float = 0.08  # m, pre-grasp / pre-place offset against the approach direction
+    transport_height: float = 0.24  # m, least TCP height of free moves with an empty hand
+    carry_clearance: float = 0.19  # m, least height of a carried object's bottom during transport
+    lift_height: float = 0.12  # m, rise after a grasp
+    retreat_height: float = 0.10  # m, rise after a release
+    min_tcp_height: float = 0.014  # m, TCP above the support surface at least (fingertips off the counter)
+    free_speed: float = 0.25  # m/s, peak tool speed in free space (capped by the embodiment's max_ee_speed)
+    carry_speed: float = 0.18  # m/s, peak tool speed with an object in the hand
+    contact_speed: float = 0.08  # m/s, peak tool speed near or in contact
+    angular_speed: float = 1.0  # rad/s, peak tool rotation rate
+    grasp_hold: float = 0.7  # s, the fingers close while the tool holds still
+    release_hold: float = 0.4  # s, the fingers open while the tool holds still
+    release_opening: float = 0.08  # m, finger opening when letting go
+    check_step: float = 0.01  # m, spacing of collision checks along a segment
+    waypoint_spacing: float = 0.03  # m, spacing of the path's waypoints along a segment
+    rrt_iterations: int = 1500  # RRT-Connect extensions before giving up
+    rrt_step: float = 0.05  # m, RRT-Connect extension length
+    rrt_time_limit: float = 0.5  # s, RRT-Connect gives up after this much time in one plan() call
+    seed: int = 0  # RRT-Connect sampling seed (same scene and seed -> same path)
+    default_hang: float = 0.04  # m, TCP height above a held object's bottom when the object is not seen
+
+    def __post_init__(self) -> None:
+        for name in ("free_speed", "carry_speed", "contact_speed", "angular_speed", "check_step", "rrt_step"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+class Reachability(Protocol):
+    """An IK check: whether the tool can reach a pose (e.g. ``ArmKinematics.solve(...).success``)."""
+
+    def __call__(self, position: Vector, quaternion: Vector) -> bool: ...
+
+
+@dataclass(frozen=True)
+class PathResult:
+    """A planned path or the reason there is none.
+
+    Attributes:
+        path: the timed path (base frame), None when planning failed.
+        reason: why there is no path ("" on success).
+        segments: (name, start time s) of each segment, in order.
+        fallback: whether a sampling-based detour replaced a colliding straight segment.
+        planning_time: s spent planning.
+    """
+
+    path: EEPath | None
+    reason: str = ""
+    segments: tuple[tuple[str, float], ...] = ()
+    fallback: bool = False
+    planning_time: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.path is not None
+
+
+@dataclass
+class _Segment:
+    name: str
+    positions: Vector  # (K, 3) polyline, K >= 2 (or 1 for a hold)
+    quaternions: Vector  # (2, 4) wxyz at the start and end (slerped along), or (K, 4) per polyline vertex
+    gripper: float
+    speed: float
+    hold: float = 0.0  # s, for a hold segment (positions has one row)
+    contact: bool = False  # near or in contact with the target: its points are not obstacles
+
+
+class PlanningError(Exception):
+    """Internal: a reason there is no path (turned into a PathResult)."""
+
+
+class PathPlanner:
+    """Affordance + cloud + current tool pose -> :class:`PathResult` (see the module docstring)."""
+
+    def __init__(
+        self, config: PathConfig | None = None, *, max_ee_speed: float = 0.5, reachable: Reachability | None = None
+    ):
+        """
+        Args:
+            config: planner settings.
+            max_ee_speed: m/s, the embodiment's Cartesian speed cap; every segment's peak speed stays below it.
+            reachable: optional IK check of the keypoint poses (None: the workspace's reach sphere only).
+        """
+        self.config = config or PathConfig()
+        self.max_ee_speed = max_ee_speed
+        self._reachable = reachable
+        self._rng = np.random.default_rng(self.config.seed)
+        self._deadline = 0.0
+        self._trees: tuple[cKDTree | None, cKDTree | None] = (None, None)
+
+    def plan(
+        self,
+        affordance: Affordance,
+        cloud: SceneCloud,
+        ee_pose: Vector,
+        *,
+        gripper: float,
+        held: str | None = None,
+    ) -> PathResult:
+        """Plan the segments that use ``affordance`` from the tool pose ``ee_pose`` (7,) (xyz m, wxyz).
+
+        Args:
+            affordance: what to do and where.
+            cloud: the scene; its points are the obstacles (the held object's and, near contact, the target's
+                excepted).
+            ee_pose: (7,) current TCP pose, base frame.
+            gripper: m, current finger opening.
+            held: name of the object in the hand (its points move with the hand), None if empty.
+        """
+        started = time.perf_counter()
+        self._rng = np.random.default_rng(self.config.seed)
+        self._deadline = started + self.config.rrt_time_limit
+        try:
+            if len(cloud) == 0:
+                raise PlanningError("the point cloud is empty: no obstacles can be checked, refusing to move")
+            if not np.all(np.isfinite(cloud.points)):
+                raise PlanningError("the point cloud has non-finite points")
+            pose = np.asarray(ee_pose, np.float64)
+            self._trees = self._obstacle_trees(affordance, cloud, held)
+            failures = []
+            for yaw in (affordance.yaw, *affordance.alternatives):  # alternatives: other yaws that grip as well
+                candidate = replace(affordance, yaw=yaw, alternatives=())
+                try:
+                    segments, used_fallback = self._segments(candidate, cloud, pose, gripper, held)
+                    break
+                except PlanningError as error:
+                    failures.append(str(error))
+            else:
+                if len(failures) == 1:
+                    raise PlanningError(failures[0])
+                raise PlanningError(f"all {len(failures)} grasp yaws failed; the preferred one: {failures[0]}")
+            path, starts = self._timed(segments)
+            outside = ~self.config.workspace.contains(path.positions)
+            if np.any(
+                outside
+            ):  # the planner keeps to the workspace by construction; never hand out a path that does not
+                first = path.positions[np.argmax(outside)]
+                raise PlanningError(f"the path would leave the workspace at {np.round(first, 3).tolist()}")
+        except PlanningError as error:
+            return PathResult(None, str(error), planning_time=time.perf_counter() - started)
+        names = tuple((segment.name, start) for segment, start in zip(segments, starts, strict=True))
+        return PathResult(path, "", names, used_fallback, time.perf_counter() - started)
+
+    # -- segments ---------------------------------------------------------------------------------------
+
+    def _segments(
+        self, affordance: Affordance, cloud: SceneCloud, ee_pose: Vector, gripper: float, held: str | None
+    ) -> tuple[list[_Segment], bool]:
+        config = self.config
+        start, start_q = ee_pose[:3], ee_pose[3:] / np.linalg.norm(ee_pose[3:])
+        support = cloud.support_height
+        kind = affordance.kind
+        hang, offset, held_radius = self._held_geometry(cloud, held, ee_pose)
+        if kind is AffordanceKind.PLACE:
+            # the held object keeps its offset from the TCP: the TCP goes where it puts the object's bottom there
+            target = affordance.point + np.array([-offset[0], -offset[1], hang])
+            quaternion = start_q  # carry without turning the wrist (the object's offset stays valid)
+        else:
+            target = affordance.point.copy()
+            quaternion = tool_quaternion(affordance.approach, affordance.yaw)
+        self._check_keypoint(f"the {kind.value} point of the {affordance.target}", target, quaternion, support)
+        pre = target - affordance.approach * config.approach_height
+        self._check_keypoint(f"the pre-{kind.value} point of the {affordance.target}", pre, quaternion, support)
+        carrying = held is not None
+        carry_z = config.transport_height
+        if carrying:
+            carry_z = max(carry_z, config.carry_clearance + hang)
+        carry_z = max(carry_z, pre[2])
+        free_speed = min(config.carry_speed if carrying else config.free_speed, self.max_ee_speed)
+        contact_speed = min(config.contact_speed, self.max_ee_speed)
+        segments: list[_Segment] = []
+        here = start.copy()
+        far = float(np.linalg.norm(pre[:2] - here[:2])) > 0.04
+        if carrying:  # keep squeezing what is held (commanding the measured opening would let it slip)
+            gripper = 0.0
+        grip_in = affordance.opening if kind in (AffordanceKind.GRASP, AffordanceKind.HANDLE) else gripper
+        if kind is AffordanceKind.PUSH:
+            grip_in = 0.0
+        if far and here[2] < carry_z - 0.01:
+            rise = np.array([here[0], here[1], carry_z])
+            segments.append(_Segment("rise", np.stack([here, rise]), np.stack([start_q, start_q]), gripper, free_speed))
+            here = rise
+        if far:
+            above = np.array([pre[0], pre[1], carry_z])
+            segments.append(
+                _Segment("transport", np.stack([here, above]), np.stack([start_q, quaternion]), grip_in, free_speed)
+            )
+            here = above
+        segments.append(
+            _Segment(
+                f"pre-{kind.value}",
+                np.stack([here, pre]),
+                np.stack([start_q if not far else quaternion, quaternion]),
+                grip_in,
+                free_speed,
+            )
+        )
+        both = np.stack([quaternion, quaternion])
+        name = {AffordanceKind.PLACE: "place"}.get(kind, "approach")
+        segments.append(_Segment(name, np.stack([pre, target]), both, grip_in, contact_speed, contact=True))
+        if kind is AffordanceKind.GRASP:
+            segments.append(_Segment("grasp", target[None], both, 0.0, contact_speed, config.grasp_hold, True))
+            lift = target + np.array([0.0, 0.0, config.lift_height])
+            segments.append(_Segment("lift", np.stack([target, lift]), both, 0.0, contact_speed, contact=True))
+        elif kind is AffordanceKind.PLACE:
+            opening = config.release_opening
+            segments.append(_Segment("release", target[None], both, opening, contact_speed, config.release_hold, True))
+            up = target + np.array([0.0, 0.0, config.retreat_height])
+            segments.append(_Segment("retreat", np.stack([target, up]), both, opening, contact_speed, contact=True))
+        elif kind is AffordanceKind.HANDLE:
+            segments.append(_Segment("grasp", target[None], both, 0.0, contact_speed, config.grasp_hold, True))
+            if affordance.pivot is None:
+                end = target + affordance.motion
+                self._check_keypoint(f"the end of the {affordance.target}'s pull", end, quaternion, support)
+                segments.append(_Segment("pull", np.stack([target, end]), both, 0.0, contact_speed, contact=True))
+            else:
+                angles = np.linspace(0.0, affordance.sweep, max(3, int(abs(affordance.sweep) / 0.05) + 1))
+                arc = np.stack([rotate_about(target, affordance.pivot, a) for a in angles])
+                turns = np.stack([_yaw_rotated(quaternion, a) for a in angles])
+                for point in arc[[0, -1]]:
+                    self._check_keypoint(f"the {affordance.target}'s swing", point, quaternion, support)
+                segments.append(_Segment("swing", arc, turns, 0.0, contact_speed, contact=True))
+            last = segments[-1].positions[-1]
+            last_q = segments[-1].quaternions[-1]
+            hold_q = np.stack([last_q, last_q])
+            segments.append(
+                _Segment("release", last[None], hold_q, affordance.opening, contact_speed, config.release_hold, True)
+            )
+            up = last + np.array([0.0, 0.0, config.retreat_height])
+            segments.append(
+                _Segment("retreat", np.stack([last, up]), hold_q, affordance.opening, contact_speed, contact=True)
+            )
+        else:  # push
+            end = target + affordance.motion
+            self._check_keypoint(f"the end of the push of the {affordance.target}", end, quaternion, support)
+            segments.append(_Segment("push", np.stack([target, end]), both, 0.0, contact_speed, contact=True))
+            up = end + np.array([0.0, 0.0, config.retreat_height])
+            segments.append(_Segment("retreat", np.stack([end, up]), both, 0.0, contact_speed, contact=True))
+        return self._route(segments, affordance, cloud, held, hang, offset, held_radius)
+
+    def _held_geometry(self, cloud: SceneCloud, held: str | None, ee_pose: Vector) -> tuple[float, Vector, float]:
+        """(TCP height above the held object's bottom m, object centre minus TCP (2,) m, footprint radius m)."""
+        if held is None:
+            return 0.0, np.zeros(2), 0.0
+        points = cloud.segment(held)
+        if len(points) < 5:
+            return self.config.default_hang, np.zeros(2), 0.04
+        centre = 0.5 * (points[:, :2].min(axis=0) + points[:, :2].max(axis=0))
+        radius = 0.5 * float(np.linalg.norm(points[:, :2].max(axis=0) - points[:, :2].min(axis=0)))
+        return float(ee_pose[2] - points[:, 2].min()), centre - ee_pose[:2], radius
+
+    def _check_keypoint(self, what: str, position: Vector, quaternion: Vector, support: float) -> None:
+        problem = self.config.workspace.violation(position)
+        if problem:
+            raise PlanningError(f"{what} {np.round(position, 3).tolist()} is {problem}")
+        if position[2] < support + self.config.min_tcp_height - 1e-6:
+            raise PlanningError(f"{what} {np.round(position, 3).tolist()} is below the support surface z={support:.3f}")
+        if self._reachable is not None and not self._reachable(position, quaternion):
+            raise PlanningError(f"{what} {np.round(position, 3).tolist()} has no inverse-kinematics solution")
+
+    # -- collision checking -----------------------------------------------------------------------------
+
+    def _route(
+        self,
+        segments: list[_Segment],
+        affordance: Affordance,
+        cloud: SceneCloud,
+        held: str | None,
+        hang: float,
+        offset: Vector,
+        held_radius: float,
+    ) -> tuple[list[_Segment], bool]:
+        """Check every segment; replace colliding free-space lines by RRT-Connect detours."""
+        config = self.config
+        free_tree, contact_tree = self._trees
+        spheres = _tool_spheres(held is not None, hang, offset, held_radius)
+        used_fallback = False
+        routed: list[_Segment] = []
+        for segment in segments:
+            tree = contact_tree if segment.contact else free_tree
+            # fingers close around the target on contact segments: only the hand and wrist spheres count there
+            active = [s for s in spheres if not (segment.contact and s[2] == "finger")]
+
+            def free(
+                points: Vector, quats: Vector, tree: cKDTree | None = tree, active: list[Sphere] = active
+            ) -> NDArray[np.bool_]:
+                return self._free(points, quats, tree, active, cloud.support_height)
+
+            samples, sample_q = _densify(segment, config.check_step)
+            clear = free(samples, sample_q)
+            if np.all(clear):
+                routed.append(segment)
+                continue
+            where = np.round(samples[np.argmin(clear)], 3).tolist()
+            if not (clear[0] and clear[-1]):
+                end = "start" if not clear[0] else "end"
+                raise PlanningError(
+                    f"the {end} of the {segment.name} segment for the {affordance.target} collides with the scene "
+                    f"at {where}"
+                )
+            if segment.contact or len(segment.positions) != 2:
+                raise PlanningError(
+                    f"the {segment.name} segment near the {affordance.target} collides with the scene at {where}"
+                )
+            detour = self._rrt_connect(segment, free)
+            if detour is None:
+                raise PlanningError(
+                    f"no collision-free route for the {segment.name} segment (straight line blocked at {where}, "
+                    f"RRT-Connect found none in {config.rrt_iterations} extensions)"
+                )
+            used_fallback = True
+            routed.append(
+                _Segment(segment.name, detour, segment.quaternions, segment.gripper, segment.speed, contact=False)
+            )
+        return routed, used_fallback
+
+    def _obstacle_trees(
+        self, affordance: Affordance, cloud: SceneCloud, held: str | None
+    ) -> tuple[cKDTree | None, cKDTree | None]:
+        """KD-trees of the obstacle points for free-space and for contact segments.
+
+        The counter's own points are left out (it is the floor constraint), as are the held object's (they move
+        with the hand); contact segments also leave out the target's box (the fingers close around it).
+        """
+        floor = cloud.support_height + 0.008
+        above = cloud.points[:, 2] > floor
+        obstacles, labels = cloud.points[above], cloud.labels[above]
+        if held is not None:
+            held_ids = [i for i, name in cloud.names.items() if name == held]
+            obstacles = obstacles[~np.isin(labels, held_ids)]
+        free_tree = cKDTree(obstacles) if len(obstacles) else None
+        margin = 0.015
+        outside = ~np.all((obstacles >= affordance.low - margin) & (obstacles <= affordance.high + margin), axis=1)
+        contact_tree = cKDTree(obstacles[outside]) if np.any(outside) else None
+        return free_tree, contact_tree
+
+    def _free(
+        self,
+        positions: Vector,
+        quaternions: Vector,
+        tree: cKDTree | None,
+        spheres: list[Sphere],
+        support: float,
+    ) -> NDArray[np.bool_]:
+        """(N,) whether the tool at each (N, 3) position / (N, 4) orientation is clear of the obstacles."""
+        clear = positions[:, 2] >= support + self.config.min_tcp_height - 1e-6
+        clear &= self.config.workspace.contains(positions)
+        if tree is None:
+            return clear
+        rotations = Rotation.from_quat(wxyz_to_xyzw(quaternions)).as_matrix()  # (N, 3, 3)
+        for local, radius, _ in spheres:
+            centres = positions + rotations @ local
+            distance, _ = tree.query(centres, distance_upper_bound=radius + self.config.clearance)
+            clear &= ~np.isfinite(distance)
+        return clear
+
+    def _rrt_connect(self, segment: _Segment, free: Callable[[Vector, Vector], NDArray[np.bool_]]) -> Vector | None:
+        """A collision-free polyline from the segment's start to its end (3D positions), or None."""
+        config = self.config
+        start, goal = segment.positions[0], segment.positions[-1]
+        q_start, q_goal = segment.quaternions[0], segment.quaternions[-1]
+
+        def edge_free(a: Vector, b: Vector) -> bool:
+            n = max(2, int(np.ceil(np.linalg.norm(b - a) / config.check_step)) + 1)
+            points: Vector = np.linspace(a, b, n, dtype=np.float64)
+            # the orientation along a detour is interpolated later: check both end orientations
+            return bool(np.all(free(points, np.repeat(q_start[None], n, 0)))) and bool(
+                np.all(free(points, np.repeat(q_goal[None], n, 0)))
+            )
+
+        low = np.maximum(np.asarray(config.workspace.low), np.minimum(start, goal) - 0.35)
+        high = np.minimum(np.asarray(config.workspace.high), np.maximum(start, goal) + 0.35)
+        low[2] = max(low[2], min(start[2], goal[2]) - 0.05)
+        capacity = config.rrt_iterations * 4 + 2
+        trees = [_Tree(start, capacity), _Tree(goal, capacity)]
+
+        def extend(tree: _Tree, sample: Vector) -> int | None:
+            nearest = tree.nearest(sample)
+            direction = sample - tree.nodes[nearest]
+            length = float(np.linalg.norm(direction))
+            new = sample if length <= config.rrt_step else tree.nodes[nearest] + direction * (config.rrt_step / length)
+            if not edge_free(tree.nodes[nearest], new):
+                return None
+            return tree.add(new, nearest)
+
+        for iteration in range(config.rrt_iterations):
+            if time.perf_counter() > self._deadline:
+                return None
+            a, b = trees[iteration % 2], trees[(iteration + 1) % 2]
+            sample = self._rng.uniform(low, high)
+            new = extend(a, sample)
+            if new is None:
+                continue
+            target = a.nodes[new]
+            # connect: extend b toward the new node until it arrives or is blocked
+            while True:
+                reached = extend(b, target)
+                if reached is None:
+                    break
+                if np.linalg.norm(b.nodes[reached] - target) < 1e-9:
+                    path_a = a.branch(new)
+                    path_b = b.branch(reached)
+                    path = path_a[::-1] + path_b[1:] if iteration % 2 == 0 else path_b[::-1] + path_a[1:]
+                    return _shortcut(np.asarray(path), edge_free)
+        return None
+
+    # -- timing -----------------------------------------------------------------------------------------
+
+    def _timed(self, segments: list[_Segment]) -> tuple[EEPath, list[float]]:
+        """Trapezoidal-speed time scaling of each segment, concatenated into one EEPath."""
+        config = self.config
+        waypoints: list[Vector] = []
+        times: list[float] = []
+        grippers: list[float] = []
+        starts: list[float] = []
+        clock = 0.0
+        for segment in segments:
+            starts.append(clock)
+            first_q = segment.quaternions[0]
+            if segment.hold > 0:
+                pose = np.concatenate([segment.positions[0], first_q])
+                if not waypoints:
+                    waypoints.append(pose)
+                    times.append(clock)
+                    grippers.append(segment.gripper)
+                # the new gripper command starts right away, the pose holds for the hold time
+                for t in (clock + 1e-3, clock + segment.hold):
+                    waypoints.append(pose)
+                    times.append(t)
+                    grippers.append(segment.gripper)
+                clock += segment.hold
+                continue
+            lengths = np.linalg.norm(np.diff(segment.positions, axis=0), axis=1)
+            total = float(lengths.sum())
+            cumulative = np.concatenate([[0.0], np.cumsum(lengths)])
+            angle = _quaternion_angle(segment.quaternions[0], segment.quaternions[-1])
+            duration = max(SMOOTH_PEAK * total / segment.speed, SMOOTH_PEAK * angle / config.angular_speed, 0.1)
+            count = max(2, int(np.ceil(total / config.waypoint_spacing)) + 1, int(np.ceil(duration / 0.1)) + 1)
+            ts = np.linspace(0.0, duration, count)
+            s = np.array([_smooth(t / duration) for t in ts])
+            positions = np.stack([_along(segment.positions, cumulative, x * total) for x in s])
+            if len(segment.quaternions) == len(segment.positions) and len(segment.positions) > 2:
+                slerp = Slerp(cumulative / max(total, 1e-9), Rotation.from_quat(wxyz_to_xyzw(segment.quaternions)))
+            else:
+                slerp = Slerp([0.0, 1.0], Rotation.from_quat(wxyz_to_xyzw(segment.quaternions[[0, -1]])))
+            quats = xyzw_to_wxyz(slerp(np.clip(s, 0.0, 1.0)).as_quat())
+            begin = 0 if not waypoints else 1
+            if waypoints and segment.gripper != grippers[-1]:  # a gripper change takes effect at the segment start
+                waypoints.append(waypoints[-1])
+                times.append(clock + 1e-3)
+                grippers.append(segment.gripper)
+                ts = ts + 1e-3
+            for index in range(begin, count):
+                waypoints.append(np.concatenate([positions[index], quats[index]]))
+                times.append(clock + float(ts[index]))
+                grippers.append(segment.gripper)
+            clock += float(ts[-1])
+        return EEPath(np.asarray(waypoints), np.asarray(times), np.asarray(grippers)), starts
+
+
+def tool_quaternion(approach: Vector, yaw: float) -> Vector:
+    """(4,) wxyz of the tool frame whose z axis is ``approach`` and whose y (closing) axis is at ``yaw``.
+
+    The Panda's tool frame (``panda_hand_tcp``): z out of the palm between the fingers, y along the closing axis.
+    """
+    z = np.asarray(approach, dtype=np.float64)
+    z = z / np.linalg.norm(z)
+    y = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+    y = y - np.dot(y, z) * z
+    if np.linalg.norm(y) < 1e-6:  # approach along the closing direction: any perpendicular will do
+        y = np.cross(z, [0.0, 0.0, 1.0]) if abs(z[2]) < 0.9 else np.cross(z, [1.0, 0.0, 0.0])
+    y = y / np.linalg.norm(y)
+    x = np.cross(y, z)
+    quaternion: Vector = xyzw_to_wxyz(Rotation.from_matrix(np.stack([x, y, z], axis=1)).as_quat())
+    return quaternion
+
+
+def _yaw_rotated(quaternion: Vector, angle: float) -> Vector:
+    turned = Rotation.from_rotvec([0.0, 0.0, angle]) * Rotation.from_quat(wxyz_to_xyzw(quaternion))
+    result: Vector = xyzw_to_wxyz(turned.as_quat())
+    return result
+
+
+def _tool_spheres(holding: bool, hang: float, offset: Vector, held_radius: float) -> list[Sphere]:
+    """Tool-frame sphere centres (3,) m, radii m and kinds approximating the Panda hand (z: approach axis).
+
+    The fingers sit at the TCP on either side along y; the hand body is a 20 cm bar across y, 4.5-8.5 cm
+    behind the TCP; the wrist flange 10 cm behind it. A held object hangs below the TCP (base -z), given in
+    the tool frame for a tool pointing down (x, y flipped by the tool's rotation are handled by the caller's
+    orientation: the object sphere uses the base-frame offset, valid for top-down carrying).
+    """
+    spheres: list[Sphere] = [
+        (np.array([0.0, 0.03, 0.0]), 0.012, "finger"),
+        (np.array([0.0, -0.03, 0.0]), 0.012, "finger"),
+        (np.array([0.0, 0.0, -0.065]), 0.035, "hand"),
+        (np.array([0.0, 0.07, -0.065]), 0.03, "hand"),
+        (np.array([0.0, -0.07, -0.065]), 0.03, "hand"),
+        (np.array([0.0, 0.0, -0.16]), 0.05, "wrist"),
+    ]
+    if holding:
+        # object centre below the TCP; a top-down tool's z is base -z, so "down" is +z in the tool frame
+        spheres.append((np.array([0.0, 0.0, 0.5 * hang]), max(0.5 * hang, min(held_radius, 0.06)), "held"))
+    return spheres
+
+
+def _densify(segment: _Segment, step: float) -> tuple[Vector, Vector]:
+    """Positions (M, 3) every ``step`` m along a segment and their orientations (M, 4)."""
+    if len(segment.positions) == 1:
+        return segment.positions, segment.quaternions[:1]
+    lengths = np.linalg.norm(np.diff(segment.positions, axis=0), axis=1)
+    total = max(float(lengths.sum()), 1e-9)
+    cumulative = np.concatenate([[0.0], np.cumsum(lengths)])
+    count = max(2, int(np.ceil(total / step)) + 1)
+    s = np.linspace(0.0, 1.0, count)
+    points = [_along(segment.positions, cumulative, x * total) for x in s]
+    if len(segment.quaternions) == len(segment.positions) and len(segment.positions) > 2:
+        slerp = Slerp(cumulative / total, Rotation.from_quat(wxyz_to_xyzw(segment.quaternions)))
+    else:
+        slerp = Slerp([0.0, 1.0], Rotation.from_quat(wxyz_to_xyzw(segment.quaternions[[0, -1]])))
+    quats: Vector = xyzw_to_wxyz(slerp(s).as_quat())
+    return np.asarray(points), quats
+
+
+def _along(polyline: Vector, cumulative: Vector, distance: float) -> Vector:
+    """(3,) the point ``distance`` m along a polyline (K, 3) with cumulative lengths (K,)."""
+    index = int(np.clip(np.searchsorted(cumulative, distance, side="right") - 1, 0, len(polyline) - 2))
+    span = cumulative[index + 1] - cumulative[index]
+    t = 0.0 if span < 1e-12 else float(np.clip((distance - cumulative[index]) / span, 0.0, 1.0))
+    result: Vector = polyline[index] + t * (polyline[index + 1] - polyline[index])
+    return result
+
+
+def _smooth(t: float) -> float:
+    """Rest-to-rest scaling s(t), t in [0, 1], trapezoidal speed with RAMP_FRACTION ramps (peak SMOOTH_PEAK)."""
+    t = float(np.clip(t, 0.0, 1.0))
+    if t < RAMP_FRACTION:
+        return SMOOTH_PEAK * t * t / (2 * RAMP_FRACTION)
+    if t > 1 - RAMP_FRACTION:
+        return 1.0 - SMOOTH_PEAK * (1 - t) ** 2 / (2 * RAMP_FRACTION)
+    return SMOOTH_PEAK * (t - RAMP_FRACTION / 2)
+
+
+def _quaternion_angle(a: Vector, b: Vector) -> float:
+    return float(2 * np.arccos(np.clip(abs(float(np.dot(a, b))), 0.0, 1.0)))
+
+
+class _Tree:
+    """An RRT tree in preallocated arrays (nearest-neighbour search is one vectorised pass)."""
+
+    def __init__(self, root: Vector, capacity: int):
+        self._nodes = np.zeros((capacity, 3))
+        self._parents = np.full(capacity, -1, dtype=np.int64)
+        self._nodes[0] = root
+        self._size = 1
+
+    @property
+    def nodes(self) -> Vector:
+        return self._nodes[: self._size]
+
+    def nearest(self, point: Vector) -> int:
+        return int(np.argmin(np.sum((self.nodes - point) ** 2, axis=1)))
+
+    def add(self, point: Vector, parent: int) -> int:
+        self._nodes[self._size] = point
+        self._parents[self._size] = parent
+        self._size += 1
+        return self._size - 1
+
+    def branch(self, index: int) -> list[Vector]:
+        """Nodes from ``index`` back to the root."""
+        branch = []
+        while index >= 0:
+            branch.append(self._nodes[index].copy())
+            index = int(self._parents[index])
+        return branch
+
+
+def _shortcut(path: Vector, edge_free: Callable[[Vector, Vector], bool]) -> Vector:
+    """Greedy shortcutting: from each kept vertex jump to the farthest vertex with a free straight edge."""
+    kept = [path[0]]
+    index = 0
+    while index < len(path) - 1:
+        for candidate in range(len(path) - 1, index, -1):
+            if candidate == index + 1 or edge_free(path[index], path[candidate]):
+                kept.append(path[candidate])
+                index = candidate
+                break
+    return np.asarray(kept)

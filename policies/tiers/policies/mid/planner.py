@@ -1,0 +1,193 @@
+"""KeypointPathPlanner: the GeneralVLA-style mid tier, a :class:`~tiers.core.protocols.MidLevelPlanner`.
+
+    observation (RGB-D, cameras, joints) + subtask command
+        -> PointCloudBuilder   segmented cloud in the base frame (simulator masks, or plane removal + DBSCAN)
+        -> AffordanceDetector  keypoint for the subtask (grasp / handle / push / place)
+        -> PathPlanner         collision-aware timed EEPath (straight segments, RRT-Connect detours)
+        -> MidLevelPlan(command, path, guidance=(path tracking,))
+
+The plan's path serves the low tier three ways: as a conditioning input, as the path-tracking guidance term
+in ``guidance`` (for a frozen diffusion/flow policy), or executed directly by
+:class:`~tiers.policies.mid.execution.PathFollower` through IK. When no path exists the plan has
+``path=None`` and no guidance, and :meth:`KeypointPathPlanner.plan_detailed` says why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tiers.core.config import Config
+from tiers.core.embodiment import EmbodimentSpec
+from tiers.core.features import CommandStyle
+from tiers.core.language import LanguageCommand
+from tiers.core.observation import Observation
+from tiers.core.protocols import MidLevelPlan
+from tiers.policies.mid.affordances import Affordance, AffordanceConfig, AffordanceDetector, FixtureMap
+from tiers.policies.mid.kinematics import ArmFK
+from tiers.policies.mid.paths import PathConfig, PathPlanner, PathResult, Reachability
+from tiers.policies.mid.perception import PerceptionConfig, PointCloudBuilder, SceneCloud
+from tiers.policies.mid.rewards import follow_path
+from tiers.sim.kitchen.subtasks import Action, Subtask, SubtaskError
+
+if TYPE_CHECKING:
+    from tiers.sim.mujoco.kitchen import MujocoKitchen
+
+
+@dataclass
+class MidPlannerConfig(Config):
+    """Settings of every stage of the keypoint path planner."""
+
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    affordances: AffordanceConfig = field(default_factory=AffordanceConfig)
+    paths: PathConfig = field(default_factory=PathConfig)
+    held_distance: float = 0.09  # m, an object whose points come this close to the TCP with the fingers shut is held
+    tracking_weight: float = 100.0  # weight of the path-tracking guidance term handed to the low tier
+    check_ik: bool = True  # check the keypoint poses with inverse kinematics (when a kinematics model is given)
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """A plan with everything that led to it.
+
+    Attributes:
+        plan: what the low tier receives (``path`` None when planning failed).
+        reason: why there is no path ("" on success).
+        cloud: the segmented scene, None if the command needed none.
+        affordance: the keypoint used, None if none was found.
+        path_result: the path planner's result, None if it was not reached.
+        perception_time: s building the cloud and finding the affordance.
+        planning_time: s planning the path.
+    """
+
+    plan: MidLevelPlan
+    reason: str = ""
+    cloud: SceneCloud | None = None
+    affordance: Affordance | None = None
+    path_result: PathResult | None = None
+    perception_time: float = 0.0
+    planning_time: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.plan.path is not None
+
+
+class KeypointPathPlanner:
+    """Subtask commands -> timed, collision-aware end-effector paths from RGB-D (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        embodiment: EmbodimentSpec,
+        fixtures: FixtureMap,
+        arm_fk: ArmFK,
+        config: MidPlannerConfig | None = None,
+        reachable: Reachability | None = None,
+    ):
+        """
+        Args:
+            embodiment: the robot (speed cap, control period, gripper).
+            fixtures: static map of the kitchen's fixtures.
+            arm_fk: torch forward kinematics of the arm (robot self-filtering, guidance terms).
+            config: settings.
+            reachable: IK check of keypoint poses, None to check the workspace only.
+        """
+        self.config = config or MidPlannerConfig()
+        self.embodiment = embodiment
+        self.fk = arm_fk
+        self.builder = PointCloudBuilder(self.config.perception, arm_fk=arm_fk.double())
+        self.detector = AffordanceDetector(fixtures, self.config.affordances)
+        self.paths = PathPlanner(
+            self.config.paths,
+            max_ee_speed=embodiment.max_ee_speed,
+            reachable=reachable if self.config.check_ik else None,
+        )
+        self.last: PlanOutcome | None = None
+
+    @classmethod
+    def for_kitchen(cls, kitchen: MujocoKitchen, config: MidPlannerConfig | None = None) -> KeypointPathPlanner:
+        """A planner for a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen`: its model's FK, fixtures and IK."""
+        from tiers.sim.mujoco.kinematics import ArmKinematics
+
+        spec = kitchen.embodiment
+        fk = ArmFK.from_model(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame)
+        kinematics = ArmKinematics(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame)
+        home = np.asarray(spec.home, dtype=np.float64)
+
+        def reachable(position: NDArray[np.float64], quaternion: NDArray[np.float64]) -> bool:
+            return bool(kinematics.solve(position, quaternion, q_init=home, q_rest=home, max_iterations=150).success)
+
+        return cls(
+            embodiment=spec, fixtures=FixtureMap.from_model(kitchen.model), arm_fk=fk, config=config,
+            reachable=reachable,
+        )  # fmt: skip
+
+    def reset(self) -> None:
+        self.last = None
+
+    def plan(self, observation: Observation, command: LanguageCommand) -> MidLevelPlan:
+        """MidLevelPlanner: a path and its tracking guidance for ``command`` (path None when there is none)."""
+        return self.plan_detailed(observation, command).plan
+
+    def plan_detailed(self, observation: Observation, command: LanguageCommand) -> PlanOutcome:
+        """:meth:`plan` with the cloud, affordance, timings and the reason when no path exists."""
+        outcome = self._plan(observation, command)
+        self.last = outcome
+        return outcome
+
+    def _plan(self, observation: Observation, command: LanguageCommand) -> PlanOutcome:
+        empty = MidLevelPlan(command)
+        if command.style is not CommandStyle.SUBTASK:
+            return PlanOutcome(empty, f"{command.style.value} commands go to the low tier, not to a path planner")
+        try:
+            subtask = Subtask.parse(command.text)
+        except SubtaskError as error:
+            return PlanOutcome(empty, str(error))
+        started = time.perf_counter()
+        cloud = self.builder.build(observation)
+        if len(cloud) == 0:
+            return PlanOutcome(empty, "no depth returns in any camera: the point cloud is empty", cloud)
+        if self.builder.config.use_masks and not cloud.names and not observation.segmentation:
+            cloud = self.builder.cluster(cloud)
+        held = None
+        if subtask.action is Action.PLACE:
+            held = self._held(subtask.object, cloud, observation)
+            if held is None:
+                return PlanOutcome(empty, f"the {subtask.object} is not in the hand: pick it up first", cloud)
+        held_radius = self._radius(cloud, held) if held else 0.04
+        found = self.detector.detect(subtask, cloud, held_radius=held_radius)
+        perceived = time.perf_counter()
+        if found.affordance is None:
+            return PlanOutcome(empty, found.reason, cloud, perception_time=perceived - started)
+        result = self.paths.plan(
+            found.affordance, cloud, observation.ee_pose, gripper=observation.gripper_opening, held=held
+        )
+        timing = {"perception_time": perceived - started, "planning_time": time.perf_counter() - perceived}
+        if result.path is None:
+            return PlanOutcome(empty, result.reason, cloud, found.affordance, result, **timing)
+        tracking = follow_path(
+            self.fk, result.path, start_time=observation.timestamp, dt=self.embodiment.control_period,
+            weight=self.config.tracking_weight,
+        )  # fmt: skip
+        plan = MidLevelPlan(command, result.path, (tracking,))
+        return PlanOutcome(plan, "", cloud, found.affordance, result, **timing)
+
+    def _held(self, name: str, cloud: SceneCloud, observation: Observation) -> str | None:
+        """``name`` if its points are at the TCP and the fingers are not wide open, else None."""
+        points = cloud.segment(name)
+        if len(points) == 0 or observation.gripper_opening > self.embodiment.gripper.max_opening - 0.004:
+            return None
+        nearest = float(np.min(np.linalg.norm(points - observation.ee_pose[:3], axis=1)))
+        return name if nearest < self.config.held_distance else None
+
+    @staticmethod
+    def _radius(cloud: SceneCloud, name: str) -> float:
+        points = cloud.segment(name)
+        if len(points) == 0:
+            return 0.04
+        return 0.5 * float(np.linalg.norm(points[:, :2].max(axis=0) - points[:, :2].min(axis=0)))
