@@ -85,11 +85,27 @@ def test_software_stop_latches_and_resume_waits_for_fresh_data() -> None:
     assert watchdog.update() is ControlState.RUNNING
 
 
+def test_per_source_timeouts_let_cameras_be_slower_than_joint_states() -> None:
+    clock = _Clock()
+    config = WatchdogConfig(timeout_s=0.1, source_timeouts={"front": 0.5})
+    watchdog = Watchdog(["joint_states", "front"], config, clock=clock)
+    _fed(watchdog, clock)
+    watchdog.update()
+    clock.now = 0.3
+    watchdog.feed("joint_states")
+    assert watchdog.update() is ControlState.RUNNING  # the camera is 300 ms old, within its 500 ms
+    clock.now = 0.55
+    watchdog.feed("joint_states")
+    assert watchdog.update() is ControlState.HOLDING and "front" in watchdog.reason
+
+
 def test_errors_name_the_problem() -> None:
     watchdog = Watchdog(["joint_states"])
     with pytest.raises(ContractError, match="'wrist'"):
         watchdog.feed("wrist")
     with pytest.raises(ContractError, match="at least one source"):
         Watchdog([])
+    with pytest.raises(ContractError, match="wrist"):
+        Watchdog(["joint_states"], WatchdogConfig(source_timeouts={"wrist": 1.0}))
     with pytest.raises(ConfigError, match="timeout_s"):
         WatchdogConfig.from_dict({"timeout_s": 0})

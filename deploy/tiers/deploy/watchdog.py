@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tiers.core.config import Config
@@ -49,10 +49,18 @@ class WatchdogConfig(Config):
     timeout_s: float = 0.1  # s without a message from a required source before the loop holds
     stop_after_s: float = 1.0  # s of holding after which the stop latches (nothing is sent any more)
     resume_on_fresh_data: bool = False  # leave HOLDING by itself once every source is fresh; STOPPED never does
+    source_timeouts: dict[str, float] = field(default_factory=dict)  # s per source, overriding timeout_s
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be positive seconds, got {self.timeout_s}")
+        for source, timeout in self.source_timeouts.items():
+            if not timeout > 0:
+                raise ValueError(f"source_timeouts[{source!r}] must be positive seconds, got {timeout}")
+
+    def timeout(self, source: str) -> float:
+        """s without a message from ``source`` before the loop holds."""
+        return self.source_timeouts.get(source, self.timeout_s)
         if self.stop_after_s < 0:
             raise ValueError(f"stop_after_s must be >= 0 seconds, got {self.stop_after_s}")
 
@@ -97,6 +105,9 @@ class Watchdog:
         if not sources:
             raise ContractError("Watchdog needs at least one source to watch")
         self.config = config or WatchdogConfig()
+        unknown = sorted(set(self.config.source_timeouts) - set(sources))
+        if unknown:
+            raise ContractError(f"watchdog: source_timeouts name {unknown}, which are not watched ({list(sources)})")
         self._clock = clock
         self._last: dict[str, float | None] = dict.fromkeys(sources)  # source -> arrival time (s) or None
         self._state = ControlState.WAITING
@@ -125,7 +136,7 @@ class Watchdog:
 
     def stale_sources(self, now: float | None = None) -> list[str]:
         now = self._clock() if now is None else now
-        return [name for name in self._last if self.age(name, now) > self.config.timeout_s]
+        return [name for name in self._last if self.age(name, now) > self.config.timeout(name)]
 
     def update(self, now: float | None = None) -> ControlState:
         """Advance the state machine to ``now`` (default: the clock) and return the state to act in."""
@@ -135,8 +146,11 @@ class Watchdog:
         if state is ControlState.WAITING and not stale:
             self._enter(ControlState.RUNNING, now, "every source is fresh")
         elif state is ControlState.RUNNING and stale:
-            ages = ", ".join(f"{name} {self.age(name, now) * 1e3:.0f} ms" for name in stale)
-            self._enter(ControlState.HOLDING, now, f"stale: {ages} (timeout {self.config.timeout_s * 1e3:.0f} ms)")
+            ages = ", ".join(
+                f"{name} {self.age(name, now) * 1e3:.0f} ms (timeout {self.config.timeout(name) * 1e3:.0f} ms)"
+                for name in stale
+            )
+            self._enter(ControlState.HOLDING, now, f"stale: {ages}")
         elif state is ControlState.HOLDING:
             if stale and now - self._since > self.config.stop_after_s:
                 self._enter(ControlState.STOPPED, now, f"held {self.config.stop_after_s:.2f} s: {self.reason}")
