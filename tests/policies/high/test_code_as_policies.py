@@ -1,0 +1,197 @@
+"""Code as Policies end to end: a real chat server writes code, helpers are generated recursively through the
+AST, programs run in the real sandbox against real primitives in MuJoCo."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tiers.core.features import CommandSource, CommandStyle
+from tiers.core.language import LanguageCommand
+from tiers.core.observation import Observation
+from tiers.core.protocols import HighLevelPlanner
+from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig, message_text
+from tiers.policies.high.code_as_policies import (
+    CodeAsPoliciesConfig,
+    CodeAsPoliciesPlanner,
+    CodeAsPoliciesRunner,
+    undefined_functions,
+)
+from tiers.policies.high.primitives import ObservationPerception
+from tiers.policies.high.scripted_server import ScriptedChatServer
+from tiers.sim.kitchen.env import KitchenEnv
+from tiers.sim.kitchen.expert import ScriptedExpert
+from tiers.sim.kitchen.subtasks import Subtask
+
+POLICY = (
+    "```python\nothers = [n for n in get_obj_names() if n not in ['bowl', 'apple']]\n"
+    "name = closest_to('bowl', others)\nsay('moving the ' + name)\ngrasp(name)\nplace(name, 'in', 'bowl')\n```"
+)
+HELPERS = {
+    "closest_to": "def closest_to(anchor, names):\n"
+    "    here = get_obj_pos(anchor)\n    return min(names, key=lambda n: distance(get_obj_pos(n), here))",
+    "distance": "def distance(a, b):\n    return math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)))",
+}
+
+
+def _script(policy: str, helpers: dict[str, str]) -> Callable[[dict[str, Any]], str]:
+    """Answer policy queries with ``policy`` and "define function: name(...)" queries from ``helpers``."""
+
+    def reply(body: dict[str, Any]) -> str:
+        query = message_text(body["messages"][-1])
+        if query.startswith("# define function: "):
+            name = query.removeprefix("# define function: ").split("(")[0]
+            return helpers[name]
+        return policy
+
+    return reply
+
+
+def _backend(server: ScriptedChatServer) -> OpenAIChatBackend:
+    return OpenAIChatBackend(OpenAIChatConfig(base_url=server.base_url, model="scripted", backoff_s=0.01))
+
+
+def test_undefined_functions_are_found_through_the_ast() -> None:
+    code = "def near(a):\n    return a\nx = near(1)\ny = closest_to(x, items=[1])\nz = len([sort_by(x), helper(2)])"
+    assert undefined_functions(code, {"len"}) == [
+        ("closest_to", "closest_to(x, items=items)"),
+        ("sort_by", "sort_by(x)"),
+        ("helper", "helper(arg0)"),
+    ]
+
+
+def test_planner_generates_helpers_recursively_and_plans_from_perception(
+    reset_kitchen: Callable[..., Observation],
+) -> None:
+    observation = reset_kitchen()
+    with ScriptedChatServer(_script(POLICY, HELPERS)) as server:
+        planner = CodeAsPoliciesPlanner(_backend(server))
+        assert isinstance(planner, HighLevelPlanner)
+        planner.reset("put the thing closest to the bowl into the bowl")
+        first = planner.next_command(observation)
+        second = planner.next_command(observation)
+        assert planner.next_command(observation) is None
+    assert planner.error is None, planner.error
+    queries = [message_text(request["messages"][-1]) for request in server.requests]
+    assert queries == [
+        "# put the thing closest to the bowl into the bowl.",
+        "# define function: closest_to(arg0, others).",
+        "# define function: distance(arg0, here).",  # found inside the generated closest_to: depth 2
+    ]
+    perception = ObservationPerception(observation)
+    bowl = perception.position("bowl")
+    others = [n for n in perception.object_names() if n not in ("bowl", "apple")]
+    nearest = min(others, key=lambda n: float(np.linalg.norm(perception.position(n) - bowl)))
+    assert first is not None and second is not None
+    assert [first.text, second.text] == [f"pick up the {nearest}", f"put the {nearest} in the bowl"]
+    assert first.source is CommandSource.PLANNER and first.style is CommandStyle.SUBTASK
+    assert planner.program is not None and set(planner.program.helpers) == {"closest_to", "distance"}
+    assert planner.result is not None and [c[0] for c in planner.result.calls][-2:] == ["grasp", "place"]
+    assert planner.overhead_seconds > 0
+
+
+def test_helper_recursion_stops_at_the_depth_limit(reset_kitchen: Callable[..., Observation]) -> None:
+    chain = {f"f{k}": f"def f{k}():\n    return f{k + 1}()" for k in range(10)}
+    with ScriptedChatServer(_script("f0()", chain)) as server:
+        planner = CodeAsPoliciesPlanner(_backend(server), CodeAsPoliciesConfig(max_depth=2))
+        planner.reset("do something deep")
+        assert planner.next_command(reset_kitchen()) is None
+    assert planner.error is not None and "helper f2() is 3 levels deep; the limit is 2" in planner.error
+    assert len(server.requests) == 3  # the policy, f0, f1
+
+
+def test_a_correction_continues_the_session(reset_kitchen: Callable[..., Observation]) -> None:
+    observation = reset_kitchen()
+    replies = iter(['grasp("apple")\nplace("apple", "in", "bowl")', 'push("can", "forward")'])
+    with ScriptedChatServer(lambda body: next(replies)) as server:
+        planner = CodeAsPoliciesPlanner(_backend(server))
+        planner.reset("put the apple in the bowl")
+        assert planner.next_command(observation) is not None
+        correction = LanguageCommand("push the can away instead", CommandStyle.CORRECTION, "human_live", 2.0)
+        planner.handle_correction(correction)
+        command = planner.next_command(observation)
+    assert command is not None and command.text == "push the can forward" and command.replaces is correction
+    turns = [message_text(m) for m in server.requests[1]["messages"]]
+    assert "# put the apple in the bowl." in turns and 'grasp("apple")\nplace("apple", "in", "bowl")' in turns
+
+
+def test_unsafe_motion_is_refused_before_the_robot_moves(
+    kitchen: KitchenEnv, reset_kitchen: Callable[..., Observation]
+) -> None:
+    before = reset_kitchen().joint_positions
+    program = "try:\n    move_to([2.0, 0.0, 0.3])\nexcept ApiError as e:\n    ret_val = str(e)"
+    with ScriptedChatServer([program]) as server:
+        runner = CodeAsPoliciesRunner(_backend(server))
+        outcome = runner.run(kitchen)
+    assert outcome.result is not None and "UnsafeMotionError" in outcome.result.value
+    assert "outside the workspace" in outcome.result.value
+    np.testing.assert_allclose(kitchen.backend.observe(render=False).joint_positions, before, atol=1e-3)
+
+
+class _ExpertLowTier:
+    """A low-tier driver (start / act / finished) over the scripted expert, recording what it was told."""
+
+    def __init__(self, env: KitchenEnv):
+        self.env = env
+        self.expert = ScriptedExpert.from_kitchen(env.backend)  # type: ignore[arg-type]
+        self.commands: list[LanguageCommand] = []
+        self.done = False
+
+    def start(self, plan: Any, observation: Observation) -> None:
+        self.commands.append(plan.command)
+        self.expert.reset([Subtask.parse(plan.command.text)], self.env.scene_state(), observation)
+        self.done = False
+
+    def act(self, observation: Observation) -> np.ndarray:
+        step = self.expert.act(observation, self.env.scene_state())
+        self.done = step.done
+        return step.action
+
+    def finished(self, observation: Observation) -> bool:
+        return self.done
+
+
+def test_runner_executes_in_mujoco_through_the_low_tier_and_the_primitives(
+    kitchen: KitchenEnv, reset_kitchen: Callable[..., Observation]
+) -> None:
+    """The pick goes to the low tier (execute), the place runs a primitive; the task's predicate judges."""
+    reset_kitchen()
+    low_tier = _ExpertLowTier(kitchen)
+    said: list[str] = []
+    code = (
+        'say("on it")\nexecute("pick up the apple")\nif get_gripper_opening() < 0.07:\n'
+        '    place("apple", "in", "bowl")\nret_val = get_obj_pos("apple")'
+    )
+    with ScriptedChatServer([code]) as server:
+        runner = CodeAsPoliciesRunner(_backend(server), low_tier=low_tier, on_say=said.append)
+        outcome = runner.run(kitchen)
+    assert outcome.error is None, outcome.error
+    assert outcome.success  # the apple is in the bowl
+    assert said == ["on it"]
+    assert [c.text for c in low_tier.commands] == ["pick up the apple"]
+    assert low_tier.commands[0].style is CommandStyle.SUBTASK and low_tier.commands[0].source is CommandSource.PLANNER
+    assert [(e.name, e.ok) for e in runner.primitives.events] == [("execute", True), ("place", True)]
+    bowl = kitchen.scene_state().objects["bowl"].bounds
+    assert outcome.result is not None and bowl.contains(np.asarray(outcome.result.value), margin=0.03)
+    with ScriptedChatServer(['execute("juggle the apple")']) as server:
+        outcome = CodeAsPoliciesRunner(_backend(server), low_tier=low_tier).run(kitchen)
+    assert outcome.error is not None and "cannot parse subtask 'juggle the apple'" in outcome.error
+
+
+def test_perception_reads_the_depth_camera_and_agrees_with_the_simulator(
+    reset_kitchen: Callable[..., Observation], kitchen: KitchenEnv
+) -> None:
+    perception = ObservationPerception(reset_kitchen())
+    state = kitchen.scene_state()
+    assert {"apple", "bowl"} <= set(perception.object_names()) <= set(state.objects)
+    for name in perception.object_names():
+        bounds = state.objects[name].bounds
+        assert bounds.contains(perception.position(name), margin=0.02), name  # visible-surface centroid
+        low, high = perception.bbox(name)
+        assert bounds.contains(low, margin=0.02) and bounds.contains(high, margin=0.02), name
+        assert perception.points(name, max_points=20).shape == (20, 3)
+    with pytest.raises(ValueError, match="unknown object 'fridge'"):
+        perception.position("fridge")
