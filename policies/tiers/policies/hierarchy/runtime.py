@@ -46,6 +46,10 @@ ActionFilter = Callable[[NDArray[np.float32], Observation], NDArray[np.float32]]
 class LowTierDriver(Protocol):
     """Executes one command at control rate: a learned policy, a path follower, or a scripted controller."""
 
+    def reset(self) -> None:
+        """A new episode: forget history and queued actions."""
+        ...
+
     def start(self, plan: MidLevelPlan, observation: Observation) -> None:
         """Begin executing ``plan`` (its command, path and guidance) from ``observation``."""
         ...
@@ -148,7 +152,7 @@ class HierarchyRuntime:
         self.planner.reset(instruction)
         if self.mid is not None:
             self.mid.reset()
-        self.low.drop_queued_actions()
+        self.low.reset()
         self.events = []
         while not self._corrections.empty():
             self._corrections.get_nowait()
@@ -291,12 +295,14 @@ class HierarchyRuntime:
                 plan = self.mid.plan(observation, command)
             self._degrade_if_slow("mid", self.mid, now)
         self.low.start(plan, observation)
-        self._event(
-            now,
-            "command",
-            command,
-            "" if plan.path is None else f"path of {len(plan.path.waypoints)} waypoints, {plan.path.duration:.1f} s",
-        )
+        if plan.path is not None:
+            detail = f"path of {len(plan.path.waypoints)} waypoints, {plan.path.duration:.1f} s"
+        elif self.mid is not None and command.style is not CommandStyle.MOTION:
+            # a mid tier that found no path says why in its last outcome (KeypointPathPlanner.last.reason)
+            detail = f"no path: {getattr(getattr(self.mid, 'last', None), 'reason', 'the mid tier gave none')}"
+        else:
+            detail = ""
+        self._event(now, "command", command, detail)
 
     def _apply(self, correction: Correction, observation: Observation) -> None:
         """Take a correction into account at the start of this tick."""

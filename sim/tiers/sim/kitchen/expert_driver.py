@@ -27,6 +27,11 @@ class ExpertDriver:
         self._last: ExpertStep | None = None
         self.failure: str | None = None  # why the expert gave up the current subtask, if it did
 
+    def reset(self) -> None:
+        """A new episode: the next ``start`` builds the expert's motion from the new scene."""
+        self._last = None
+        self.failure = None
+
     def start(self, plan: MidLevelPlan, observation: Observation) -> None:
         """Execute the subtask ``plan.command.text`` (kitchen grammar) from the current scene."""
         if self._expert is None:

@@ -1,0 +1,136 @@
+"""Low-tier drivers: how the runtime hands one command to a learned policy and knows when it is done.
+
+:class:`PolicyDriver` runs any low-tier policy with lerobot's interface plus the two helpers tiers
+policies have (``batch_from_observation``, ``action_for_env``). It conditions the policy on the command
+text and, for path-conditioned policies, on the part of the mid tier's path that lies ahead: the window
+``[elapsed, elapsed + (Ta - 1) / rate]`` s of the path, which is exactly what the policy saw in training
+(the end-effector poses of the next Ta frames of a demonstration, see
+:class:`tiers.policies.low.conditioning.HindsightConditions`).
+
+A command is done when its path has been followed (the path's duration plus a short settle), or, for a
+policy without a path, when its time budget is spent — both work on a real robot, with no privileged state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from tiers.core.ee_path import EEPath
+from tiers.core.errors import ContractError
+from tiers.core.observation import Observation
+from tiers.core.protocols import MidLevelPlan
+
+PATH_SETTLE_S = 1.0  # s a path-following command keeps running after the path's end (the arm catches up)
+MIN_SAMPLER_STEPS = 1  # degradation stops here
+
+
+class PathFollowerDriver:
+    """Executes the mid tier's path directly through inverse kinematics (no learned low tier)."""
+
+    def __init__(self, follower: Any) -> None:
+        """``follower``: a :class:`tiers.policies.mid.execution.PathFollower` for the robot."""
+        self.follower = follower
+        self._planned = False
+
+    def reset(self) -> None:
+        self._planned = False
+
+    def start(self, plan: MidLevelPlan, observation: Observation) -> None:
+        if plan.path is None:
+            # the mid tier found no path (it says why in its own log): nothing to follow, the command ends
+            self._planned = False
+            return
+        self.follower.start(plan.path, observation.joint_positions)
+        self._planned = True
+
+    def act(self, observation: Observation) -> NDArray[np.float32]:
+        if not self._planned:
+            raise ContractError("PathFollowerDriver.act() without a path")
+        return np.asarray(self.follower.act(), dtype=np.float32)
+
+    def finished(self, observation: Observation) -> bool:
+        return not self._planned or bool(self.follower.done)
+
+    def drop_queued_actions(self) -> None:
+        """A new plan restarts the follower from the measured joints; nothing is queued."""
+
+
+class PolicyDriver:
+    """A learned low tier as a :class:`~tiers.policies.hierarchy.runtime.LowTierDriver`."""
+
+    def __init__(self, policy: Any, *, control_rate_hz: float, command_budget_s: float = 15.0) -> None:
+        """
+        Args:
+            policy: a low-tier policy (``tiers.policies.low.policy.GenerativeLowPolicy`` or the lerobot adapter).
+            control_rate_hz: the robot's control rate (the path window is Ta control periods long).
+            command_budget_s: how long a command without a path runs before it counts as done.
+        """
+        self.policy = policy
+        self.control_rate_hz = control_rate_hz
+        self.command_budget_s = command_budget_s
+        features = getattr(policy, "features", None)
+        self.needs_images = bool(getattr(features, "cameras", {}))  # render cameras every tick
+        conditioning = getattr(getattr(policy, "config", None), "conditioning", None)
+        self.path_conditioned = bool(getattr(conditioning, "path_waypoints", 0))
+        self._command = ""
+        self._path: EEPath | None = None
+        self._started = 0.0
+
+    def reset(self) -> None:
+        """A new episode: forget the observation history and queued actions."""
+        self.policy.reset()
+
+    def start(self, plan: MidLevelPlan, observation: Observation) -> None:
+        if self.path_conditioned and plan.path is None:
+            raise ContractError("this low tier is path-conditioned: its hierarchy needs a mid tier that plans paths")
+        self._command = plan.command.text
+        self._path = plan.path
+        self._started = float(observation.timestamp)
+        set_guidance = getattr(self.policy, "set_guidance", None)
+        if callable(set_guidance):
+            set_guidance(plan.guidance, observation)
+        elif plan.guidance:
+            raise ContractError(f"{type(self.policy).__name__} takes no guidance terms; got {len(plan.guidance)}")
+        self.policy.drop_queued_actions()
+
+    def act(self, observation: Observation) -> NDArray[np.float32]:
+        if self.path_conditioned:
+            path = self._path_ahead(observation)
+            batch = self.policy.batch_from_observation(observation, command=self._command, path=path)
+        else:
+            batch = self.policy.batch_from_observation(observation, command=self._command)
+        with torch.no_grad():
+            action = self.policy.select_action(batch)
+        result: NDArray[np.float32] = self.policy.action_for_env(action)
+        return result
+
+    def finished(self, observation: Observation) -> bool:
+        elapsed = float(observation.timestamp) - self._started
+        if self._path is not None:
+            return elapsed >= self._path.duration + PATH_SETTLE_S
+        return elapsed >= self.command_budget_s
+
+    def drop_queued_actions(self) -> None:
+        self.policy.drop_queued_actions()
+
+    def degrade(self) -> str | None:
+        """Halve the sampler's network evaluations per chunk (down to one); None when nothing is left to cut."""
+        config = getattr(self.policy, "config", None)
+        steps = getattr(config, "sampler_steps", None)
+        if config is None or steps is None or steps <= MIN_SAMPLER_STEPS:
+            return None
+        config.sampler_steps = max(MIN_SAMPLER_STEPS, steps // 2)
+        return f"sampler steps {steps} -> {config.sampler_steps}"
+
+    def _path_ahead(self, observation: Observation) -> EEPath:
+        """The window of the planned path the policy conditions on (see the module docstring)."""
+        assert self._path is not None
+        horizon = int(self.policy.config.horizon)
+        offsets = np.arange(horizon, dtype=np.float64) / self.control_rate_hz
+        elapsed = float(observation.timestamp) - self._started
+        poses, gripper = self._path.sample(elapsed + offsets)
+        return EEPath(waypoints=poses, times=offsets, gripper=gripper, frame=self._path.frame)

@@ -1,0 +1,174 @@
+"""The built-in kinds of each tier (see :mod:`tiers.policies.hierarchy.registry`).
+
+Planners: ``grammar`` (offline rule-based, the benchmark's instruction grammar), ``llm`` (an
+OpenAI-compatible chat model), ``gold_plan`` (privileged: the task's gold plan). Mid tiers:
+``keypoint_paths`` (keypoint affordances from RGB-D -> collision-aware paths). Low tiers: ``policy`` (a
+learned checkpoint: BESO, flow, DDPM or a lerobot policy), ``ik_path`` (the mid tier's path through IK),
+``expert`` (privileged: the scripted expert).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tiers.core.embodiment import EmbodimentSpec
+from tiers.core.errors import ConfigError
+from tiers.core.features import CommandStyle
+from tiers.policies.hierarchy.registry import HierarchyContext, TierKind, register
+
+SUBTASK = frozenset({CommandStyle.SUBTASK})
+LANGUAGE_NEEDS = {"subtask": "subtask", "language_motion": "motion", "task": "task"}
+
+
+def _no_settings(kind: str, settings: dict[str, Any]) -> None:
+    if settings:
+        raise ConfigError(f"{kind}: takes no settings, got {sorted(settings)}")
+
+
+def _kitchen(context: HierarchyContext, kind: str) -> Any:
+    if context.env is None:
+        raise ConfigError(f"{kind}: needs the kitchen simulator (run it through tiers run / tiers eval)")
+    return context.env.backend
+
+
+# -- planners -------------------------------------------------------------------------------------------
+
+
+def _grammar(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    from tiers.policies.high.grammar_planner import GrammarPlanner
+
+    _no_settings("grammar", settings)
+    return GrammarPlanner()
+
+
+def _llm(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    from tiers.policies.high.backends import make_backend
+    from tiers.policies.high.llm_planner import LLMPlanner, LLMPlannerConfig
+
+    options = dict(settings)
+    endpoint = {key: options.pop(key) for key in ("base_url", "model", "model_path") if key in options}
+    return LLMPlanner(make_backend(**endpoint), LLMPlannerConfig.from_dict(options, source="planner.settings"))
+
+
+def _gold_plan(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    from tiers.sim.evaluation.planning import GoldPlanEcho
+
+    _no_settings("gold_plan", settings)
+    if context.task is None:
+        raise ConfigError("gold_plan: needs the kitchen task of the episode (privileged; evaluation only)")
+    return GoldPlanEcho(context.task.plan)
+
+
+register(TierKind("grammar", "planner", _grammar, "offline rule-based planner for the kitchen grammar", emits=SUBTASK))
+register(TierKind("llm", "planner", _llm, "LLM planner through an OpenAI-compatible endpoint", emits=SUBTASK))
+register(
+    TierKind("gold_plan", "planner", _gold_plan, "the task's gold plan (privileged)", emits=SUBTASK, privileged=True)
+)
+
+# -- mid tiers ------------------------------------------------------------------------------------------
+
+
+def _keypoint_paths(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    from tiers.policies.mid.planner import KeypointPathPlanner, MidPlannerConfig
+
+    config = MidPlannerConfig.from_dict(settings, source="mid.settings")
+    return KeypointPathPlanner.for_kitchen(_kitchen(context, "keypoint_paths"), config)
+
+
+def _perception_cameras(spec: EmbodimentSpec, settings: dict[str, Any]) -> EmbodimentSpec:
+    from tiers.policies.mid.execution import perception_embodiment
+
+    return perception_embodiment(spec)
+
+
+register(
+    TierKind(
+        "keypoint_paths",
+        "mid",
+        _keypoint_paths,
+        "keypoint affordances from RGB-D -> collision-aware end-effector paths",
+        provides=frozenset({"path", "guidance"}),
+        adapt_embodiment=_perception_cameras,
+    )
+)
+
+# -- low tiers ------------------------------------------------------------------------------------------
+
+
+def _policy(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    from tiers.policies.hierarchy.drivers import PolicyDriver
+    from tiers.policies.low.checkpoint import load_policy
+
+    options = dict(settings)
+    if "checkpoint" not in options:
+        raise ConfigError("low.settings.checkpoint: the checkpoint folder of the policy is required")
+    checkpoint = context.resolve(options.pop("checkpoint"))
+    budget = float(options.pop("command_budget_s", 15.0))
+    sampler_steps = options.pop("sampler_steps", None)
+    if options:
+        raise ConfigError(f"low.settings: unknown keys {sorted(options)} (checkpoint, command_budget_s, sampler_steps)")
+    policy = load_policy(checkpoint, embodiment=context.embodiment, device=context.device)
+    if sampler_steps is not None:
+        policy.config.sampler_steps = int(sampler_steps)
+    return PolicyDriver(policy, control_rate_hz=context.embodiment.control_rate_hz, command_budget_s=budget)
+
+
+def _policy_needs(settings: dict[str, Any], context: HierarchyContext) -> tuple[frozenset[str], bool]:
+    """What a checkpoint conditions on, from its config.json (no weights are read)."""
+    if "checkpoint" not in settings:
+        raise ConfigError("low.settings.checkpoint: the checkpoint folder of the policy is required")
+    folder = context.resolve(settings["checkpoint"])
+    if (folder / "tiers_lerobot.json").is_file():
+        return frozenset({"task"}), False  # lerobot policies read the task text, take no guidance
+    from tiers.policies.low.checkpoint import read_checkpoint
+
+    meta, _, _ = read_checkpoint(folder)
+    conditioning = meta.get("config", {}).get("conditioning", {})
+    needs = set()
+    language = conditioning.get("language_key")
+    if language in LANGUAGE_NEEDS:
+        needs.add(LANGUAGE_NEEDS[language])
+    if conditioning.get("path_waypoints", 0):
+        needs.add("path")
+    return frozenset(needs), True
+
+
+def _ik_path(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    import mujoco
+
+    from tiers.policies.hierarchy.drivers import PathFollowerDriver
+    from tiers.policies.hierarchy.nudge import robot_model_path
+    from tiers.policies.mid.execution import FollowerConfig, PathFollower
+    from tiers.sim.mujoco.kinematics import ArmKinematics
+
+    spec = context.embodiment
+    model = mujoco.MjModel.from_xml_path(str(robot_model_path(spec)))
+    kinematics = ArmKinematics(model, joint_names=spec.joint_names, site_name=spec.ee_frame)
+    config = FollowerConfig.from_dict(settings, source="low.settings")
+    return PathFollowerDriver(PathFollower(kinematics, spec, config))
+
+
+def _expert(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    from tiers.sim.kitchen.expert_driver import ExpertDriver
+
+    _no_settings("expert", settings)
+    _kitchen(context, "expert")
+    return ExpertDriver(context.env)
+
+
+register(
+    TierKind(
+        "policy",
+        "low",
+        _policy,
+        "a learned low tier from a checkpoint (BESO, flow, DDPM, lerobot)",
+        needs=None,
+        needs_of=_policy_needs,
+    )
+)
+register(TierKind("ik_path", "low", _ik_path, "follows the mid tier's path through IK", needs=frozenset({"path"})))
+register(
+    TierKind(
+        "expert", "low", _expert, "the scripted expert (privileged)", needs=frozenset({"subtask"}), privileged=True
+    )
+)
