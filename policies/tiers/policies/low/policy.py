@@ -508,7 +508,8 @@ def generator_config_dict(config: GenerativeLowPolicyConfig, *, action_dim: int,
 
 def _make_generator(config: GenerativeLowPolicyConfig, *, action_dim: int, n_tokens: int) -> ActionGenerator:
     """The generative core named by ``config.generator``, sized for (Ta, A) chunks and Tc tokens of width D."""
-    from tiers.policies.low.beso import BesoConfig, BesoGenerator
+    from tiers.policies.low.registry import make_generator
 
     options = generator_config_dict(config, action_dim=action_dim, n_tokens=n_tokens)
-    return BesoGenerator(BesoConfig.from_dict(options, source=f"policy.generator_options ({config.generator})"))
+    generator: ActionGenerator = make_generator(config.generator, options)  # type: ignore[assignment]
+    return generator
