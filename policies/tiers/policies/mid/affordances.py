@@ -63,7 +63,8 @@ class Affordance:
         point: (3,) the keypoint: the TCP position at contact (GRASP, HANDLE, PUSH) or the held object's
             bottom centre at release (PLACE).
         approach: (3,) unit direction the tool moves along on its final approach (from above: -z).
-        yaw: rad, closing-axis direction in the horizontal plane (from +x toward +y).
+        yaw: rad, closing-axis direction in the horizontal plane (from +x toward +y); for PLACE, the turn of
+            the wrist about the vertical while carrying (0: keep the current orientation).
         opening: m, finger opening on the way in.
         motion: (3,) m, displacement of the TCP after contact (pull, push); zero when none.
         pivot: (3,) a point on the vertical hinge axis for a swing, or None for straight motions.
@@ -188,6 +189,8 @@ class AffordanceConfig(Config):
     drawer_open_target: float = 0.97  # opening fraction a pull aims at
     door_open_target: float = 0.9  # opening fraction a door swing aims at
     closed_target: float = 0.01  # opening fraction a closing push aims at
+    door_bar_standoff: float = 0.045  # m, the door handle bar's distance in front of the door panel
+    pull_overshoot: float = 0.03  # m, how far past the open target a pull is commanded (hand lag, slip)
     release_gap: float = 0.015  # m, held object's bottom above its support at release
     push_distance: float = 0.12  # m, how far a push moves the tool after contact
     push_standoff: float = 0.025  # m, gap between the fingers and the object before a push
@@ -317,7 +320,8 @@ class AffordanceDetector:
     # -- fixtures ---------------------------------------------------------------------------------------
 
     def articulation(self, name: str, cloud: SceneCloud) -> float | None:
-        """Measured joint value of the drawer (m) or cabinet door (rad), None if its handle is not in view."""
+        """Measured joint value of the drawer (m, from its handle) or cabinet door (rad, from its panel), None
+        when that part is not in view."""
         config = self.config
         fixture = self.fixtures.drawer if name == FixtureName.DRAWER else self.fixtures.cabinet
         points = cloud.points[cloud.labels == BACKGROUND]
@@ -335,19 +339,25 @@ class AffordanceDetector:
                 return None
             value = float(np.max(along[tube])) - fixture.bar_radius
             return float(np.clip(value, fixture.lower, fixture.upper))
-        # hinge: the bar sits at a fixed radius from the axis; its polar angle is the extreme one
+        # hinge: the door panel is a vertical plane through the hinge axis, so its points share one polar angle
+        # about the axis (closed angle + opening); the densest angle in the door's range is the panel
         pivot = fixture.pivot
-        radius = float(np.linalg.norm(fixture.bar_high[:2] - pivot[:2]))
+        bar = fixture.bar_high[:2] - pivot[:2]
+        radius = float(np.linalg.norm(bar))
+        points = cloud.points[cloud.labels == BACKGROUND]
+        points = points[(points[:, 2] > 0.03) & (points[:, 2] < fixture.bar_high[2] + 0.07)]
         offset = points[:, :2] - pivot[:2]
-        ring = np.abs(np.linalg.norm(offset, axis=1) - radius) < 0.012
-        if np.count_nonzero(ring) < 3:
+        distance = np.linalg.norm(offset, axis=1)
+        ring = (distance > 0.3 * radius) & (distance < 0.95 * radius)
+        # the panel's closed direction: the bar's direction minus the bar's stand-off from the panel
+        closed = float(np.arctan2(bar[1], bar[0])) - float(np.arcsin(np.clip(config.door_bar_standoff / radius, 0, 1)))
+        angles = (np.arctan2(offset[ring, 1], offset[ring, 0]) - closed + np.pi) % (2 * np.pi) - np.pi
+        window = angles[(angles > fixture.lower - 0.1) & (angles < fixture.upper + 0.1)]
+        if len(window) < 10:
             return None
-        closed = np.arctan2(*(fixture.bar_high[:2] - pivot[:2])[::-1])
-        angles = np.unwrap(np.arctan2(offset[ring, 1], offset[ring, 0]) - closed)
-        within = angles[(angles > fixture.lower - 0.2) & (angles < fixture.upper + 0.2)]
-        if len(within) < 3:
-            return None
-        value = float(np.max(within)) - fixture.bar_radius / radius
+        counts, edges = np.histogram(window, bins=np.arange(fixture.lower - 0.1, fixture.upper + 0.12, 0.04))
+        peak = 0.5 * (edges[np.argmax(counts)] + edges[np.argmax(counts) + 1])
+        value = float(np.median(window[np.abs(window - peak) < 0.06]))
         return float(np.clip(value, fixture.lower, fixture.upper))
 
     def handle(self, name: str, opening: bool, cloud: SceneCloud) -> AffordanceResult:
@@ -370,9 +380,15 @@ class AffordanceDetector:
         grasp_closed = fixture.bar_high - np.array([0.0, 0.0, config.handle_depth])
         if fixture.pivot is None:
             point = grasp_closed + value * fixture.axis
-            motion = (target - value) * fixture.axis
+            # aim a little past the target: the hand lags the path and the handle slips a few mm in the fingers
+            overshoot = config.pull_overshoot if opening else 0.0
+            motion = (target - value + overshoot) * fixture.axis
             yaw = comfortable_yaw(float(np.arctan2(fixture.axis[1], fixture.axis[0])) + np.pi / 2, point)
-            low, high = point - 0.06, point + np.array([0.06, 0.06, 0.1])
+            # the fixture's front moves with the hand: its whole sweep is not an obstacle near contact
+            end = point + motion
+            # (the drawer's front is ~28 cm wide: the hand body passes just above it while pushing)
+            low = np.minimum(point, end) - np.array([0.15, 0.15, 0.06])
+            high = np.maximum(point, end) + np.array([0.15, 0.15, 0.1])
             return AffordanceResult(
                 Affordance(
                     AffordanceKind.HANDLE,
@@ -388,7 +404,8 @@ class AffordanceDetector:
         point = rotate_about(grasp_closed, fixture.pivot, value)
         radial = point[:2] - fixture.pivot[:2]
         yaw = comfortable_yaw(float(np.arctan2(radial[1], radial[0])), point)  # fingers across the bar
-        low, high = point - 0.06, point + np.array([0.06, 0.06, 0.1])
+        sweep = np.stack([rotate_about(grasp_closed, fixture.pivot, a) for a in np.linspace(value, target, 12)])
+        low, high = sweep.min(axis=0) - 0.06, sweep.max(axis=0) + np.array([0.06, 0.06, 0.1])
         return AffordanceResult(
             Affordance(
                 AffordanceKind.HANDLE,
@@ -470,9 +487,12 @@ class AffordanceDetector:
         return AffordanceResult(self._place(name, target, point, np.array([held_radius, held_radius, 0.05])))
 
     def _place(self, name: str, target: str, point: Vector, half: Vector) -> Affordance:
+        # yaw: turn of the wrist while carrying; the alternatives let the planner turn the hand (and what it
+        # holds) to clear fixtures near the spot, e.g. the sink's tap
+        turns = tuple(k * np.pi / 6 for k in (1, -1, 2, -2, 3, -3))
         return Affordance(
-            AffordanceKind.PLACE, target, point, yaw=float("nan"), opening=0.0, low=point - half,
-            high=point + half + np.array([0.0, 0.0, 0.1]),
+            AffordanceKind.PLACE, target, point, yaw=0.0, opening=0.0, low=point - half,
+            high=point + half + np.array([0.0, 0.0, 0.1]), alternatives=turns,
         )  # fmt: skip
 
 

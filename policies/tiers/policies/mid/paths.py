@@ -219,7 +219,7 @@ class PathPlanner:
             else:
                 if len(failures) == 1:
                     raise PlanningError(failures[0])
-                raise PlanningError(f"all {len(failures)} grasp yaws failed; the preferred one: {failures[0]}")
+                raise PlanningError(f"all {len(failures)} tool yaws failed; the preferred one: {failures[0]}")
             path, starts = self._timed(segments)
             outside = ~self.config.workspace.contains(path.positions)
             if np.any(
@@ -242,10 +242,16 @@ class PathPlanner:
         support = cloud.support_height
         kind = affordance.kind
         hang, offset, held_radius = self._held_geometry(cloud, held, ee_pose)
+        held_offset = offset.copy()  # in the hand's current orientation (the collision spheres turn with the hand)
         if kind is AffordanceKind.PLACE:
-            # the held object keeps its offset from the TCP: the TCP goes where it puts the object's bottom there
+            # PLACE's yaw is a turn of the wrist about the vertical while carrying (0: none); the held object
+            # turns with the hand, so its offset from the TCP turns too. The TCP goes where it puts the
+            # object's bottom centre on the keypoint.
+            turn = 0.0 if not np.isfinite(affordance.yaw) else affordance.yaw
+            c, s = np.cos(turn), np.sin(turn)
+            offset = np.array([c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]])
             target = affordance.point + np.array([-offset[0], -offset[1], hang])
-            quaternion = start_q  # carry without turning the wrist (the object's offset stays valid)
+            quaternion = _yaw_rotated(start_q, turn)
         else:
             target = affordance.point.copy()
             quaternion = tool_quaternion(affordance.approach, affordance.yaw)
@@ -327,7 +333,7 @@ class PathPlanner:
             segments.append(_Segment("push", np.stack([target, end]), both, 0.0, contact_speed, contact=True))
             up = end + np.array([0.0, 0.0, config.retreat_height])
             segments.append(_Segment("retreat", np.stack([end, up]), both, 0.0, contact_speed, contact=True))
-        return self._route(segments, affordance, cloud, held, hang, offset, held_radius)
+        return self._route(segments, affordance, cloud, held, hang, held_offset, held_radius)
 
     def _held_geometry(self, cloud: SceneCloud, held: str | None, ee_pose: Vector) -> tuple[float, Vector, float]:
         """(TCP height above the held object's bottom m, object centre minus TCP (2,) m, footprint radius m)."""

@@ -1,0 +1,105 @@
+"""``tiers bench steering``: the mid tier's speed and execution figures.
+
+* planning time per frame at 640x480 on the CPU (goal <= 50 ms): point cloud from two RGB-D views
+  (front + top), segmentation masks, affordance, collision-aware path; rendering is not counted;
+* the cost of one VLS guidance step (reward gradients through the torch FK) for P particles;
+* optionally (``episodes`` > 0) the success of IK execution of the planned paths on kitchen tasks, with
+  perception from rendered RGB-D.
+
+The test-time-shift suite with a frozen learned policy (obstacle on the demonstrated path, shifted support,
+clutter; steered vs unsteered success) needs a trained low-tier checkpoint and is not run here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from tiers.core.embodiment import EmbodimentSpec
+from tiers.core.guidance import guidance_gradient
+
+BENCH_TASKS = (
+    "open/drawer/0",
+    "pick_place/apple-in-bowl/0",
+    "pick_place/can-in-basket/0",
+    "pick_place/sponge-on-plate/0",
+    "stack/can-box/0",
+    "push/box-forward/0",
+)
+
+
+def run_steering_benchmark(
+    *, frames: int = 20, width: int = 640, height: int = 480, particles: int = 8, episodes: int = 0
+) -> dict[str, Any]:
+    """Figures (ms, rates) as a flat dict; see the module docstring.
+
+    Args:
+        frames: rendered scenes (one layout each) timed for the planning figure.
+        width, height: camera resolution of both RGB-D views.
+        particles: P of the guidance-step figure.
+        episodes: seeds per task of :data:`BENCH_TASKS` for the IK-execution success figure (0: skip).
+    """
+    from tiers.policies.mid.execution import evaluate, perception_embodiment
+    from tiers.policies.mid.planner import KeypointPathPlanner
+    from tiers.policies.mid.rewards import follow_path, keep_clear_of_points
+    from tiers.sim.kitchen.layout import sample_layout
+    from tiers.sim.kitchen.subtasks import Subtask
+    from tiers.sim.mujoco import MujocoKitchen
+
+    spec = perception_embodiment(EmbodimentSpec.load("panda"), width=width, height=height)
+    kitchen = MujocoKitchen(spec)
+    planner = KeypointPathPlanner.for_kitchen(kitchen)
+    perception, planning, total = [], [], []
+    planned = 0
+    last_path = None
+    last_cloud = None
+    try:
+        for seed in range(frames):
+            layout = sample_layout(seed, objects=["apple", "can"], n_distractors=3)
+            observation = kitchen.reset(layout)
+            name = ("apple", "can")[seed % 2]
+            command = Subtask.parse(f"pick up the {name}").to_command(observation.timestamp)
+            started = time.perf_counter()
+            outcome = planner.plan_detailed(observation, command)
+            total.append(time.perf_counter() - started)
+            perception.append(outcome.perception_time)
+            planning.append(outcome.planning_time)
+            if outcome.ok:
+                planned += 1
+                last_path, last_cloud = outcome.plan.path, outcome.cloud
+    finally:
+        kitchen.close()
+    figures: dict[str, Any] = {
+        "resolution": f"{width}x{height} x 2 RGB-D views",
+        "frames": frames,
+        "paths_found": planned,
+        "plan_ms_per_frame_median": 1000 * float(np.median(total)),
+        "plan_ms_per_frame_p95": 1000 * float(np.percentile(total, 95)),
+        "perception_ms_median": 1000 * float(np.median(perception)),
+        "path_planning_ms_median": 1000 * float(np.median(planning)),
+        "plan_goal_ms": 50.0,
+    }
+    if last_path is not None and last_cloud is not None:
+        fk = planner.fk
+        terms = [
+            follow_path(fk, last_path, start_time=0.0, dt=spec.control_period),
+            keep_clear_of_points(fk, last_cloud.points, margin=0.04),
+        ]
+        actions = torch.tensor(np.tile(np.append(spec.home, 0.08), (particles, 16, 1)), dtype=torch.float32)
+        guidance_gradient(terms, actions)
+        repeats = 20
+        started = time.perf_counter()
+        for _ in range(repeats):
+            guidance_gradient(terms, actions)
+        figures[f"vls_gradient_ms_per_step_P{particles}_Ta16"] = 1000 * (time.perf_counter() - started) / repeats
+    if episodes > 0:
+        outcomes = evaluate(list(BENCH_TASKS), list(range(episodes)), width=320, height=240)
+        for task in BENCH_TASKS:
+            results = [o.success for o in outcomes if o.task_id == task]
+            figures[f"ik_success/{task}"] = float(np.mean(results))
+        figures["ik_success_rate"] = float(np.mean([o.success for o in outcomes]))
+        figures["ik_episodes"] = len(outcomes)
+    return figures

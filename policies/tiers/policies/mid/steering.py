@@ -1,0 +1,381 @@
+"""VLS-style inference-time steering of a frozen diffusion/flow policy: gradient guidance, Feynman–Kac
+resampling over particles, staged rewards with hysteresis, and a per-call latency budget.
+
+The engine works with any sampler through one callable, a single denoising step over a batch of particles::
+
+    step(x_i (P, Ta, A) sampler state, i, hook) -> (x_{i+1}, a0_i (P, Ta, A) clean estimate in RAW action space)
+
+``hook`` (None, or ``hook(estimate) -> gradient`` in the sampler's state units) is how reward-gradient
+guidance enters the step: the sampler moves its clean estimate up the gradient (as the low tier's
+``GuidanceHook`` does). :func:`flow_policy_steps` builds this step for the low tier's flow-matching policy.
+
+Feynman–Kac steering (Singhal et al., 2025) with the "difference" potential::
+
+    step i:   x_{i+1}, a0_i = step(x_i, i, hook)
+              r_i = R(a0_i)                            (P,) total weighted reward of the clean estimates
+              log w += λ (r_i − r_{i−1})               potential G_i = exp(λ Δr)
+              ESS = (Σw)² / Σw²;  if ESS < ρ·P: systematic resampling of x_{i+1} by w, then w = 1
+    end:      the particle with the highest final reward
+
+Latency budget: the first step is timed; if the projected total exceeds the budget the particle count is cut
+(down to ``min_particles``), then the step count (down to ``min_steps``, the schedule restarts), and a run that
+still overruns stops resampling and guidance and finishes plain. :class:`SteeringReport` says what was cut.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from tiers.core.config import Config
+from tiers.core.guidance import Guidance, guidance_gradient
+from tiers.core.observation import Observation
+
+if TYPE_CHECKING:
+    from tiers.policies.low.policy import GenerativeLowPolicy
+
+StateHook = Callable[[torch.Tensor], torch.Tensor]  # clean estimate (P, Ta, A) -> reward gradient in state units
+SamplerStep = Callable[[torch.Tensor, int, StateHook | None], tuple[torch.Tensor, torch.Tensor]]
+StepFactory = Callable[[int], SamplerStep]  # number of steps -> the step function of that schedule
+
+
+@dataclass
+class SteeringConfig(Config):
+    """Feynman–Kac steering and its latency budget."""
+
+    particles: int = 8  # P, particles sampled in parallel
+    min_particles: int = 2  # fewest particles the budget may cut to
+    min_steps: int = 2  # fewest denoising steps the budget may cut to
+    temperature: float = 10.0  # λ of the potential exp(λ Δr), per unit of reward
+    ess_fraction: float = 0.5  # resample when the effective sample size drops below this fraction of P
+    guidance: bool = True  # also move each particle up the reward gradient inside the step
+    latency_budget: float = 0.0  # s per call, 0: unlimited
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_particles <= self.particles:
+            raise ValueError(f"need 1 <= min_particles <= particles, got {self.min_particles}, {self.particles}")
+        if self.min_steps < 1:
+            raise ValueError(f"min_steps must be >= 1, got {self.min_steps}")
+        if not 0.0 <= self.ess_fraction <= 1.0:
+            raise ValueError(f"ess_fraction must be in [0, 1], got {self.ess_fraction}")
+        if self.latency_budget < 0:
+            raise ValueError(f"latency_budget must be >= 0, got {self.latency_budget}")
+
+
+@dataclass(frozen=True)
+class SteeringReport:
+    """What one steered sampling call did.
+
+    Attributes:
+        particles_requested, particles_used: P asked for and P run.
+        steps_requested, steps_used: denoising steps asked for and run.
+        resamples: how many times the particles were resampled.
+        elapsed: s for the whole call.
+        degraded: "" when the budget was kept at full quality, else what was cut and why.
+    """
+
+    particles_requested: int
+    particles_used: int
+    steps_requested: int
+    steps_used: int
+    resamples: int
+    elapsed: float
+    degraded: str = ""
+
+
+@dataclass(frozen=True)
+class SteeringResult:
+    """Steered samples.
+
+    Attributes:
+        actions: (1, Ta, A) raw actions of the best particle.
+        particles: (P, Ta, A) raw clean estimates of every particle at the last step.
+        rewards: (P,) their total weighted rewards.
+        report: the budget's account.
+    """
+
+    actions: torch.Tensor
+    particles: torch.Tensor
+    rewards: torch.Tensor
+    report: SteeringReport
+
+
+class FeynmanKacSteering:
+    """Reward-gradient guidance + Feynman–Kac resampling around any step-wise sampler (module docstring)."""
+
+    def __init__(
+        self,
+        terms: Sequence[Guidance],
+        config: SteeringConfig | None = None,
+        *,
+        to_state: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        """
+        Args:
+            terms: reward terms on raw (P, Ta, A) actions.
+            config: particles, temperature, budget.
+            to_state: maps a gradient with respect to raw actions to the sampler's state units (the chain rule
+                through normalisation, e.g. ``g * scale``); None: identity.
+        """
+        self.terms = tuple(terms)
+        self.config = config or SteeringConfig()
+        self._to_state = to_state or (lambda gradient: gradient)
+
+    def reward(self, actions: torch.Tensor, observation: Observation | None = None) -> torch.Tensor:
+        """(P,) total weighted reward of raw actions (no gradient)."""
+        if not self.terms:
+            return actions.new_zeros(actions.shape[0])
+        with torch.no_grad():
+            return torch.stack([term(actions, observation) for term in self.terms]).sum(dim=0)
+
+    def run(
+        self,
+        *,
+        noise: Callable[[int], torch.Tensor],
+        make_step: StepFactory,
+        steps: int,
+        observation: Observation | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SteeringResult:
+        """Sample with steering.
+
+        Args:
+            noise: P -> (P, Ta, A) starting state of P particles.
+            make_step: the sampler's step function for a given number of steps.
+            steps: denoising steps asked for.
+            observation: passed to the reward terms.
+            generator: random source of the resampling.
+        """
+        config = self.config
+        started = time.perf_counter()
+        particles, n_steps = config.particles, steps
+        hook = self._hook(observation) if config.guidance and self.terms else None
+        x = noise(particles)
+        step = make_step(n_steps)
+        x, estimate = step(x, 0, hook)
+        first = time.perf_counter() - started
+        reasons = []
+        budget = config.latency_budget
+        if budget > 0 and first * n_steps > budget:
+            projected = first * n_steps
+            # the step cost is about linear in P: cut particles first, then steps
+            particles = max(config.min_particles, min(particles, int(particles * budget / projected)))
+            per_step = first * particles / config.particles
+            if per_step * n_steps > budget and n_steps > config.min_steps:
+                n_steps = max(config.min_steps, int(budget / max(per_step, 1e-9)))
+                reasons.append(f"steps {steps}->{n_steps}")
+                x = noise(particles)
+                step = make_step(n_steps)
+                x, estimate = step(x, 0, hook)
+            else:
+                keep = torch.argsort(self.reward(estimate, observation), descending=True)[:particles]
+                x, estimate = x[keep], estimate[keep]
+            if particles < config.particles:
+                reasons.insert(0, f"particles {config.particles}->{particles}")
+            reasons[0] = f"projected {projected * 1000:.0f} ms > budget {budget * 1000:.0f} ms: " + reasons[0]
+        previous = self.reward(estimate, observation)
+        log_weights = config.temperature * previous
+        resamples = 0
+        steering = True
+        for index in range(1, n_steps):
+            if steering and budget > 0 and time.perf_counter() - started > budget:
+                steering, hook = False, None
+                reasons.append(f"budget spent at step {index}/{n_steps}: finished without guidance or resampling")
+            if steering and _ess(log_weights) < config.ess_fraction * len(x):
+                chosen = _systematic(log_weights, generator)
+                x, previous = x[chosen], previous[chosen]
+                log_weights = torch.zeros_like(log_weights)
+                resamples += 1
+            x, estimate = step(x, index, hook)
+            current = self.reward(estimate, observation)
+            if steering:
+                log_weights = log_weights + config.temperature * (current - previous)
+            previous = current
+        best = int(torch.argmax(previous))
+        report = SteeringReport(
+            config.particles, len(x), steps, n_steps, resamples, time.perf_counter() - started, "; ".join(reasons)
+        )
+        return SteeringResult(estimate[best : best + 1].detach(), estimate.detach(), previous, report)
+
+    def _hook(self, observation: Observation | None) -> StateHook:
+        terms, to_state = self.terms, self._to_state
+
+        def hook(estimate: torch.Tensor) -> torch.Tensor:
+            _, gradient = guidance_gradient(terms, estimate, observation)
+            return to_state(gradient)
+
+        return hook
+
+
+def _ess(log_weights: torch.Tensor) -> float:
+    """Effective sample size (Σw)² / Σw² of unnormalised log weights."""
+    return float(torch.exp(2 * torch.logsumexp(log_weights, 0) - torch.logsumexp(2 * log_weights, 0)))
+
+
+def _systematic(log_weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(P,) ancestor indices by systematic resampling (lower variance than multinomial)."""
+    count = len(log_weights)
+    weights = torch.softmax(log_weights.double(), 0).cpu()
+    offset = torch.rand((), generator=generator, dtype=torch.float64)
+    positions = (offset + torch.arange(count, dtype=torch.float64)) / count
+    cumulative = torch.cumsum(weights, 0)
+    cumulative[-1] = 1.0
+    return torch.searchsorted(cumulative, positions).clamp(max=count - 1).to(log_weights.device)
+
+
+# -- the low tier's flow-matching policy as a step-wise sampler ---------------------------------------------------
+
+
+def flow_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tuple[StepFactory, Callable[[int], Any]]:
+    """Step-wise sampler over a flow-matching :class:`~tiers.policies.low.policy.GenerativeLowPolicy`.
+
+    Mirrors ``FlowMatchingGenerator.sample`` (Euler from t = 0 to 1, guidance moves the implied clean
+    estimate) one step at a time, over P particles sharing one observation (``batch`` with B = 1).
+
+    Returns:
+        (make_step, noise): the step factory and P -> (P, Ta, A) standard-normal starting noise.
+    """
+    from tiers.core.features import FeatureKey
+    from tiers.policies.low.flow import FlowMatchingGenerator
+    from tiers.policies.low.generator import guidance_step_scale
+
+    generator = policy.generator
+    if not isinstance(generator, FlowMatchingGenerator):
+        raise TypeError(f"flow_policy_steps needs a flow-matching policy, got {type(generator).__name__}")
+    if policy.config.cfg_scale != 1.0:
+        raise ValueError(
+            f"flow_policy_steps samples the conditional model alone; the policy has cfg_scale={policy.config.cfg_scale}"
+        )
+    action = FeatureKey.ACTION.value
+    normalizer = policy.normalizer
+    with torch.no_grad():
+        conditioning = policy.encoder(policy._normalized_inputs(batch))
+    horizon, action_dim = generator.config.network.horizon, generator.config.network.action_dim
+
+    def make_step(steps: int) -> SamplerStep:
+        dt = 1.0 / steps
+        cache: dict[int, torch.Tensor] = {}
+
+        def step(x: torch.Tensor, index: int, hook: StateHook | None) -> tuple[torch.Tensor, torch.Tensor]:
+            count = x.shape[0]
+            if count not in cache:
+                cache[count] = conditioning.tokens.expand(count, -1, -1)
+            t = index * dt
+            with torch.no_grad():
+                v = generator.velocity(x, x.new_full((count,), t), cache[count])
+            estimate = x + (1.0 - t) * v
+            if hook is not None:
+                scale = guidance_step_scale(t, 1.0 - t, generator.config.data_std)
+                v = v + scale * hook(normalizer.unnormalize(action, estimate)) / (1.0 - t)
+                estimate = x + (1.0 - t) * v
+            x = x + dt * v
+            clean = x if index == steps - 1 else estimate
+            return x, normalizer.unnormalize(action, clean)
+
+        return step
+
+    def noise(count: int) -> torch.Tensor:
+        return torch.randn(count, horizon, action_dim, device=policy.device)
+
+    return make_step, noise
+
+
+def flow_policy_to_state(policy: GenerativeLowPolicy) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Chain rule through the policy's action normalisation: ∂r/∂x̂0 = ∂r/∂a · scale."""
+    from tiers.core.features import FeatureKey
+
+    scale = policy.normalizer.scale(FeatureKey.ACTION.value)
+    return lambda gradient: gradient * scale
+
+
+# -- staged rewards --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a staged reward.
+
+    Attributes:
+        name: label for logs ("reach", "lower", ...).
+        terms: the reward terms active during this stage.
+        progress: observation -> distance to this stage's completion (>= 0; e.g. m from the tool to a keypoint).
+        enter: the stage is complete (the next one starts) when ``progress`` drops below this.
+        exit: from the next stage, fall back to this one when ``progress`` rises above this (> ``enter``: the
+            gap is the hysteresis that stops chattering at the threshold); ``inf``: never fall back.
+    """
+
+    name: str
+    terms: tuple[Guidance, ...]
+    progress: Callable[[Observation], float]
+    enter: float
+    exit: float = math.inf
+
+    def __post_init__(self) -> None:
+        if not self.exit > self.enter:
+            raise ValueError(f"stage {self.name!r}: exit ({self.exit}) must exceed enter ({self.enter})")
+
+
+@dataclass
+class StagedGuidance:
+    """Staged rewards with a hysteresis switch: only the current stage's terms steer the sampler.
+
+    Call :meth:`update` with every new observation (the guidance term does it itself when the observation's
+    timestamp changes); :attr:`history` records (timestamp, stage name) at each switch.
+    """
+
+    stages: list[Stage]
+    index: int = 0
+    history: list[tuple[float, str]] = field(default_factory=list)
+    _last_time: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("StagedGuidance needs at least one stage")
+
+    @property
+    def current(self) -> Stage:
+        return self.stages[self.index]
+
+    def update(self, observation: Observation) -> Stage:
+        """Advance past completed stages, or fall back to one whose completion was lost; return the current."""
+        self._last_time = observation.timestamp
+        moved = False
+        while self.index > 0 and self.stages[self.index - 1].progress(observation) > self.stages[self.index - 1].exit:
+            self.index -= 1
+            moved = True
+        while self.index < len(self.stages) - 1 and self.current.progress(observation) < self.current.enter:
+            self.index += 1
+            moved = True
+        if moved or not self.history:
+            self.history.append((observation.timestamp, self.current.name))
+        return self.current
+
+    def guidance(self, weight: float = 1.0) -> Guidance:
+        """One :class:`Guidance` term whose reward is the current stage's total reward."""
+
+        def reward(actions: torch.Tensor, observation: Observation | None) -> torch.Tensor:
+            if observation is not None and observation.timestamp != self._last_time:
+                self.update(observation)
+            total = actions.new_zeros(actions.shape[0]) + 0.0 * actions.sum(dim=(1, 2))
+            for term in self.current.terms:
+                total = total + term(actions, observation)
+            return total
+
+        return Guidance(f"staged:{'/'.join(stage.name for stage in self.stages)}", reward, weight)
+
+
+def distance_to(point: NDArray[np.float64] | Sequence[float]) -> Callable[[Observation], float]:
+    """Progress function: m from the observed tool position to ``point`` (3,)."""
+    target = np.asarray(point, dtype=np.float64)
+
+    def progress(observation: Observation) -> float:
+        return float(np.linalg.norm(observation.ee_pose[:3] - target))
+
+    return progress

@@ -1,0 +1,119 @@
+"""Path planning on synthetic clouds: segments, speed limits, clearance, the RRT-Connect detour, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from tiers.core.ee_path import EEPath
+from tiers.policies.mid.affordances import Affordance, AffordanceKind
+from tiers.policies.mid.paths import PathConfig, PathPlanner, tool_quaternion
+from tiers.policies.mid.perception import BACKGROUND, SceneCloud, SegmentationSource
+
+HOME_POSE = np.array([0.307, 0.0, 0.487, 0.0, 0.924, -0.383, 0.0])  # the Panda's ready pose TCP, wxyz
+HOME_POSE[3:] /= np.linalg.norm(HOME_POSE[3:])
+
+
+def counter_cloud(*blocks: tuple[list[float], list[float], str | None]) -> SceneCloud:
+    """A counter (z = 0) with axis-aligned blocks of points (low, high, object name or None)."""
+    grid = np.stack(np.meshgrid(np.arange(-0.1, 0.8, 0.02), np.arange(-0.6, 0.6, 0.02)), -1).reshape(-1, 2)
+    points = [np.column_stack([grid, np.zeros(len(grid))])]
+    labels = [np.full(len(grid), BACKGROUND)]
+    names = {}
+    for index, (low, high, name) in enumerate(blocks):
+        axes = [np.arange(lo, hi + 1e-9, 0.01) for lo, hi in zip(low, high, strict=True)]
+        block = np.stack(np.meshgrid(*axes), -1).reshape(-1, 3)
+        points.append(block)
+        labels.append(np.full(len(block), index if name else BACKGROUND))
+        if name:
+            names[index] = name
+    cloud_points = np.concatenate(points)
+    return SceneCloud(
+        cloud_points, np.full((len(cloud_points), 3), 0.5), np.concatenate(labels).astype(np.int32), names,
+        SegmentationSource.MASKS,
+    )  # fmt: skip
+
+
+def grasp_of(point: list[float], low: list[float], high: list[float], yaw: float = -np.pi / 2) -> Affordance:
+    return Affordance(
+        AffordanceKind.GRASP, "apple", np.array(point), yaw=yaw, opening=0.08, low=np.array(low), high=np.array(high)
+    )
+
+
+def assert_valid(path: EEPath, planner: PathPlanner) -> None:
+    assert np.all(path.segment_speeds() <= planner.max_ee_speed + 1e-6)
+    assert np.all(planner.config.workspace.contains(path.positions))
+    np.testing.assert_allclose(path.positions[0], HOME_POSE[:3], atol=1e-9)
+
+
+def test_pick_path_has_the_segments_and_meets_limits() -> None:
+    cloud = counter_cloud(([0.47, -0.03, 0.0], [0.53, 0.03, 0.07], "apple"))
+    planner = PathPlanner(max_ee_speed=0.5)
+    result = planner.plan(grasp_of([0.5, 0.0, 0.035], [0.47, -0.03, 0.0], [0.53, 0.03, 0.07]), cloud, HOME_POSE,
+                          gripper=0.08)  # fmt: skip
+    assert result.path is not None, result.reason
+    assert [name for name, _ in result.segments] == ["transport", "pre-grasp", "approach", "grasp", "lift"]
+    assert not result.fallback
+    assert_valid(result.path, planner)
+    path = result.path
+    grasp_time = dict(result.segments)["grasp"]
+    pose, gripper = path.sample(grasp_time + 0.5)
+    np.testing.assert_allclose(pose[0, :3], [0.5, 0.0, 0.035], atol=1e-6)
+    assert gripper[0] == 0.0  # the fingers close at the grasp
+    _, open_gripper = path.sample(grasp_time - 0.2)
+    assert open_gripper[0] == 0.08
+    np.testing.assert_allclose(path.quaternions[-1], tool_quaternion(np.array([0, 0, -1.0]), -np.pi / 2), atol=1e-6)
+    assert path.positions[-1, 2] == pytest.approx(0.035 + planner.config.lift_height)
+
+
+def test_a_wall_on_the_straight_line_is_detoured_with_clearance() -> None:
+    # a tall thin wall between the start and the pre-grasp, higher than the transport height
+    wall = ([0.38, -0.25, 0.0], [0.40, 0.25, 0.45], None)
+    apple = ([0.57, -0.03, 0.0], [0.63, 0.03, 0.07], "apple")
+    cloud = counter_cloud(wall, apple)
+    config = PathConfig()
+    planner = PathPlanner(config, max_ee_speed=0.5)
+    start = HOME_POSE.copy()
+    start[:3] = [0.25, 0.0, 0.3]
+    result = planner.plan(grasp_of([0.6, 0.0, 0.035], apple[0], apple[1]), cloud, start, gripper=0.08)
+    assert result.path is not None, result.reason
+    assert result.fallback  # the straight transport hits the wall: RRT-Connect went around or over it
+    tree = cKDTree(cloud.points[(cloud.points[:, 2] > 0.01) & (cloud.labels == BACKGROUND)])
+    free_part = result.path.times <= dict(result.segments)["approach"]
+    distance, _ = tree.query(result.path.positions[free_part])
+    assert distance.min() > 0.02  # the TCP keeps clear of the wall all along (the hand is checked too)
+    assert np.all(result.path.segment_speeds() <= 0.5 + 1e-6)
+
+
+@pytest.mark.parametrize(
+    ("point", "reason"),
+    [
+        ([1.2, 0.0, 0.05], "outside the workspace box"),
+        ([0.78, 0.6, 0.05], "out of reach"),
+        ([0.05, 0.0, 0.05], "too close to the robot's base axis"),
+        ([0.5, 0.0, -0.01], "below the support surface"),
+    ],
+)
+def test_keypoints_outside_the_workspace_give_a_reason(point: list[float], reason: str) -> None:
+    cloud = counter_cloud()
+    low, high = np.array(point) - 0.03, np.array(point) + 0.03
+    result = PathPlanner().plan(grasp_of(point, list(low), list(high)), cloud, HOME_POSE, gripper=0.08)
+    assert result.path is None and reason in result.reason
+
+
+def test_degenerate_input_and_unreachable_poses_give_reasons() -> None:
+    empty = SceneCloud(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, np.int32), {}, SegmentationSource.NONE)
+    affordance = grasp_of([0.5, 0.0, 0.035], [0.47, -0.03, 0.0], [0.53, 0.03, 0.07])
+    result = PathPlanner().plan(affordance, empty, HOME_POSE, gripper=0.08)
+    assert result.path is None and "empty" in result.reason
+    nan_cloud = SceneCloud(np.full((5, 3), np.nan), np.zeros((5, 3)), np.full(5, -1, np.int32), {},
+                           SegmentationSource.NONE)  # fmt: skip
+    assert "non-finite" in PathPlanner().plan(affordance, nan_cloud, HOME_POSE, gripper=0.08).reason
+    never = PathPlanner(reachable=lambda position, quaternion: False)
+    result = never.plan(affordance, counter_cloud(), HOME_POSE, gripper=0.08)
+    assert result.path is None and "inverse-kinematics" in result.reason
+    # buried in a box of points: the grasp's approach collides whatever the yaw
+    boxed = counter_cloud(([0.42, -0.1, 0.0], [0.58, 0.1, 0.2], None))
+    result = PathPlanner().plan(affordance, boxed, HOME_POSE, gripper=0.08)
+    assert result.path is None and "collides" in result.reason
