@@ -27,6 +27,7 @@ from tiers.core.protocols import MidLevelPlan
 
 REPLAY_PREFIX = "replay:"  # controller spec "replay:<file.npy|file.csv>"
 SWEEP = "sweep"  # controller spec: sweep every joint gently about the pose at start
+PROBE_PREFIX = "probe:"  # controller spec "probe:<seed>": adversarial outputs to check the safety layer (sim only)
 
 
 class Controller(Protocol):
@@ -78,11 +79,14 @@ class JointTrajectoryReplay:
         relative: waypoints are offsets from the pose at start (a sweep), not absolute targets.
         ramp_ticks: ticks spent moving from the measured pose to the first waypoint (linear), so a replay
             never starts with a jump.
+        loop: start over after the last waypoint, until stopped or given another instruction (the last
+            waypoint should then lead smoothly back to the first, as a sweep's does).
     """
 
     waypoints: NDArray[np.float64]
     relative: bool = False
     ramp_ticks: int = 20
+    loop: bool = False
 
     def __post_init__(self) -> None:
         self.waypoints = np.asarray(self.waypoints, dtype=np.float64)
@@ -91,6 +95,7 @@ class JointTrajectoryReplay:
         if not np.all(np.isfinite(self.waypoints)):
             raise ContractError("replay waypoints hold NaN/inf")
         self._targets: NDArray[np.float64] | None = None  # (ramp + N, J+1) absolute targets of this run
+        self._path: NDArray[np.float64] | None = None  # (N, J+1) absolute waypoints of this command
         self._index = 0
         self._command_id: str | None = None
 
@@ -112,13 +117,14 @@ class JointTrajectoryReplay:
     def sweep(
         cls, spec: EmbodimentSpec, *, amplitude: float = 0.15, seconds: float = 4.0, cycles: int = 1
     ) -> JointTrajectoryReplay:
-        """Every arm joint swings ±``amplitude`` rad (sine, in phase) about the start pose over ``seconds`` per
-        cycle; the gripper stays. A bring-up check that each joint moves and reports."""
+        """Every arm joint swings ±``amplitude`` rad (sine, in phase) about the start pose, ``seconds`` per
+        cycle, over and over until stopped; the gripper stays. A bring-up check that each joint moves and
+        reports."""
         ticks = max(2, round(seconds * cycles * spec.control_rate_hz))
         phase = np.linspace(0.0, 2 * np.pi * cycles, ticks)
         offsets = np.zeros((ticks, spec.dof + 1))
         offsets[:, : spec.dof] = amplitude * np.sin(phase)[:, None]
-        return cls(offsets, relative=True, ramp_ticks=0)
+        return cls(offsets, relative=True, ramp_ticks=0, loop=True)
 
     def check(self, spec: EmbodimentSpec) -> None:
         if self.waypoints.shape[1] != spec.dof + 1:
@@ -130,7 +136,7 @@ class JointTrajectoryReplay:
 
     def reset(self) -> None:
         """A new episode: the next start replays from the beginning."""
-        self._targets, self._index, self._command_id = None, 0, None
+        self._targets, self._path, self._index, self._command_id = None, None, 0, None
 
     def start(self, plan: MidLevelPlan, observation: Observation) -> None:
         """Begin the replay for a new command; the same command again (after a nudge or a resume) continues
@@ -142,21 +148,22 @@ class JointTrajectoryReplay:
             self._index = 0
             return
         self._command_id = plan.command.id
-        path = self.waypoints + here if self.relative else self.waypoints
-        if self.relative:
-            path[:, -1] = here[-1] + self.waypoints[:, -1]
+        path = self.waypoints + here if self.relative else self.waypoints.copy()
+        self._path = path
         self._targets = np.vstack([self._ramp(here, path[0]), path])
         self._index = 0
 
     def act(self, observation: Observation) -> NDArray[np.float32]:
         if self._targets is None:
             raise ContractError("JointTrajectoryReplay.act() before start()")
+        if self.loop and self._index >= len(self._targets) and self._path is not None:
+            self._targets, self._index = self._path, 0  # the ramp is not repeated
         target: NDArray[np.float32] = self._targets[min(self._index, len(self._targets) - 1)].astype(np.float32)
         self._index += 1
         return target
 
     def finished(self, observation: Observation) -> bool:
-        return self._targets is not None and self._index >= len(self._targets)
+        return not self.loop and self._targets is not None and self._index >= len(self._targets)
 
     def drop_queued_actions(self) -> None:
         """Nothing is queued: each tick reads the next waypoint."""
@@ -169,8 +176,54 @@ class JointTrajectoryReplay:
         return ramp
 
 
+@dataclass
+class SafetyProbe:
+    """Low tier that emits what a broken policy might: NaN, ±Inf, targets far outside the joint limits,
+    huge jumps, negative or oversized gripper openings, mixed with plausible small motions.
+
+    Run it in simulation to check, on the real graph, that nothing unsafe reaches the command topic
+    (``controller: probe:<seed>``); the hierarchy node refuses it in the ``real`` profile.
+
+    Attributes:
+        spec: the robot whose limits are attacked.
+        seed: of the random stream.
+    """
+
+    spec: EmbodimentSpec
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def reset(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def start(self, plan: MidLevelPlan, observation: Observation) -> None:
+        """Every command is attacked the same way."""
+
+    def act(self, observation: Observation) -> NDArray[np.float32]:
+        lower, upper = self.spec.position_limits
+        rng = self._rng
+        action = np.append(observation.joint_positions + rng.normal(0.0, 0.02, self.spec.dof), 0.04)
+        roll = rng.random()
+        if roll < 0.2:
+            action[rng.integers(len(action))] = rng.choice([np.nan, np.inf, -np.inf])
+        elif roll < 0.4:
+            action = np.append(rng.uniform(lower - 2.0, upper + 2.0), rng.uniform(-0.5, 0.5))
+        elif roll < 0.5:
+            action *= 1e6
+        return action.astype(np.float32)
+
+    def finished(self, observation: Observation) -> bool:
+        return False
+
+    def drop_queued_actions(self) -> None:
+        """Nothing is queued."""
+
+
 def build_controller(spec_text: str, robot: EmbodimentSpec, *, checkpoint: str = "") -> Controller:
-    """A controller from its name: ``sweep``, ``replay:<file>``, or a hierarchy preset name / YAML path.
+    """A controller from its name: ``sweep``, ``replay:<file>``, ``probe:<seed>`` (adversarial outputs, for
+    checking the safety layer in simulation), or a hierarchy preset name / YAML path.
 
     Args:
         spec_text: which controller (see above).
@@ -189,6 +242,11 @@ def build_controller(spec_text: str, robot: EmbodimentSpec, *, checkpoint: str =
             replay = JointTrajectoryReplay.from_file(spec_text.removeprefix(REPLAY_PREFIX))
         replay.check(robot)
         return HierarchyRuntime(InstructionAsSubtask(), replay, embodiment=robot)
+    if spec_text.startswith(PROBE_PREFIX):
+        seed = spec_text.removeprefix(PROBE_PREFIX)
+        if not seed.isdigit():
+            raise ConfigError(f"controller {spec_text!r}: use probe:<integer seed>")
+        return HierarchyRuntime(InstructionAsSubtask(), SafetyProbe(robot, int(seed)), embodiment=robot)
     import tiers.policies.hierarchy as hierarchy
 
     load = getattr(hierarchy, "load_hierarchy", None)

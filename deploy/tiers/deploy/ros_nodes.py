@@ -39,7 +39,7 @@ from tiers.core.errors import ConfigError, ContractError, TiersError
 from tiers.core.extras import require
 from tiers.deploy import ros_messages as rm
 from tiers.deploy.control_loop import ControlLoop
-from tiers.deploy.controllers import build_controller
+from tiers.deploy.controllers import PROBE_PREFIX, build_controller
 from tiers.deploy.observations import ObservationAssembler
 from tiers.deploy.rate import JitterStats
 from tiers.deploy.safety import SafetyConfig, SafetyFilter
@@ -71,7 +71,8 @@ PROFILES = ("sim", "real")
 SENSOR_QOS = _qos.QoSProfile(
     depth=1, reliability=_qos.ReliabilityPolicy.BEST_EFFORT, history=_qos.HistoryPolicy.KEEP_LAST
 )
-COMMAND_QOS = _qos.QoSProfile(depth=1, reliability=_qos.ReliabilityPolicy.RELIABLE)
+# commands: reliable, ros2_control's default depth (its controllers subscribe with depth 10)
+COMMAND_QOS = _qos.QoSProfile(depth=10, reliability=_qos.ReliabilityPolicy.RELIABLE)
 EVENT_QOS = _qos.QoSProfile(depth=50, reliability=_qos.ReliabilityPolicy.RELIABLE)
 
 
@@ -80,6 +81,10 @@ def _descriptor(
 ) -> Any:
     """A parameter's descriptor: type, description, read-only (changes need a reconfigure), float range."""
     descriptor = _params.ParameterDescriptor(description=description, type=kind, read_only=read_only)
+    if kind == _params.ParameterType.PARAMETER_STRING_ARRAY:
+        # ROS 2 types an empty list ([] in YAML or an override) as a byte array: accept any type here and
+        # check the value in code (_string_list), so "no cameras" can be written as []
+        descriptor.dynamic_typing = True
     if floating is not None:
         low, high = floating
         descriptor.floating_point_range = [_params.FloatingPointRange(from_value=low, to_value=high, step=0.0)]
@@ -209,6 +214,11 @@ class HierarchyNode(LifecycleNode):
                 "parameter profile='real' commands a physical arm: set confirm_real_robot:=true to confirm that "
                 "its hardware e-stop is within reach and its workspace is clear (refusing to start)"
             )
+        if value["profile"] == "real" and str(value["controller"]).startswith(PROBE_PREFIX):
+            raise ConfigError(
+                f"parameter controller={value['controller']!r}: the safety probe emits garbage on purpose and "
+                "runs in simulation only, never with profile='real'"
+            )
         if value["command_interface"] not in rm.COMMAND_INTERFACES:
             raise ConfigError(
                 f"parameter command_interface={value['command_interface']!r}: must be one of {rm.COMMAND_INTERFACES}"
@@ -219,7 +229,7 @@ class HierarchyNode(LifecycleNode):
         if not 0 < rate <= 1000:
             raise ConfigError(f"parameter control_rate_hz={value['control_rate_hz']}: must be in (0, 1000] Hz")
         value["rate"] = rate
-        cameras = [str(name) for name in value["cameras"] if str(name)]
+        cameras = _string_list("cameras", value["cameras"])
         for camera in cameras:
             spec.camera(camera)  # raises naming the robot's cameras
         value["cameras"] = cameras
@@ -445,7 +455,7 @@ class MujocoSimNode(Node):
         for interface, topic in DEFAULT_COMMAND_TOPICS.items():
             declare(f"{interface}_topic", topic, _descriptor(f"{interface} command topic", _T.PARAMETER_STRING))
         self._spec = EmbodimentSpec.load(str(self.get_parameter("robot").value))
-        cameras = [str(name) for name in self.get_parameter("cameras").value if str(name)]
+        cameras = _string_list("cameras", self.get_parameter("cameras").value)
         for camera in cameras:
             self._spec.camera(camera)
         self._cameras = cameras
@@ -590,6 +600,15 @@ class MujocoSimNode(Node):
 
 
 # -- entry points -----------------------------------------------------------------------------------------
+
+
+def _string_list(name: str, value: Any) -> list[str]:
+    """A string-array parameter's value (an empty list may arrive typed as bytes); errors name the parameter."""
+    if value is None or (isinstance(value, list | tuple | bytes) and len(value) == 0):
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"parameter {name}={value!r}: must be a list of strings")
+    return [item for item in value if item]
 
 
 def _bind(method: Callable[[str, Any], None], camera: str) -> Callable[[Any], None]:

@@ -1,0 +1,48 @@
+"""The whole graph with no hardware: the MuJoCo kitchen as a robot + the hierarchy node.
+
+    ros2 launch tiers_ros sim.launch.py [task:=open/drawer/0] [controller:=sweep] [domain_id:=42]
+
+Secure defaults: a non-zero ROS_DOMAIN_ID and discovery limited to this machine
+(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), so a simulation never talks to a robot on the network.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    config = LaunchConfiguration("config")
+    use_sim_time = LaunchConfiguration("use_sim_time")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "config",
+                default_value=PathJoinSubstitution([FindPackageShare("tiers_ros"), "config", "sim.yaml"]),
+                description="parameter file keyed by node name",
+            ),
+            DeclareLaunchArgument("domain_id", default_value="42", description="ROS_DOMAIN_ID (non-zero)"),
+            DeclareLaunchArgument("task", default_value="open/drawer/0", description="kitchen task id"),
+            DeclareLaunchArgument("controller", default_value="sweep", description="hierarchy preset or sweep"),
+            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow the sim's /clock"),
+            SetEnvironmentVariable("ROS_DOMAIN_ID", LaunchConfiguration("domain_id")),
+            SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+            Node(
+                package="tiers_ros",
+                executable="mujoco_sim_node",
+                name="mujoco_sim_node",
+                output="screen",
+                parameters=[config, {"task": LaunchConfiguration("task"), "use_sim_time": use_sim_time}],
+            ),
+            LifecycleNode(
+                package="tiers_ros",
+                executable="hierarchy_node",
+                name="hierarchy_node",
+                namespace="",
+                output="screen",
+                parameters=[config, {"controller": LaunchConfiguration("controller"), "use_sim_time": use_sim_time}],
+            ),
+        ]
+    )
