@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tiers.core.features import CommandSource, CommandStyle
-from tiers.policies.hierarchy.runtime import HierarchyRuntime
+from tiers.core.observation import Observation
+from tiers.datasets.corrections import read_corrections
+from tiers.policies.hierarchy.runtime import HierarchyRuntime, RuntimeStep
+from tiers.sim.evaluation.corrections_log import EpisodeCorrectionsLog
 from tiers.sim.evaluation.corrector import CorrectorSettings, SimulatedCorrector
 from tiers.sim.evaluation.hierarchy_episode import run_hierarchy_episode
 from tiers.sim.evaluation.planning import ShuffledGoldPlan
@@ -30,17 +35,23 @@ def _wrong_order_runtime(env: KitchenEnv) -> HierarchyRuntime:
     return HierarchyRuntime(planner, ExpertDriver(env), embodiment=env.embodiment)
 
 
-def test_a_wrong_plan_fails_alone_and_succeeds_with_the_simulated_corrector(env: KitchenEnv) -> None:
+def test_a_wrong_plan_fails_alone_and_succeeds_with_the_simulated_corrector(env: KitchenEnv, tmp_path: Path) -> None:
     task = get_task(TASK)
     alone = run_hierarchy_episode(env, _wrong_order_runtime(env), task, seed=0, max_steps=1200)
     assert not alone.result.success
 
     runtime = _wrong_order_runtime(env)
     ticks: list[str | None] = []
+    log = EpisodeCorrectionsLog(tmp_path / "corrections", runtime, source="shuffled+expert")
+
+    def on_tick(observation: Observation, step: RuntimeStep, said: str | None) -> None:
+        ticks.append(said)
+        log(observation, step, said)
+
     corrector = SimulatedCorrector(task, CorrectorSettings(grace_s=0.5))
-    helped = run_hierarchy_episode(
-        env, runtime, task, seed=0, corrector=corrector, max_steps=1500, on_tick=lambda obs, step, said: ticks.append(said)
-    )
+    helped = run_hierarchy_episode(env, runtime, task, seed=0, corrector=corrector, max_steps=1500, on_tick=on_tick)
+    assert log.end_episode(helped.result) == 0
+    log.close()
     assert helped.result.success, helped.result.reason
     assert helped.corrections and helped.corrections[0][1] == "no, put the cup in the drawer first"
     assert helped.result.extra["corrections"] == len(helped.corrections)
@@ -51,3 +62,12 @@ def test_a_wrong_plan_fails_alone_and_succeeds_with_the_simulated_corrector(env:
     assert logged[0].replaces is not None and logged[0].replaces.text == "close the drawer"
     # the tick observer saw each correction once, on the tick after it was said
     assert [said for said in ticks if said] == [text for _, text in helped.corrections]
+    # and the episode is a corrections dataset: every frame, each interjection at the frame it arrived
+    stored = read_corrections(tmp_path / "corrections")
+    events, spans = stored.episode(0)
+    assert [event.command.text for event in events] == [command.text for command in logged]
+    assert all(event.command.source is CommandSource.SIMULATED_CORRECTOR for event in events)
+    assert [span.text for span in spans] == [command.text for command in logged]
+    assert spans[-1].ended_by == "episode_end" and spans[-1].end_frame == helped.result.steps
+    first_said = ticks.index(helped.corrections[0][1])
+    assert events[0].frame_index == first_said
