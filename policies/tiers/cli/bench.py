@@ -2,7 +2,8 @@
 
 Targets arrive with the parts they measure; ``sim`` measures the kitchen simulation, the scripted
 expert and the evaluation harness (see :mod:`tiers.sim.bench`); ``data`` the training data loader on a
-recorded dataset (see :mod:`tiers.datasets.bench`).
+recorded dataset (see :mod:`tiers.datasets.bench`); ``planner`` the high tier's planners and sandbox (see
+:mod:`tiers.policies.high.bench`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import json
 import time
 from pathlib import Path
 
-HELP = "run a speed benchmark (sim, data) and write its figures as JSON"
+HELP = "run a speed benchmark (sim, data, planner) and write its figures as JSON"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["sim", "data"], help="what to measure")
+    parser.add_argument("target", choices=["sim", "data", "planner"], help="what to measure")
     parser.add_argument("--dataset", type=Path, default=None, help="dataset folder for `data` (needs an RGB camera)")
     parser.add_argument("--steps", type=int, default=200, help="control steps timed per figure")
     parser.add_argument("--tasks", type=int, default=6, help="expert episodes in the evaluation sample")
     parser.add_argument("--workers", type=int, default=None, help="N for the N-worker evaluation figure")
+    parser.add_argument("--instructions", type=int, default=40, help="`planner`: per split for CaP / endpoints")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default outputs/bench/<target>-<time>.json)")
 
 
@@ -39,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
         from tiers.datasets.bench import run_data_benchmark
 
         figures = run_data_benchmark(args.dataset)
+    elif args.target == "planner":
+        from tiers.policies.high.bench import run_planner_benchmark
+
+        figures = run_planner_benchmark(instructions=args.instructions)
     else:
         from tiers.sim.bench import run_sim_benchmark
 

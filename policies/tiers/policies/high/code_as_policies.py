@@ -333,7 +333,9 @@ class CodeAsPoliciesPlanner:
         self._pending_correction: LanguageCommand | None = None
 
     def reset(self, instruction: str) -> None:
+        """A new episode is a new session: the policy program forgets earlier instructions."""
         self._instruction = instruction
+        self.writer.policy.history.clear()
         self._queue, self._planned, self.error = [], False, None
         self._pending_correction = None
 

@@ -97,8 +97,8 @@ class LLMPlanner:
 
     Attributes:
         messages: the episode's conversation so far (system, examples, instruction, replies, corrections).
-        model_seconds: s spent waiting for the model this episode (for overhead figures).
-        requests: model requests this episode.
+        model_seconds: s spent waiting for the model since construction (for overhead figures).
+        requests: model requests since construction.
         error: why the last reply still had non-canonical lines, None if it had none.
     """
 
@@ -123,7 +123,7 @@ class LLMPlanner:
     def reset(self, instruction: str) -> None:
         self._instruction = instruction
         self.messages = [system_message(grammar_prompt()), *self._examples]
-        self.model_seconds, self.requests, self.error = 0.0, 0, None
+        self.error = None
         self._queue, self._given, self._planned = [], [], False
         self._pending_correction = None
 

@@ -126,6 +126,10 @@ def completion_body(text: str, model: str, prompt_chars: int) -> dict[str, Any]:
 def _handler_for(server: ScriptedChatServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+        # one send per response and no Nagle: otherwise headers and body go out in two packets and the
+        # client's delayed ACK adds ~40 ms to every keep-alive request
+        disable_nagle_algorithm = True
+        wbufsize = 1 << 16
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: tests and demos do not want an access log on stderr."""

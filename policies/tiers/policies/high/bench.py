@@ -1,0 +1,161 @@
+"""``tiers bench planner``: planner-only accuracy, planner overhead and the sandbox's escape figures.
+
+Figures (all printed and written as JSON by :mod:`tiers.cli.bench`):
+
+* ``grammar_*``: the rule-based :class:`~tiers.policies.high.grammar_planner.GrammarPlanner` on every train and
+  held-out instruction: exact match and per-step accuracy against the gold plans (the planner never sees them),
+  and its time per instruction;
+* ``llm_plumbing_*``: the :class:`~tiers.policies.high.llm_planner.LLMPlanner` through the real HTTP client
+  against the local scripted server answering with the grammar planner. **This is a plumbing check, not a
+  language model's score**: it must reproduce the grammar figures, and its overhead (prompt building, reply
+  parsing, HTTP client) is measured with the model's (here: the server's) latency excluded;
+* ``cap_plumbing_*``: Code as Policies the same way: the server answers with code calling the primitives for
+  the grammar plan; overhead = code generation bookkeeping + AST + the sandboxed run, model latency excluded;
+* ``llm_endpoint_*`` (only when TIERS_LLM_BASE_URL or TIERS_LLM_MODEL_PATH is set): the real model behind it,
+  on ``instructions`` instructions per split;
+* ``sandbox_*``: the escape corpus (:mod:`tiers.policies.high.sandbox_corpus`): attacks tried / with any effect,
+  benign programs tried / rejected.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tiers.core.observation import Observation
+from tiers.core.protocols import HighLevelPlanner
+from tiers.sim.evaluation.planning import collect_plan, score_plan
+from tiers.sim.kitchen.subtasks import Action, Subtask
+from tiers.sim.kitchen.tasks import Task, all_tasks, split
+from tiers.sim.kitchen.vocabulary import PUSH_TEXT, RELATION_TEXT
+
+
+def _blank_observation() -> Observation:
+    """A proprioception-only observation: what instruction-only planners are given here (they ignore it)."""
+    return Observation(np.zeros(7), np.zeros(7), np.array([0.4, 0.0, 0.3, 1.0, 0.0, 0.0, 0.0]), 0.08, 0.0)
+
+
+def score_planner(
+    make: Callable[[], HighLevelPlanner],
+    tasks: Sequence[Task],
+    *,
+    model_seconds: Callable[[HighLevelPlanner], float] = lambda planner: 0.0,
+) -> dict[str, float]:
+    """Exact match, per-step accuracy and per-instruction overhead (s, model time excluded) over ``tasks``."""
+    planner = make()
+    observation = _blank_observation()
+    exact, steps, overhead = [], [], []
+    for task in tasks:
+        model_before = model_seconds(planner)
+        start = time.perf_counter()
+        texts = collect_plan(planner, task.instruction, observation)
+        overhead.append(time.perf_counter() - start - (model_seconds(planner) - model_before))
+        score = score_plan(texts, task.plan)
+        exact.append(score.exact)
+        steps.append(score.step_accuracy)
+    return {
+        "exact": float(np.mean(exact)) if exact else 0.0,
+        "step_accuracy": float(np.mean(steps)) if steps else 0.0,
+        "overhead_ms_median": 1000 * statistics.median(overhead) if overhead else 0.0,
+        "instructions": float(len(tasks)),
+    }
+
+
+def cap_code_for(plan: Sequence[Subtask]) -> str:
+    """Code as Policies code doing ``plan`` with the primitives (what the plumbing server answers)."""
+    lines = []
+    for step in plan:
+        if step.action is Action.PICK:
+            lines.append(f"grasp({step.object!r})")
+        elif step.action is Action.PLACE:
+            assert step.relation is not None
+            lines.append(f"place({step.object!r}, {RELATION_TEXT[step.relation]!r}, {step.target!r})")
+        elif step.action is Action.PUSH:
+            assert step.direction is not None
+            lines.append(f"push({step.object!r}, {PUSH_TEXT[step.direction]!r})")
+        else:
+            lines.append(f"{step.action.value}_fixture({step.object!r})")
+    return "\n".join(lines) or "say('I cannot do that')"
+
+
+def run_planner_benchmark(*, instructions: int = 40, corpus: bool = True) -> dict[str, Any]:
+    """Every figure of the module docstring.
+
+    Args:
+        instructions: instructions per split for the slower planners (Code as Policies plumbing: one sandbox
+            process per instruction; a real endpoint); the grammar and LLM plumbing figures use every one.
+        corpus: also run the sandbox escape corpus (about 10 s).
+    """
+    from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig, message_text
+    from tiers.policies.high.code_as_policies import CodeAsPoliciesPlanner
+    from tiers.policies.high.grammar_planner import GrammarParseError, GrammarPlanner
+    from tiers.policies.high.llm_planner import LLMPlanner, instruction_from_prompt, llm_planner_from_env
+    from tiers.policies.high.scripted_server import ScriptedChatServer, grammar_planner_script
+
+    train, held_out = split(all_tasks())
+    splits = {"train": train, "held_out": held_out}
+    figures: dict[str, Any] = {}
+
+    def sample(tasks: Sequence[Task]) -> list[Task]:
+        if instructions <= 0 or instructions >= len(tasks):
+            return list(tasks)
+        return [tasks[int(i)] for i in np.linspace(0, len(tasks) - 1, instructions)]
+
+    for name, tasks in splits.items():
+        for key, value in score_planner(GrammarPlanner, tasks).items():
+            figures[f"grammar_{name}_{key}"] = value
+
+    with ScriptedChatServer(grammar_planner_script) as server:
+        config = OpenAIChatConfig(base_url=server.base_url, model="scripted-grammar", backoff_s=0.01)
+        backend = OpenAIChatBackend(config)
+        for name, tasks in splits.items():
+            scores = score_planner(
+                lambda: LLMPlanner(backend),
+                tasks,
+                model_seconds=lambda planner: planner.model_seconds,  # type: ignore[attr-defined]
+            )
+            for key, value in scores.items():
+                figures[f"llm_plumbing_{name}_{key}"] = value
+        backend.close()
+
+    grammar = GrammarPlanner()
+
+    def cap_script(body: dict[str, Any]) -> str:
+        instruction = instruction_from_prompt(message_text(body["messages"][-1]).removeprefix("# ").rstrip("."))
+        try:
+            return cap_code_for(grammar.parse(instruction))
+        except GrammarParseError:
+            return "say('I cannot do that')"
+
+    with ScriptedChatServer(cap_script) as server:
+        backend = OpenAIChatBackend(OpenAIChatConfig(base_url=server.base_url, model="scripted-cap", backoff_s=0.01))
+        for name, tasks in splits.items():
+            scores = score_planner(
+                lambda: CodeAsPoliciesPlanner(backend),
+                sample(tasks),
+                model_seconds=lambda planner: planner.writer.model_seconds,  # type: ignore[attr-defined]
+            )
+            for key, value in scores.items():
+                figures[f"cap_plumbing_{name}_{key}"] = value
+        backend.close()
+
+    if os.environ.get("TIERS_LLM_BASE_URL") or os.environ.get("TIERS_LLM_MODEL_PATH"):
+        for name, tasks in splits.items():
+            scores = score_planner(
+                llm_planner_from_env,
+                sample(tasks),
+                model_seconds=lambda planner: planner.model_seconds,  # type: ignore[attr-defined]
+            )
+            for key, value in scores.items():
+                figures[f"llm_endpoint_{name}_{key}"] = value
+
+    if corpus:
+        from tiers.policies.high.sandbox_corpus import run_corpus
+
+        figures.update(run_corpus().figures())
+    return figures
