@@ -241,8 +241,8 @@ def _serve(
             raise _death(process, limits)
         try:
             data = json.loads(message)
-        except ValueError:
-            raise SandboxViolation("the child sent something that is not JSON") from None
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON aimed at the parent
+            raise SandboxViolation("the child sent something that is not JSON data") from None
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "call":
             started = time.perf_counter()
