@@ -5,6 +5,7 @@ Examples::
     tiers eval --mode control --policy expert                    # the full instruction set, gold plans
     tiers eval --mode planner --planner shuffled --split held_out
     tiers eval --mode integrated --planner gold_echo --family push --limit 10 --workers 2 --videos 3
+    tiers eval --mode corrections --hierarchy offline_paths --limit 20 --corrections-log outputs/corrections
 
 Writes ``results.json``, ``summary.md``, ``success_by_family.png`` and rollout videos into ``--out``.
 """
@@ -19,7 +20,15 @@ HELP = "evaluate a planner and/or controller on the kitchen benchmark (planner /
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", choices=["planner", "control", "integrated"], default="control")
+    parser.add_argument("--mode", choices=["planner", "control", "integrated", "corrections"], default="control")
+    parser.add_argument(
+        "--hierarchy",
+        default=None,
+        help="a hierarchy YAML (configs/hierarchies/<name>.yaml or a path) evaluated instead of --planner/--policy",
+    )
+    parser.add_argument(
+        "--corrections-log", type=Path, default=None, help="corrections mode: log episodes as a corrections dataset"
+    )
     parser.add_argument("--policy", default="expert", help="controller that acts (control, integrated); 'expert'")
     parser.add_argument("--planner", default="gold_echo", help="planner scored (planner, integrated)")
     parser.add_argument("--task", action="append", default=[], help="task id (repeatable); default: all tasks")
@@ -86,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         video_dir=str(out / "videos"),
         max_steps=args.max_steps,
+        hierarchy=args.hierarchy,
+        extra={"corrections_log": str(args.corrections_log)} if args.corrections_log else {},
     )
+    if args.corrections_log and args.workers > 1:
+        from tiers.core.errors import ConfigError
+
+        raise ConfigError("--corrections-log writes one dataset: run it with --workers 1")
     task_ids = select_tasks(args.task, args.family, args.split, args.limit)
     pairs = [(task_id, args.seed + k) for task_id in task_ids for k in range(args.seeds)]
     filmed = set(_spread(len(pairs), args.videos)) if mode is not EvalMode.PLANNER else set()

@@ -25,6 +25,18 @@ from tiers.policies.hierarchy.registry import HierarchyContext, TierKind, check_
 from tiers.policies.hierarchy.runtime import ActionFilter, HierarchyRuntime, RuntimeSettings
 
 
+class DeferredPlanner:
+    """Stands for a privileged planner until :meth:`Hierarchy.runtime_for` builds it for a task."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def _refuse(self, *_: Any) -> Any:
+        raise ConfigError(f"planner {self.kind!r} reads the task's gold plan: get the runtime from runtime_for(task)")
+
+    reset = next_command = handle_correction = _refuse
+
+
 @dataclass
 class Hierarchy:
     """A loaded hierarchy: its config, the kinds of its tiers, and a runtime over the built tiers."""
@@ -91,7 +103,10 @@ def load_hierarchy(
     problems = check_handoffs(planner_kind, mid_kind, low_kind, needs, takes_guidance)
     if problems:
         raise ConfigError(f"{path}: the tiers do not fit together:\n  - " + "\n  - ".join(problems))
-    planner = planner_kind.build(dict(config.planner.settings), context)
+    if planner_kind.privileged and task is None:
+        planner: Any = DeferredPlanner(planner_kind.name)  # built per episode by Hierarchy.runtime_for(task)
+    else:
+        planner = planner_kind.build(dict(config.planner.settings), context)
     mid = mid_kind.build(dict(config.mid.settings), context) if mid_kind is not None and config.mid else None
     low = low_kind.build(dict(config.low.settings), context)
     settings = RuntimeSettings(

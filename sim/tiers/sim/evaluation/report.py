@@ -23,8 +23,7 @@ class EvalMode(StrEnum):
     PLANNER = "planner"  # a planner's plan against the gold plan; nothing is executed
     CONTROL = "control"  # the gold plan is given; a low-level policy (or the expert) executes it
     INTEGRATED = "integrated"  # planner and policy together, judged by the task's success predicate
-    # CORRECTIONS (integrated with a simulated corrector issuing live language corrections) is added by
-    # the hierarchy runtime; an episode record only needs its metrics in `extra`.
+    CORRECTIONS = "corrections"  # a whole hierarchy with a simulated person correcting it in plain language
 
 
 @dataclass

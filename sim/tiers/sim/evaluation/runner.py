@@ -84,10 +84,15 @@ class EvalSettings:
     video_dir: str | None = None  # where rollout videos go
     max_steps: int | None = None  # per-episode override of the truncation limit
     extra: dict[str, str] = field(default_factory=dict)
+    hierarchy: str | None = None  # a hierarchy YAML (name or path) evaluated instead of planner/controller
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown simulator backend {self.backend!r}; available: {', '.join(BACKENDS)}")
+        if self.hierarchy is not None:
+            return  # the hierarchy's own tiers are checked when it loads
+        if self.mode is EvalMode.CORRECTIONS:
+            raise ConfigError("the corrections mode evaluates a whole hierarchy: pass --hierarchy NAME")
         learned = is_checkpoint(self.controller)
         if self.mode is not EvalMode.PLANNER and self.controller not in CONTROLLERS and not learned:
             available = ", ".join(CONTROLLERS)
@@ -98,6 +103,8 @@ class EvalSettings:
     @property
     def agent(self) -> str:
         """What is evaluated, for reports."""
+        if self.hierarchy is not None:
+            return f"hierarchy={self.hierarchy}"
         if self.mode is EvalMode.PLANNER:
             return f"planner={self.planner}"
         if self.mode is EvalMode.CONTROL:
@@ -205,6 +212,10 @@ class EpisodeRunner:
         )
 
 
-def make_runner(settings: EvalSettings) -> EpisodeRunner:
+def make_runner(settings: EvalSettings) -> Callable[[EpisodeJob], EpisodeResult]:
     """Top-level (picklable) factory for :func:`tiers.sim.evaluation.parallel.run_jobs`."""
+    if settings.hierarchy is not None:
+        from tiers.sim.evaluation.hierarchy_runner import HierarchyEpisodeRunner
+
+        return HierarchyEpisodeRunner(settings)
     return EpisodeRunner(settings)
