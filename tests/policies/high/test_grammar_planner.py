@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +72,19 @@ def test_unreadable_instructions_give_an_empty_plan_and_say_why() -> None:
 
 
 def test_tiers_eval_planner_mode_with_the_grammar_planner(tmp_path: Path) -> None:
-    command = [str(Path(sys.executable).parent / "tiers"), "eval", "--mode", "planner", "--planner", "grammar"]
-    command += ["--split", "train", "--limit", "3", "--out", str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 0, result.stderr
+    from tiers.cli.main import main
+
+    argv = ["eval", "--mode", "planner", "--planner", "grammar", "--split", "train", "--limit", "3"]
+    code = main([*argv, "--out", str(tmp_path)])
+    assert code == 0
     summary = json.loads((tmp_path / "results.json").read_text())["summary"]["overall"]
     assert summary["episodes"] == 3 and summary["success_rate"] == 1.0
+
+
+def test_tiers_eval_integrated_mode_executes_the_grammar_plan(tmp_path: Path) -> None:
+    from tiers.cli.main import main
+
+    argv = ["eval", "--mode", "integrated", "--planner", "grammar", "--task", "open/drawer/0", "--videos", "0"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    (episode,) = json.loads((tmp_path / "results.json").read_text())["episodes"]
+    assert episode["success"] and episode["extra"]["plan_exact"] == 1.0
