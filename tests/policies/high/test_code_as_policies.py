@@ -3,7 +3,9 @@ AST, programs run in the real sandbox against real primitives in MuJoCo."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ from tiers.policies.high.code_as_policies import (
     undefined_functions,
 )
 from tiers.policies.high.primitives import ObservationPerception
-from tiers.policies.high.scripted_server import ScriptedChatServer
+from tiers.policies.high.scripted_server import ScriptedChatServer, grammar_code_script
 from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.expert import ScriptedExpert
 from tiers.sim.kitchen.subtasks import Subtask
@@ -195,3 +197,20 @@ def test_perception_reads_the_depth_camera_and_agrees_with_the_simulator(
         assert perception.points(name, max_points=20).shape == (20, 3)
     with pytest.raises(ValueError, match="unknown object 'fridge'"):
         perception.position("fridge")
+
+
+def test_tiers_eval_scores_code_as_policies_on_the_endpoint_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plumbing: the endpoint answers with code for the grammar planner's plan; eval reads it from the env."""
+    from tiers.cli.main import main
+
+    with ScriptedChatServer(grammar_code_script) as server:
+        monkeypatch.setenv("TIERS_LLM_BASE_URL", server.base_url)
+        monkeypatch.setenv("TIERS_LLM_MODEL", "scripted-cap")
+        monkeypatch.delenv("TIERS_LLM_MODEL_PATH", raising=False)
+        argv = ["eval", "--mode", "planner", "--planner", "code_as_policies", "--split", "train", "--limit", "2"]
+        assert main([*argv, "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "results.json").read_text())["summary"]["overall"]
+    assert summary["episodes"] == 2 and summary["success_rate"] == 1.0
+    assert len(server.requests) == 2 and all("grasp(name)" in json.dumps(r["messages"]) for r in server.requests)

@@ -91,11 +91,11 @@ def run_planner_benchmark(*, instructions: int = 40, corpus: bool = True) -> dic
             process per instruction; a real endpoint); the grammar and LLM plumbing figures use every one.
         corpus: also run the sandbox escape corpus (about 10 s).
     """
-    from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig, message_text
+    from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig
     from tiers.policies.high.code_as_policies import CodeAsPoliciesPlanner
-    from tiers.policies.high.grammar_planner import GrammarParseError, GrammarPlanner
-    from tiers.policies.high.llm_planner import LLMPlanner, instruction_from_prompt, llm_planner_from_env
-    from tiers.policies.high.scripted_server import ScriptedChatServer, grammar_planner_script
+    from tiers.policies.high.grammar_planner import GrammarPlanner
+    from tiers.policies.high.llm_planner import LLMPlanner, llm_planner_from_env
+    from tiers.policies.high.scripted_server import ScriptedChatServer, grammar_code_script, grammar_planner_script
 
     train, held_out = split(all_tasks())
     splits = {"train": train, "held_out": held_out}
@@ -123,16 +123,7 @@ def run_planner_benchmark(*, instructions: int = 40, corpus: bool = True) -> dic
                 figures[f"llm_plumbing_{name}_{key}"] = value
         backend.close()
 
-    grammar = GrammarPlanner()
-
-    def cap_script(body: dict[str, Any]) -> str:
-        instruction = instruction_from_prompt(message_text(body["messages"][-1]).removeprefix("# ").rstrip("."))
-        try:
-            return cap_code_for(grammar.parse(instruction))
-        except GrammarParseError:
-            return "say('I cannot do that')"
-
-    with ScriptedChatServer(cap_script) as server:
+    with ScriptedChatServer(grammar_code_script) as server:
         backend = OpenAIChatBackend(OpenAIChatConfig(base_url=server.base_url, model="scripted-cap", backoff_s=0.01))
         for name, tasks in splits.items():
             scores = score_planner(

@@ -13,7 +13,8 @@ order, or a function of the request body. A reply may be text, or a :class:`Scri
 Run it as a process to serve an offline demo endpoint whose replies come from the rule-based grammar planner
 (a plumbing check of the LLM planner, not a language model)::
 
-    python -m tiers.policies.high.scripted_server --port 8000 --grammar-planner
+    python -m tiers.policies.high.scripted_server --port 8000 --grammar-planner   # LLMPlanner requests
+    python -m tiers.policies.high.scripted_server --port 8000 --grammar-code      # Code as Policies requests
 """
 
 from __future__ import annotations
@@ -195,13 +196,31 @@ def grammar_planner_script(body: dict[str, Any]) -> str:
         return f"# cannot plan: {error}"
 
 
+def grammar_code_script(body: dict[str, Any]) -> str:
+    """Answer a Code as Policies request with code calling the primitives for the grammar planner's plan of the
+    query (offline plumbing check of the CaP pipeline, not a language model)."""
+    from tiers.policies.high.backends import message_text
+    from tiers.policies.high.bench import cap_code_for
+    from tiers.policies.high.grammar_planner import GrammarParseError, GrammarPlanner
+    from tiers.policies.high.llm_planner import instruction_from_prompt
+
+    query = instruction_from_prompt(message_text(body["messages"][-1]).removeprefix("# ").rstrip("."))
+    try:
+        return cap_code_for(GrammarPlanner().parse(query))
+    except GrammarParseError:
+        return "say('I cannot do that')"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="a local chat-completions server with scripted replies")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--reply", action="append", default=[], help="a reply (repeatable, used in order)")
     parser.add_argument("--grammar-planner", action="store_true", help="answer plans with the grammar planner")
+    parser.add_argument("--grammar-code", action="store_true", help="answer Code as Policies with grammar-plan code")
     args = parser.parse_args(argv)
-    script: Script = grammar_planner_script if args.grammar_planner else list(args.reply)
+    script: Script = list(args.reply)
+    if args.grammar_planner or args.grammar_code:
+        script = grammar_planner_script if args.grammar_planner else grammar_code_script
     server = ScriptedChatServer(script, port=args.port)
     print(f"serving scripted chat completions at {server.base_url} (Ctrl-C stops)")
     try:

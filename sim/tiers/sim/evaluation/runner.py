@@ -53,11 +53,20 @@ def _llm_planner(task: Task, seed: int) -> HighLevelPlanner:
     return llm_planner_from_env()
 
 
+def _code_as_policies_planner(task: Task, seed: int) -> HighLevelPlanner:
+    """Code as Policies on the same endpoint: the program's subtask calls, run in the sandbox, are the plan."""
+    from tiers.policies.high.backends import make_backend
+    from tiers.policies.high.code_as_policies import CodeAsPoliciesPlanner
+
+    return CodeAsPoliciesPlanner(make_backend())
+
+
 PLANNERS: dict[str, Callable[[Task, int], HighLevelPlanner]] = {
     "gold_echo": lambda task, seed: GoldPlanEcho(task.plan),
     "shuffled": lambda task, seed: ShuffledGoldPlan(task.plan, seed=seed),
     "grammar": _grammar_planner,
     "llm": _llm_planner,
+    "code_as_policies": _code_as_policies_planner,
 }
 SETTLE_STEPS = 10  # control steps (0.5 s) the controller holds still after finishing, before judging
 
