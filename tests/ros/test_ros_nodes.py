@@ -7,6 +7,7 @@ a third participant on the same private domain: it observes topics, plays a pers
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import threading
@@ -18,7 +19,6 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 tests need rclpy: pip install 'tiers[ros]'")
 
-import itertools
 
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.deploy import ros_messages as rm
@@ -101,6 +101,36 @@ def _first_state(statuses: Recorder, state: str, after: float) -> float | None:
     return None
 
 
+def _ensure_running(client: HierarchyClient, statuses: Recorder) -> None:
+    """Resume when the watchdog holds: on a loaded machine a 50 ms gap in the test's own joint states can
+    happen, and the hold (correctly) latches; the corrections checks are about corrections, not gaps."""
+    for _ in range(50):
+        latest = statuses.items[-1][1]["state"] if statuses.items else "waiting"
+        if latest == "running":
+            return
+        if latest in ("holding", "stopped"):
+            client.resume(timeout=10)
+        client.spin(0.1)
+    pytest.fail(f"the node did not run again: {statuses.items[-1][1] if statuses.items else None}")
+
+
+def _correct(client: HierarchyClient, statuses: Recorder, text: str) -> dict[str, Any]:
+    """Say ``text`` and return the node's language event for it (the runtime applies corrections on the
+    controller's next tick, so a hold in between only delays it)."""
+    _ensure_running(client, statuses)
+    seen = len(client.events)
+    client.correct(text, wait_applied=False, timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        client.spin(0.05)
+        for event in client.events[seen:]:
+            if event.get("kind") == "correction" and event.get("said") == text:
+                return event
+        if statuses.items and statuses.items[-1][1]["state"] == "holding":
+            _ensure_running(client, statuses)
+    pytest.fail(f"no language event for the correction {text!r}")
+
+
 class JointStatePublisher:
     """The test as the robot: publishes a fixed arm pose on /joint_states at 100 Hz while ``running``."""
 
@@ -136,72 +166,18 @@ class JointStatePublisher:
         self._thread.join(timeout=1)
 
 
-def test_sim_and_hierarchy_over_dds_corrections_and_a_killed_sim(graph: Any) -> None:
-    """Two processes drive the simulated arm; a correction acts within one tick; killing the sim (the joint-state
-    publisher) makes the node hold with no motion command, then go silent."""
-    from sensor_msgs.msg import JointState
+def test_corrections_act_within_one_tick_and_stale_joint_states_hold(graph: Any) -> None:
+    """The hierarchy node in its own process, the test as the robot's joint-state publisher and as a person:
 
-    from tiers.deploy.ros_nodes import SENSOR_QOS
-
-    commands = _commands(graph, rm.JOINT_TRAJECTORY)
-    statuses = _statuses(graph)
-    joints = Recorder(graph, JointState, "/joint_states", SENSOR_QOS, lambda m: np.array(m.position[: SPEC.dof]))
-    sim = graph.start("sim", {"mujoco_sim_node": SIM})
-    graph.start("hierarchy", {"hierarchy_node": {**HIERARCHY, "instruction": "sweep the joints"}})
-
-    # 1. commands flow and the simulated arm follows them
-    graph.wait_for(lambda: len(commands) > 30, 90, "30 commands from the hierarchy node")
-    start = joints.items[0][1]
-    moved = max(np.max(np.abs(q - start)) for _, q in joints.since(0.0))
-    assert moved > 0.05, f"the simulated arm moved only {moved:.4f} rad under the sweep"
-
-    # 2. a stop correction takes effect within one control tick; "move up" then raises the tool
-    client = HierarchyClient(context=graph.context, name="person")
-    try:
-        event = client.correct("stop", timeout=10)
-        assert event is not None, "no language event for the correction"
-        assert event["tick"] - event["received_tick"] <= 1, event
-        assert event["command"]["style"] == "stop"
-        time.sleep(1.0)
-        settled = commands.since(time.monotonic() - 0.5)
-        steps = [np.max(np.abs(b[1][:7] - a[1][:7])) for a, b in itertools.pairwise(settled)]
-        assert steps and max(steps) < 2e-3, f"commands still move after stop: {max(steps, default=None)} rad/tick"
-        fk = mujoco_tcp_kinematics(SPEC)
-        before = fk(commands.items[-1][1][:7])
-        sent = time.monotonic()
-        event = client.correct("move up", timeout=10)
-        assert event is not None and event["command"]["style"] == "motion"
-        time.sleep(1.0)  # a 5 cm nudge at 0.1 m/s, then the sweep takes over again
-        rise = max(fk(command[:7])[2] for _, command in commands.since(sent)) - before[2]
-        assert rise > 0.03, f"'move up' raised the tool by {rise:.3f} m"
-    finally:
-        client.close()
-
-    # 3. kill the joint-state publisher: hold within the timeout, no motion afterwards, then nothing at all
-    last_state = joints.items[-1][0]
-    sim.send_signal(signal.SIGKILL)
-    sim.wait()
-    killed = time.monotonic()
-    graph.wait_for(lambda: _first_state(statuses, "holding", last_state) is not None, 10, "the node to hold")
-    holding_at = _first_state(statuses, "holding", last_state)
-    assert holding_at is not None and holding_at - last_state < 0.1 + 0.4, "hold came far too late"
-    graph.wait_for(lambda: _first_state(statuses, "stopped", last_state) is not None, 10, "the stop to latch")
-    stopped_at = _first_state(statuses, "stopped", last_state)
-    assert stopped_at is not None
-    held = [command for at, command in commands.since(holding_at + 0.05) if at < stopped_at]
-    assert held, "no hold commands between the hold and the stop"
-    assert all(np.array_equal(command, held[0]) for command in held), "a motion command was sent while holding"
-    time.sleep(0.5)
-    assert not commands.since(stopped_at + 0.15), "commands were sent after the stop latched"
-    assert killed - last_state < 5
-
-
-def test_stale_joint_states_hold_within_100ms_over_repeated_trials(graph: Any) -> None:
-    """The test publishes /joint_states and stops 12 times; each time the node holds (p99 latency measured on the
-    node's status), sends only the held command, and resumes only when told to."""
+    1. "stop" on ~/correction takes effect within one control tick and the commands stop moving;
+    2. "move up" raises the commanded tool;
+    3. 10 times: the joint states stop (as if the driver died) -> the node holds (latency measured on its
+       status, p99 checked), sends only the held command, and stays held when data returns until resumed.
+    """
     statuses = _statuses(graph)
     commands = _commands(graph, rm.FORWARD_POSITION)
     publisher = JointStatePublisher(graph, np.array(SPEC.home))
+    publisher.running.set()
     graph.start(
         "hierarchy",
         {
@@ -218,13 +194,34 @@ def test_stale_joint_states_hold_within_100ms_over_repeated_trials(graph: Any) -
     client = HierarchyClient(context=graph.context, name="person")
     latencies = []
     try:
-        publisher.running.set()
-        graph.wait_for(lambda: len(commands) > 10, 90, "commands from the hierarchy node")
-        for _ in range(12):
+        graph.wait_for(lambda: len(commands) > 20, 90, "commands from the hierarchy node")
+        moving = commands.since(time.monotonic() - 0.3)
+        assert max(np.max(np.abs(b[1] - a[1])) for a, b in itertools.pairwise(moving)) > 1e-3, "the sweep is still"
+
+        event = _correct(client, statuses, "stop")
+        assert event["tick"] - event["received_tick"] <= 1, event
+        assert event["command"]["style"] == "stop"
+        time.sleep(0.3)
+        _ensure_running(client, statuses)
+        settled = [command for _, command in commands.since(time.monotonic() - 0.2)]
+        assert settled and all(np.array_equal(c, settled[0]) for c in settled), "commands still move after stop"
+
+        fk = mujoco_tcp_kinematics(SPEC)
+        before = fk(settled[-1][:7])
+        sent = time.monotonic()
+        event = _correct(client, statuses, "move up")
+        assert event["command"]["style"] == "motion"
+        time.sleep(1.0)  # a 5 cm nudge at 0.1 m/s
+        rise = max(fk(command[:7])[2] for _, command in commands.since(sent)) - before[2]
+        assert rise > 0.03, f"'move up' raised the commanded tool by {rise:.3f} m"
+
+        for _ in range(10):
             publisher.running.set()
-            if _first_state(statuses, "running", time.monotonic() - 0.3) is None:
+            if _first_state(statuses, "holding", time.monotonic() - 0.5) is not None or latencies:
                 client.resume(timeout=10)
-            graph.wait_for(lambda: len(commands.since(time.monotonic() - 0.1)) >= 3, 10, "running again")
+            graph.wait_for(
+                lambda: _first_state(statuses, "running", time.monotonic() - 0.5) is not None, 10, "running again"
+            )
             time.sleep(0.2)
             last = publisher.stop_publishing()
             graph.wait_for(lambda last=last: _first_state(statuses, "holding", last) is not None, 5, "hold")
@@ -232,11 +229,11 @@ def test_stale_joint_states_hold_within_100ms_over_repeated_trials(graph: Any) -
             assert holding_at is not None
             latencies.append(holding_at - last)
             time.sleep(0.3)
-            held = [command for at, command in commands.since(holding_at + 0.03)]
+            held = [command for _, command in commands.since(holding_at + 0.03)]
             assert held and all(np.array_equal(c, held[0]) for c in held), "motion after the hold"
             publisher.running.set()  # fresh data again: the hold is latched until an explicit resume
             time.sleep(0.2)
-            again = [command for at, command in commands.since(time.monotonic() - 0.15)]
+            again = [command for _, command in commands.since(time.monotonic() - 0.15)]
             assert all(np.array_equal(c, held[0]) for c in again), "the node resumed without being told"
             assert _first_state(statuses, "running", holding_at) is None
     finally:
@@ -244,7 +241,7 @@ def test_stale_joint_states_hold_within_100ms_over_repeated_trials(graph: Any) -
         publisher.close()
     p99 = float(np.percentile(latencies, 99))
     # the stale timeout is 50 ms at a 50 Hz tick: the design holds within ~70 ms of the last message; the margin
-    # covers DDS delivery of the status and a loaded CI machine (the bench reports the figure itself)
+    # covers DDS delivery of the status and a loaded CI machine (tiers bench ros reports the figure itself)
     assert p99 < 0.1 + 0.15, f"hold latency p99 {p99 * 1e3:.0f} ms over {len(latencies)} trials: {latencies}"
 
 
@@ -283,3 +280,54 @@ def test_fuzzed_policy_outputs_never_reach_the_command_topic(graph: Any) -> None
     counts = [status["safety_interventions"] for _, status in statuses.items]
     # out-of-limit targets are caught by the deviation band (±0.3 rad about the measured pose) before the limits
     assert counts and counts[-1].get("non_finite", 0) > 0 and counts[-1].get("deviation", 0) > 0, counts[-1:]
+
+
+@pytest.mark.slow
+def test_kitchen_task_over_dds_then_kill_the_sim(graph: Any) -> None:
+    """End to end: the MuJoCo kitchen node and the all-offline hierarchy (grammar planner -> keypoint paths from
+    RGB-D -> IK path following, nothing privileged) in separate processes open the drawer over DDS; then the sim
+    (the joint-state publisher) is SIGKILLed: the node holds with no motion command, then goes silent."""
+    from std_msgs.msg import String
+
+    from tiers.deploy.ros_nodes import EVENT_QOS
+
+    commands = _commands(graph, rm.JOINT_TRAJECTORY)
+    statuses = _statuses(graph)
+    task = Recorder(graph, String, "/mujoco_sim_node/task_status", EVENT_QOS, lambda m: json.loads(m.data))
+    cameras = ["front", "top"]  # the mid tier fuses two RGB-D views
+    sim = graph.start(
+        "sim",
+        {"mujoco_sim_node": {**SIM, "hierarchy": "offline_paths", "cameras": cameras, "camera_rate_hz": 5.0}},
+    )
+    graph.start(
+        "hierarchy",
+        {
+            "hierarchy_node": {
+                **HIERARCHY,
+                "controller": "offline_paths",
+                "cameras": cameras,
+                # CPU rendering of two 320x240 RGB-D views on a shared 2-core machine comes in bursts: this test is
+                # about completing the task, so gaps hold and then recover by themselves (the latch is tested above)
+                "camera_timeout_s": 2.0,
+                "stale_timeout_s": 0.5,
+                "stop_after_s": 3.0,
+                "resume_on_fresh_data": True,
+                "instruction": "open the kitchen drawer",
+            }
+        },
+    )
+    graph.wait_for(lambda: any(status["success"] for _, status in task.items), 240, "the drawer to be open")
+    final = next(status for _, status in task.items if status["success"])
+    assert final["task_id"] == "open/drawer/0" and final["commands_received"] > 20
+
+    last_state = time.monotonic()
+    sim.send_signal(signal.SIGKILL)
+    sim.wait()
+    graph.wait_for(lambda: _first_state(statuses, "stopped", last_state - 1.0) is not None, 20, "the stop to latch")
+    holding_at = _first_state(statuses, "holding", last_state - 1.0)
+    stopped_at = _first_state(statuses, "stopped", last_state - 1.0)
+    assert holding_at is not None and stopped_at is not None and holding_at < stopped_at
+    held = [command for at, command in commands.since(holding_at + 0.05) if at < stopped_at]
+    assert all(np.array_equal(command, held[0]) for command in held), "a motion command was sent while holding"
+    time.sleep(0.5)
+    assert not commands.since(stopped_at + 0.15), "commands were sent after the stop latched"

@@ -221,6 +221,21 @@ class SafetyProbe:
         """Nothing is queued."""
 
 
+def is_builtin(spec_text: str) -> bool:
+    """Whether ``spec_text`` names a built-in controller (sweep, replay, probe) rather than a hierarchy."""
+    return spec_text == SWEEP or spec_text.startswith((REPLAY_PREFIX, PROBE_PREFIX))
+
+
+def controller_embodiment(spec_text: str, robot: EmbodimentSpec) -> EmbodimentSpec:
+    """The robot as the controller needs it: a hierarchy may need other camera sizes (e.g. RGB-D at 320x240
+    for the mid tier's perception); the sim must render, and the node expect, those."""
+    if is_builtin(spec_text):
+        return robot
+    from tiers.policies.hierarchy.build import hierarchy_embodiment
+
+    return hierarchy_embodiment(spec_text, robot)
+
+
 def build_controller(spec_text: str, robot: EmbodimentSpec, *, checkpoint: str = "") -> Controller:
     """A controller from its name: ``sweep``, ``replay:<file>``, ``probe:<seed>`` (adversarial outputs, for
     checking the safety layer in simulation), or a hierarchy preset name / YAML path.
@@ -247,16 +262,32 @@ def build_controller(spec_text: str, robot: EmbodimentSpec, *, checkpoint: str =
         if not seed.isdigit():
             raise ConfigError(f"controller {spec_text!r}: use probe:<integer seed>")
         return HierarchyRuntime(InstructionAsSubtask(), SafetyProbe(robot, int(seed)), embodiment=robot)
-    import tiers.policies.hierarchy as hierarchy
+    from tiers.policies.hierarchy.build import load_hierarchy
 
-    load = getattr(hierarchy, "load_hierarchy", None)
-    if load is None:
+    overrides = [f"low.settings.checkpoint={checkpoint}"] if checkpoint else []
+    hierarchy = load_hierarchy(spec_text, robot=robot, env=SceneModel(robot), overrides=overrides)
+    if hierarchy.privileged:
         raise ConfigError(
-            f"controller {spec_text!r}: this install has no tiers.policies.hierarchy.load_hierarchy; "
-            f"use {SWEEP!r} or '{REPLAY_PREFIX}<file>'"
+            f"controller {spec_text!r}: tiers {hierarchy.privileged} read simulator ground truth and cannot run on "
+            "a robot (or over ROS); pick a hierarchy without privileged kinds"
         )
-    kwargs: dict[str, Any] = {"robot": robot.name}
-    if checkpoint:
-        kwargs["checkpoint"] = checkpoint
-    runtime: Controller = load(spec_text, **kwargs)
-    return runtime
+    return hierarchy.runtime
+
+
+class SceneModel:
+    """The kitchen's static model for hierarchies that need a map of the scene (fixture geometry, arm FK).
+
+    Over ROS there is no simulator to read, but the mid tier's keypoint paths are planned against the known
+    fixtures of the kitchen (a map, like a robot's). This builds the kitchen model once and never steps or
+    resets it, so no state of any episode (object poses, joint positions) is available through it.
+
+    Attributes:
+        embodiment: the robot.
+        backend: a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen` used only for its model.
+    """
+
+    def __init__(self, embodiment: EmbodimentSpec) -> None:
+        from tiers.sim.mujoco.kitchen import MujocoKitchen
+
+        self.embodiment = embodiment
+        self.backend = MujocoKitchen(embodiment, cameras=[], segmentation=False)

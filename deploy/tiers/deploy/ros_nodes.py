@@ -39,7 +39,7 @@ from tiers.core.errors import ConfigError, ContractError, TiersError
 from tiers.core.extras import require
 from tiers.deploy import ros_messages as rm
 from tiers.deploy.control_loop import ControlLoop
-from tiers.deploy.controllers import PROBE_PREFIX, build_controller
+from tiers.deploy.controllers import PROBE_PREFIX, build_controller, controller_embodiment
 from tiers.deploy.observations import ObservationAssembler
 from tiers.deploy.rate import JitterStats
 from tiers.deploy.safety import SafetyConfig, SafetyFilter
@@ -224,7 +224,7 @@ class HierarchyNode(LifecycleNode):
                 f"parameter command_interface={value['command_interface']!r}: must be one of {rm.COMMAND_INTERFACES}"
             )
         value["command_topic"] = value["command_topic"] or DEFAULT_COMMAND_TOPICS[value["command_interface"]]
-        spec = EmbodimentSpec.load(value["robot"])
+        spec = controller_embodiment(str(value["controller"]), EmbodimentSpec.load(value["robot"]))
         rate = float(value["control_rate_hz"]) or spec.control_rate_hz
         if not 0 < rate <= 1000:
             raise ConfigError(f"parameter control_rate_hz={value['control_rate_hz']}: must be in (0, 1000] Hz")
@@ -454,7 +454,14 @@ class MujocoSimNode(Node):
         declare("joint_states_topic", "/joint_states", _descriptor("joint state topic", _T.PARAMETER_STRING))
         for interface, topic in DEFAULT_COMMAND_TOPICS.items():
             declare(f"{interface}_topic", topic, _descriptor(f"{interface} command topic", _T.PARAMETER_STRING))
-        self._spec = EmbodimentSpec.load(str(self.get_parameter("robot").value))
+        declare(
+            "hierarchy",
+            "",
+            _descriptor("render the cameras this hierarchy needs ('' = the robot's own)", _T.PARAMETER_STRING),
+        )
+        robot = EmbodimentSpec.load(str(self.get_parameter("robot").value))
+        hierarchy = str(self.get_parameter("hierarchy").value)
+        self._spec = controller_embodiment(hierarchy, robot) if hierarchy else robot
         cameras = _string_list("cameras", self.get_parameter("cameras").value)
         for camera in cameras:
             self._spec.camera(camera)
@@ -640,7 +647,7 @@ def spin(nodes: Sequence[Any], *, threads: int = 4) -> None:
         single = _executors.SingleThreadedExecutor()
         single.add_node(sim)
         executors.append(single)
-        workers.append(threading.Thread(target=_spin_quietly, args=(single,), name=sim.get_name(), daemon=True))
+        workers.append(threading.Thread(target=_spin_sim, args=(single, sim), name=sim.get_name(), daemon=True))
     multi = _executors.MultiThreadedExecutor(num_threads=threads)
     for node in others:
         multi.add_node(node)
@@ -661,9 +668,15 @@ def spin(nodes: Sequence[Any], *, threads: int = 4) -> None:
         for worker in workers:
             worker.join(timeout=5.0)
         for node in nodes:
-            if isinstance(node, MujocoSimNode):
-                node.close()
             node.destroy_node()
+
+
+def _spin_sim(executor: Any, sim: MujocoSimNode) -> None:
+    """Spin a sim node, then free its renderers in the same thread (their EGL contexts are bound to it)."""
+    try:
+        _spin_quietly(executor)
+    finally:
+        sim.close()
 
 
 def _spin_quietly(executor: Any) -> None:
