@@ -100,3 +100,11 @@ def test_curated_builtins_hold_no_escape_hatch() -> None:
     assert not {"__import__", "open", "eval", "exec", "getattr", "type", "object", "vars"} & exposed
     assert all(not hasattr(value, "__file__") for value in SAFE_BUILTINS.values())  # no module objects
     check_program("x = robot.grasp('cup')", ["grasp"])  # API members extend the attribute allow-list
+
+
+def test_time_spent_in_api_calls_has_its_own_limit() -> None:
+    import time
+
+    limits = SandboxLimits(cpu_seconds=1.0, wall_seconds=2.0, api_seconds=0.3)
+    with pytest.raises(SandboxLimitError, match="API calls took"):
+        run_sandboxed("while True:\n    slow()", {"slow": lambda: time.sleep(0.1)}, limits=limits)

@@ -221,7 +221,7 @@ class OpenAIChatConfig(Config):
         return cls.from_dict(values, source="environment")
 
 
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})  # timeouts, rate limits, server-side failures
 
 
 class OpenAIChatBackend:

@@ -55,7 +55,7 @@ class SandboxViolation(TiersError):  # noqa: N818 (the name the high-tier issue 
 
 
 class SandboxLimitError(SandboxViolation):
-    """The program ran over a limit (CPU, wall clock, memory, recursion, API calls, output) and was stopped."""
+    """The program ran over a limit (CPU, wall clock, memory, recursion, API calls or their time, output)."""
 
 
 class SandboxProgramError(TiersError):
@@ -83,10 +83,14 @@ class SandboxLimits(Config):
     memory_bytes: int = 256 * 1024 * 1024  # address space of the child (RLIMIT_AS); python itself needs ~20 MB
     max_api_calls: int = 10_000  # API calls one program may make
     max_output_chars: int = 100_000  # characters the program may print
+    api_seconds: float = 600.0  # total time the parent may spend running the program's API calls (motions)
 
     def __post_init__(self) -> None:
-        if not (self.cpu_seconds > 0 and self.wall_seconds > 0):
-            raise ValueError(f"cpu_seconds and wall_seconds must be > 0, got {self.cpu_seconds}, {self.wall_seconds}")
+        if not (self.cpu_seconds > 0 and self.wall_seconds > 0 and self.api_seconds > 0):
+            raise ValueError(
+                f"cpu_seconds, wall_seconds and api_seconds must be > 0, got {self.cpu_seconds}, "
+                f"{self.wall_seconds}, {self.api_seconds}"
+            )
         if self.memory_bytes < 64 * 1024 * 1024:
             raise ValueError(f"memory_bytes must be at least 64 MiB for the interpreter, got {self.memory_bytes}")
         if self.max_api_calls < 0 or self.max_output_chars < 0:
@@ -248,6 +252,8 @@ def _serve(
             started = time.perf_counter()
             reply = _call(api, data, calls)
             api_time += time.perf_counter() - started
+            if api_time > limits.api_seconds:
+                raise SandboxLimitError(f"API calls took {api_time:.1f} s; the limit is {limits.api_seconds} s")
             _send(process, reply)
             continue
         output = str(data.get("output", "")) if isinstance(data, dict) else ""
