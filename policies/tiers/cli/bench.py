@@ -3,7 +3,10 @@
 Targets arrive with the parts they measure; ``sim`` measures the kitchen simulation, the scripted
 expert and the evaluation harness (see :mod:`tiers.sim.bench`); ``data`` the training data loader on a
 recorded dataset (see :mod:`tiers.datasets.bench`); ``planner`` the high tier's planners and sandbox (see
-:mod:`tiers.policies.high.bench`).
+:mod:`tiers.policies.high.bench`); ``lowlevel`` the low tier's policies: latency against network evaluations,
+BESO-3 against DDPM-100 and lerobot's diffusion policy, training throughput and memory, and with ``--success``
+success in the kitchen after equal training (see :mod:`tiers.policies.low.bench`); ``steering`` the mid
+tier's path planning per 640x480 frame, guidance cost and IK-execution success (see :mod:`tiers.policies.mid.bench`).
 """
 
 from __future__ import annotations
@@ -13,17 +16,37 @@ import json
 import time
 from pathlib import Path
 
-HELP = "run a speed benchmark (sim, data, planner) and write its figures as JSON"
+HELP = "run a speed benchmark (sim, data, planner, lowlevel, steering) and write its figures as JSON"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["sim", "data", "planner"], help="what to measure")
+    parser.add_argument("target", choices=["sim", "data", "planner", "lowlevel", "steering"], help="what to measure")
     parser.add_argument("--dataset", type=Path, default=None, help="dataset folder for `data` (needs an RGB camera)")
     parser.add_argument("--steps", type=int, default=200, help="control steps timed per figure")
     parser.add_argument("--tasks", type=int, default=6, help="expert episodes in the evaluation sample")
     parser.add_argument("--workers", type=int, default=None, help="N for the N-worker evaluation figure")
     parser.add_argument("--instructions", type=int, default=40, help="`planner`: per split for CaP / endpoints")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default outputs/bench/<target>-<time>.json)")
+    lowlevel = parser.add_argument_group("lowlevel (--steps: the training budget of --success)")
+    lowlevel.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the policies run")
+    lowlevel.add_argument("--preset", choices=["kitchen", "tiny"], default="kitchen", help="network sizes")
+    lowlevel.add_argument(
+        "--evaluations", type=int, nargs="+", default=[1, 3, 10, 100], help="network evaluations per BESO chunk"
+    )
+    lowlevel.add_argument("--repeats", type=int, default=20, help="timed chunks per latency figure (median)")
+    lowlevel.add_argument("--lerobot-repeats", type=int, default=3, help="timed chunks of lerobot's diffusion policy")
+    lowlevel.add_argument("--warmup", type=int, default=2, help="untimed calls before each latency figure")
+    lowlevel.add_argument("--train-steps", type=int, default=5, help="timed training steps per policy")
+    lowlevel.add_argument("--train-batch", type=int, default=8, help="windows per timed training step")
+    lowlevel.add_argument("--policies", nargs="+", default=None, help="subset of beso flow ddpm lerobot_diffusion")
+    lowlevel.add_argument("--success", action="store_true", help="train each policy on --dataset and run the kitchen")
+    lowlevel.add_argument("--seeds", type=int, default=3, help="--success: training seeds per policy")
+    lowlevel.add_argument("--episodes", type=int, default=5, help="--success: episodes per task and seed")
+    lowlevel.add_argument("--batch-size", type=int, default=32, help="--success: windows per training step")
+    lowlevel.add_argument("--max-steps", type=int, default=None, help="--success: per-episode control-step limit")
+    steering = parser.add_argument_group("steering")
+    steering.add_argument("--frames", type=int, default=20, help="640x480 scenes timed for path planning")
+    steering.add_argument("--ik-episodes", type=int, default=0, help="IK-execution seeds per task (0: skip)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.target == "data" and args.dataset is None:
         raise ConfigError("tiers bench data needs --dataset PATH (a LeRobotDataset with an RGB camera)")
+    if args.target == "lowlevel":
+        return _run_lowlevel(args)
     console.print(f"[bold]tiers bench {args.target}[/bold]: this takes a minute or two")
     if args.target == "data":
         from tiers.datasets.bench import run_data_benchmark
@@ -45,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         from tiers.policies.high.bench import run_planner_benchmark
 
         figures = run_planner_benchmark(instructions=args.instructions)
+    elif args.target == "steering":
+        from tiers.policies.mid.bench import run_steering_benchmark
+
+        figures = run_steering_benchmark(frames=args.frames, episodes=args.ik_episodes)
     else:
         from tiers.sim.bench import run_sim_benchmark
 
@@ -59,4 +88,63 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(escape(name), f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"figures written to {out}")
+    return 0
+
+
+def _run_lowlevel(args: argparse.Namespace) -> int:
+    """``tiers bench lowlevel``: latency/throughput figures, or with ``--success`` the kitchen success study."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tiers.core.errors import ConfigError
+    from tiers.policies.low import bench
+
+    console = Console()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    policies = args.policies or list(bench.POLICIES)
+    if args.success:
+        if args.dataset is None:
+            raise ConfigError("tiers bench lowlevel --success needs --dataset PATH (a tiers record dataset)")
+        out = args.out or Path("outputs") / "bench" / f"lowlevel-success-{stamp}.json"
+        success = bench.SuccessBenchConfig(
+            dataset=args.dataset,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seeds=args.seeds,
+            episodes=args.episodes,
+            preset=args.preset,
+            device=args.device,
+            max_steps=args.max_steps,
+            policies=policies,
+        )
+        console.print(f"[bold]tiers bench lowlevel --success[/bold]: {len(policies)} policies × {args.seeds} seeds")
+        figures = bench.run_success_benchmark(success, out.with_suffix(""), progress=console.print)
+        plot = out.with_suffix("") / "success.png"
+    else:
+        out = args.out or Path("outputs") / "bench" / f"lowlevel-{stamp}.json"
+        config = bench.LowLevelBenchConfig(
+            preset=args.preset,
+            device=args.device,
+            evaluations=args.evaluations,
+            repeats=args.repeats,
+            lerobot_repeats=args.lerobot_repeats,
+            warmup=args.warmup,
+            train_steps=args.train_steps,
+            train_batch=args.train_batch,
+            policies=policies,
+        )
+        console.print(f"[bold]tiers bench lowlevel[/bold] on {args.device}, {args.preset} networks (minutes on a CPU)")
+        figures = bench.run_lowlevel_benchmark(config, progress=console.print)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        plot = bench.plot_latency(figures, out.with_suffix(".png"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2))
+    table = Table(title="bench lowlevel")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in figures.items():
+        table.add_row(escape(name), f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"figures written to {out}; plot {plot}")
     return 0

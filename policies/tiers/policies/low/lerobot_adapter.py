@@ -187,15 +187,24 @@ class LerobotPolicyAdapter(nn.Module):
         cls, config: LerobotAdapterConfig, root: str | Path, stats: Mapping[str, Mapping[str, torch.Tensor]]
     ) -> LerobotPolicyAdapter:
         """A fresh lerobot policy shaped by the tiers dataset at ``root`` and its statistics (tiers keys)."""
-        from lerobot.configs.types import FeatureType, PolicyFeature
-        from lerobot.policies.factory import get_policy_class
-
         from tiers.policies.low.checkpoint import PolicyFeatures
 
         features = PolicyFeatures.from_dataset(
             root, cameras=config.cameras, image_size=config.image_size, language_key=None
         )
         features.check_dataset(root)
+        return cls.from_features(config, features, stats)
+
+    @classmethod
+    def from_features(
+        cls, config: LerobotAdapterConfig, features: PolicyFeatures, stats: Mapping[str, Mapping[str, torch.Tensor]]
+    ) -> LerobotPolicyAdapter:
+        """A fresh lerobot policy for the given features (state/action sizes, cameras at (3, H, W)) and statistics."""
+        from lerobot.configs.types import FeatureType, PolicyFeature
+        from lerobot.policies.factory import get_policy_class
+
+        if sorted(features.cameras) != sorted(config.camera_keys):
+            raise ContractError(f"features read cameras {sorted(features.cameras)}, the config {config.camera_keys}")
         lerobot_config = config.lerobot_config()
         lerobot_config.input_features = {
             STATE: PolicyFeature(FeatureType.STATE, (features.state_dim,)),
