@@ -11,6 +11,8 @@ Figures (all printed and written as JSON by :mod:`tiers.cli.bench`):
   parsing, HTTP client) is measured with the model's (here: the server's) latency excluded;
 * ``cap_plumbing_*``: Code as Policies the same way: the server answers with code calling the primitives for
   the grammar plan; overhead = code generation bookkeeping + AST + the sandboxed run, model latency excluded;
+* ``steer_plumbing_overhead_ms_median``: :class:`~tiers.policies.high.steering.SteeringPlanner`'s time per
+  query outside the model, with two real camera images encoded per query;
 * ``llm_endpoint_*`` (only when TIERS_LLM_BASE_URL or TIERS_LLM_MODEL_PATH is set): the real model behind it,
   on ``instructions`` instructions per split;
 * ``sandbox_*``: the escape corpus (:mod:`tiers.policies.high.sandbox_corpus`): attacks tried / with any effect,
@@ -83,13 +85,42 @@ def cap_code_for(plan: Sequence[Subtask]) -> str:
     return "\n".join(lines) or "say('I cannot do that')"
 
 
-def run_planner_benchmark(*, instructions: int = 40, corpus: bool = True) -> dict[str, Any]:
+def steering_overhead(*, queries: int = 20) -> dict[str, float]:
+    """SteerVLA steering's time per query outside the model (prompt, PNG data URLs of a real 128 px front and
+    wrist image, reply parsing), through the real client against the scripted server (period 0: every call)."""
+    from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig
+    from tiers.policies.high.scripted_server import ScriptedChatServer
+    from tiers.policies.high.steering import SteeringConfig, SteeringPlanner
+    from tiers.sim.kitchen.env import KitchenEnv
+
+    env = KitchenEnv("pick_place/apple-in-bowl/0", render=True)
+    try:
+        observation, _ = env.reset(seed=0)
+    finally:
+        env.close()
+    reply = "subtask: pick up the apple\nmotion: move arm forward and down"
+    overhead = []
+    with ScriptedChatServer(lambda body: reply) as server:
+        backend = OpenAIChatBackend(OpenAIChatConfig(base_url=server.base_url, model="scripted-vlm"))
+        planner = SteeringPlanner(backend, SteeringConfig(period_s=0.0, cameras=("front", "wrist")))
+        planner.reset(observation.instruction)
+        for _ in range(queries):
+            model_before = planner.model_seconds
+            start = time.perf_counter()
+            planner.next_command(observation)
+            overhead.append(time.perf_counter() - start - (planner.model_seconds - model_before))
+        backend.close()
+    return {"steer_plumbing_overhead_ms_median": 1000 * statistics.median(overhead), "steer_queries": float(queries)}
+
+
+def run_planner_benchmark(*, instructions: int = 40, corpus: bool = True, steering_queries: int = 20) -> dict[str, Any]:
     """Every figure of the module docstring.
 
     Args:
         instructions: instructions per split for the slower planners (Code as Policies plumbing: one sandbox
             process per instruction; a real endpoint); the grammar and LLM plumbing figures use every one.
         corpus: also run the sandbox escape corpus (about 10 s).
+        steering_queries: steering queries timed for the steering overhead figure.
     """
     from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig
     from tiers.policies.high.code_as_policies import CodeAsPoliciesPlanner
@@ -134,6 +165,8 @@ def run_planner_benchmark(*, instructions: int = 40, corpus: bool = True) -> dic
             for key, value in scores.items():
                 figures[f"cap_plumbing_{name}_{key}"] = value
         backend.close()
+
+    figures.update(steering_overhead(queries=steering_queries))
 
     if os.environ.get("TIERS_LLM_BASE_URL") or os.environ.get("TIERS_LLM_MODEL_PATH"):
         for name, tasks in splits.items():
