@@ -103,6 +103,7 @@ class PathConfig(Config):
     release_hold: float = 0.4  # s, the fingers open while the tool holds still
     release_opening: float = 0.08  # m, finger opening when letting go
     check_step: float = 0.01  # m, spacing of collision checks along a segment
+    obstacle_voxel: float = 0.01  # m, obstacle points are thinned to one per voxel of this size before the KD-tree
     waypoint_spacing: float = 0.03  # m, spacing of the path's waypoints along a segment
     rrt_iterations: int = 1500  # RRT-Connect extensions before giving up
     rrt_step: float = 0.05  # m, RRT-Connect extension length
@@ -425,10 +426,11 @@ class PathPlanner:
         if held is not None:
             held_ids = [i for i, name in cloud.names.items() if name == held]
             obstacles = obstacles[~np.isin(labels, held_ids)]
-        free_tree = cKDTree(obstacles) if len(obstacles) else None
+        obstacles = _voxel_thin(obstacles, self.config.obstacle_voxel)
+        free_tree = cKDTree(obstacles, balanced_tree=False) if len(obstacles) else None
         margin = 0.015
         outside = ~np.all((obstacles >= affordance.low - margin) & (obstacles <= affordance.high + margin), axis=1)
-        contact_tree = cKDTree(obstacles[outside]) if np.any(outside) else None
+        contact_tree = cKDTree(obstacles[outside], balanced_tree=False) if np.any(outside) else None
         return free_tree, contact_tree
 
     def _free(
@@ -533,9 +535,9 @@ class PathPlanner:
             angle = _quaternion_angle(segment.quaternions[0], segment.quaternions[-1])
             duration = max(SMOOTH_PEAK * total / segment.speed, SMOOTH_PEAK * angle / config.angular_speed, 0.1)
             count = max(2, int(np.ceil(total / config.waypoint_spacing)) + 1, int(np.ceil(duration / 0.1)) + 1)
-            ts = np.linspace(0.0, duration, count)
-            s = np.array([_smooth(t / duration) for t in ts])
-            positions = np.stack([_along(segment.positions, cumulative, x * total) for x in s])
+            ts: Vector = np.linspace(0.0, duration, count, dtype=np.float64)
+            s = _smooth_array(ts / duration)
+            positions = np.stack([np.interp(s * total, cumulative, segment.positions[:, k]) for k in range(3)], axis=1)
             if len(segment.quaternions) == len(segment.positions) and len(segment.positions) > 2:
                 slerp = Slerp(cumulative / max(total, 1e-9), Rotation.from_quat(wxyz_to_xyzw(segment.quaternions)))
             else:
@@ -609,7 +611,7 @@ def _densify(segment: _Segment, step: float) -> tuple[Vector, Vector]:
     cumulative = np.concatenate([[0.0], np.cumsum(lengths)])
     count = max(2, int(np.ceil(total / step)) + 1)
     s = np.linspace(0.0, 1.0, count)
-    points = [_along(segment.positions, cumulative, x * total) for x in s]
+    points = np.stack([np.interp(s * total, cumulative, segment.positions[:, k]) for k in range(3)], axis=1)
     if len(segment.quaternions) == len(segment.positions) and len(segment.positions) > 2:
         slerp = Slerp(cumulative / total, Rotation.from_quat(wxyz_to_xyzw(segment.quaternions)))
     else:
@@ -618,23 +620,29 @@ def _densify(segment: _Segment, step: float) -> tuple[Vector, Vector]:
     return np.asarray(points), quats
 
 
-def _along(polyline: Vector, cumulative: Vector, distance: float) -> Vector:
-    """(3,) the point ``distance`` m along a polyline (K, 3) with cumulative lengths (K,)."""
-    index = int(np.clip(np.searchsorted(cumulative, distance, side="right") - 1, 0, len(polyline) - 2))
-    span = cumulative[index + 1] - cumulative[index]
-    t = 0.0 if span < 1e-12 else float(np.clip((distance - cumulative[index]) / span, 0.0, 1.0))
-    result: Vector = polyline[index] + t * (polyline[index + 1] - polyline[index])
+def _smooth_array(t: Vector) -> Vector:
+    """Vectorised :func:`_smooth`."""
+    t = np.clip(t, 0.0, 1.0)
+    ramp = RAMP_FRACTION
+    result: Vector = np.where(
+        t < ramp,
+        SMOOTH_PEAK * t * t / (2 * ramp),
+        np.where(t > 1 - ramp, 1.0 - SMOOTH_PEAK * (1 - t) ** 2 / (2 * ramp), SMOOTH_PEAK * (t - ramp / 2)),
+    )
     return result
 
 
-def _smooth(t: float) -> float:
-    """Rest-to-rest scaling s(t), t in [0, 1], trapezoidal speed with RAMP_FRACTION ramps (peak SMOOTH_PEAK)."""
-    t = float(np.clip(t, 0.0, 1.0))
-    if t < RAMP_FRACTION:
-        return SMOOTH_PEAK * t * t / (2 * RAMP_FRACTION)
-    if t > 1 - RAMP_FRACTION:
-        return 1.0 - SMOOTH_PEAK * (1 - t) ** 2 / (2 * RAMP_FRACTION)
-    return SMOOTH_PEAK * (t - RAMP_FRACTION / 2)
+def _voxel_thin(points: Vector, voxel: float) -> Vector:
+    """(M, 3) one point per occupied voxel of size ``voxel`` m (the first met), for fast KD-tree builds."""
+    if len(points) == 0 or voxel <= 0:
+        return points
+    keys = np.floor(points / voxel).astype(np.int64)
+    keys -= keys.min(axis=0)
+    span = keys.max(axis=0) + 1
+    flat = (keys[:, 0] * span[1] + keys[:, 1]) * span[2] + keys[:, 2]  # one integer per voxel: a 1-D unique
+    _, first = np.unique(flat, return_index=True)
+    thinned: Vector = points[np.sort(first)]
+    return thinned
 
 
 def _quaternion_angle(a: Vector, b: Vector) -> float:

@@ -64,7 +64,7 @@ class PerceptionConfig(Config):
     """How observations become point clouds."""
 
     voxel_size: float = 0.006  # m, Open3D voxel grid of the downsampled cloud
-    pixel_stride: int = 2  # keep every n-th pixel row and column before back-projection (speed at 640x480)
+    max_pixels: int = 20000  # per camera: larger images are strided (every n-th row and column) down to this
     max_depth: float = 3.0  # m, depth beyond this is no return
     crop_low: list[float] = field(default_factory=lambda: [-0.3, -0.75, -0.05])  # m, base-frame crop, lower corner
     crop_high: list[float] = field(default_factory=lambda: [0.95, 0.75, 0.9])  # m, base-frame crop, upper corner
@@ -79,8 +79,8 @@ class PerceptionConfig(Config):
     def __post_init__(self) -> None:
         if self.voxel_size <= 0:
             raise ValueError(f"voxel_size must be positive, got {self.voxel_size}")
-        if self.pixel_stride < 1:
-            raise ValueError(f"pixel_stride must be >= 1, got {self.pixel_stride}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
         if len(self.crop_low) != 3 or len(self.crop_high) != 3:
             raise ValueError("crop_low and crop_high must have 3 values each")
         if any(low >= high for low, high in zip(self.crop_low, self.crop_high, strict=True)):
@@ -154,7 +154,8 @@ class PointCloudBuilder:
         use_masks = config.use_masks and any(name in observation.segmentation for name in names)
         for name in names:
             camera = observation.cameras[name]
-            stride = config.pixel_stride
+            # a fixed pixel budget per camera keeps the cost flat in the resolution (640x480 -> every 4th pixel)
+            stride = max(1, int(np.ceil(np.sqrt(camera.width * camera.height / config.max_pixels))))
             depth = observation.depths[name][::stride, ::stride].astype(np.float64)
             valid = np.isfinite(depth) & (depth > 0) & (depth < config.max_depth)
             v, u = np.nonzero(valid)
