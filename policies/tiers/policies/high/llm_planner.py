@@ -117,20 +117,21 @@ class LLMPlanner:
         self._instruction = ""
         self._queue: list[str] = []
         self._given: list[str] = []
-        self._planned = False
         self._pending_correction: LanguageCommand | None = None
+        self._prompt: str | None = None  # what to ask at the next call (instruction or correction)
 
     def reset(self, instruction: str) -> None:
         self._instruction = instruction
         self.messages = [system_message(grammar_prompt()), *self._examples]
         self.error = None
-        self._queue, self._given, self._planned = [], [], False
+        self._queue, self._given = [], []
         self._pending_correction = None
+        self._prompt = INSTRUCTION_PREFIX + instruction
 
     def next_command(self, observation: Observation) -> LanguageCommand | None:
-        if not self._planned:  # plan on the first call, when the first observation (images) is available
-            self._planned = True
-            self._queue = self._ask(INSTRUCTION_PREFIX + self._instruction, observation)
+        if self._prompt is not None:  # asked here, not earlier: the current observation's images go with it
+            prompt, self._prompt = self._prompt, None
+            self._queue = self._ask(prompt, observation)
         if not self._queue:
             return None
         text = self._queue.pop(0)
@@ -142,19 +143,18 @@ class LLMPlanner:
         return command
 
     def handle_correction(self, correction: LanguageCommand) -> None:
-        """A stop clears the plan; anything else is sent to the model, whose reply replaces the remaining plan
-        at the next call (the first new command names the correction in ``replaces``)."""
+        """A stop clears the plan; anything else is sent to the model at the next call (with that call's images),
+        and its reply replaces the remaining plan (the first new command names the correction in ``replaces``)."""
         if correction.style is CommandStyle.STOP:
             self._queue = []
             return
         done = "; ".join(self._given) or "nothing yet"
         self._pending_correction = correction
-        prompt = (
+        self._queue = []
+        self._prompt = (
             f"Correction from the person watching: {correction.text}\nSteps already handed out: {done}.\n"
             "Reply with the remaining subtasks only, one per line."
         )
-        self._planned = True
-        self._queue = self._ask(prompt, None)
 
     def _ask(self, prompt: str, observation: Observation | None) -> list[str]:
         images = []
