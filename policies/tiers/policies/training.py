@@ -95,11 +95,27 @@ class TrainerConfig(Config):
 
 
 @dataclass
+class KitchenEvalConfig(Config):
+    """Evaluation of every checkpoint in the kitchen's control mode while training (off when ``tasks`` is empty)."""
+
+    tasks: list[str] = field(default_factory=list)  # task ids ("open/drawer/0"); the gold plan, subtask by subtask
+    seeds: int = 1  # episodes per task, seeds 0 .. seeds-1 (the layouts tiers eval uses)
+    max_steps: int | None = None  # per-episode control-step limit; None: the task's own (300 per subtask)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+
+
+@dataclass
 class LowPolicyTrainConfig(Config):
     """A ``tiers train`` run: the policy and the trainer (YAML presets under ``configs/train/``)."""
 
     policy: GenerativeLowPolicyConfig = field(default_factory=GenerativeLowPolicyConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: KitchenEvalConfig = field(default_factory=KitchenEvalConfig)  # checkpoints evaluated in the kitchen
     video_backend: str = "pyav"  # lerobot's video decoder for camera datasets ("pyav" | "torchcodec")
 
 
@@ -131,6 +147,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    on_checkpoint: Callable[[Path, int], dict[str, Any]] | None = None,
 ) -> TrainSummary:
     """Train ``policy`` on ``dataset`` and write checkpoints, the log and the learning curve into ``out``.
 
@@ -142,6 +159,8 @@ def train(
         resume: continue from ``out/checkpoints/last`` (weights, optimiser, schedule, EMA, step).
         progress: show a rich progress bar (main process only).
         on_log: called with each log record (step, loss, lr, ...).
+        on_checkpoint: called on the main process with (checkpoint folder, step) after each checkpoint; what it
+            returns (e.g. a success rate) is logged under ``"eval"`` in ``train_log.json``.
 
     Raises:
         ContractError: ``resume`` without a checkpoint, or a checkpoint that does not fit the policy.
@@ -190,9 +209,9 @@ def train(
     if config.ema:
         ema = EMAModel(raw.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=config.ema_power)
         ema.to(accelerator.device)
-    step, log = 0, list[dict[str, Any]]()
+    step, log, evals = 0, list[dict[str, Any]](), list[dict[str, Any]]()
     if resume:
-        step, log = _load_training_state(out, raw, optimizer, scheduler, ema)
+        step, log, evals = _load_training_state(out, raw, optimizer, scheduler, ema)
         if accelerator.is_main_process:
             print(f"resuming from step {step} ({_last(out)})")
     if step >= config.steps:
@@ -239,7 +258,10 @@ def train(
                 if step % config.save_every == 0 or step == config.steps:
                     accelerator.wait_for_everyone()
                     if main:
-                        last_checkpoint = _save_checkpoint(out, raw, optimizer, scheduler, ema, step, log)
+                        last_checkpoint = _save_checkpoint(out, raw, optimizer, scheduler, ema, step, log, evals)
+                        if on_checkpoint is not None:
+                            evals.append({"step": step, **on_checkpoint(last_checkpoint, step)})
+                            write_log(out, log, None, evals)
                 if step >= config.steps:
                     break
     finally:
@@ -263,7 +285,7 @@ def train(
         processes=accelerator.num_processes,
     )
     if main:
-        write_log(out, log, summary)
+        write_log(out, log, summary, evals)
     accelerator.end_training()
     return summary
 
@@ -313,14 +335,53 @@ def train_low_policy(
     if resume:
         _check_resumable(out, features)
     config.to_yaml(out / RUN_CONFIG)
-    return train(policy, data, config.trainer, out, resume=resume, progress=progress)
+    evaluate = kitchen_evaluator(config.eval) if config.eval.tasks else None
+    return train(policy, data, config.trainer, out, resume=resume, progress=progress, on_checkpoint=evaluate)
+
+
+def kitchen_evaluator(config: KitchenEvalConfig) -> Callable[[Path, int], dict[str, Any]]:
+    """A checkpoint callback running ``config.tasks`` in the kitchen's control mode (``tiers eval``'s runner).
+
+    Returns per call: success_rate, subtask_rate (subtasks reached / subtasks), episodes, mean steps.
+    """
+    from tiers.sim.kitchen.tasks import get_task
+
+    jobs = [(get_task(task).id, seed) for task in config.tasks for seed in range(config.seeds)]  # fail early on a typo
+
+    def evaluate(checkpoint: Path, step: int) -> dict[str, Any]:
+        from tiers.sim.evaluation.report import EvalMode
+        from tiers.sim.evaluation.runner import EpisodeJob, EpisodeRunner, EvalSettings
+
+        settings = EvalSettings(mode=EvalMode.CONTROL, controller=str(checkpoint), max_steps=config.max_steps)
+        runner = EpisodeRunner(settings)
+        try:
+            results = [runner(EpisodeJob(index, task, seed)) for index, (task, seed) in enumerate(jobs)]
+        finally:
+            runner.env.close()
+        done = sum(int(result.extra["subtasks_done"]) for result in results)
+        total = sum(int(result.extra["subtasks"]) for result in results)
+        return {
+            "success_rate": sum(result.success for result in results) / len(results),
+            "subtask_rate": done / max(total, 1),
+            "episodes": len(results),
+            "mean_steps": sum(result.steps for result in results) / len(results),
+        }
+
+    return evaluate
 
 
 # -- checkpoints with training state ----------------------------------------------------------------------
 
 
 def _save_checkpoint(
-    out: Path, model: nn.Module, optimizer: Any, scheduler: Any, ema: Any, step: int, log: list[dict[str, Any]]
+    out: Path,
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    ema: Any,
+    step: int,
+    log: list[dict[str, Any]],
+    evals: list[dict[str, Any]],
 ) -> Path:
     """Write ``checkpoints/<step>/`` (policy checkpoint + training_state/) and point ``last`` at it."""
     folder = out / CHECKPOINTS / f"{step:08d}"
@@ -360,13 +421,13 @@ def _save_checkpoint(
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(folder.name)
     os.replace(tmp, link)
-    write_log(out, log, None)
+    write_log(out, log, None, evals)
     return folder
 
 
 def _load_training_state(
     out: Path, model: nn.Module, optimizer: Any, scheduler: Any, ema: Any
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
     folder = _last(out)
     state_dir = folder / TRAINING_STATE
     if not (state_dir / "state.json").is_file():
@@ -393,9 +454,10 @@ def _load_training_state(
             {**state["ema"], "shadow_params": [shadow[f"shadow.{i}"].to(device) for i in range(len(shadow))]}
         )
     log_path = out / LOG_FILE
-    log = json.loads(log_path.read_text()).get("log", []) if log_path.is_file() else []
+    saved = json.loads(log_path.read_text()) if log_path.is_file() else {}
     step = int(state["step"])
-    return step, [record for record in log if record["step"] <= step]
+    log = [record for record in saved.get("log", []) if record["step"] <= step]
+    return step, log, [record for record in saved.get("eval", []) if record["step"] <= step]
 
 
 def _check_resumable(out: Path, features: Any) -> None:
@@ -457,9 +519,11 @@ def _parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Par
 # -- log, plot, progress ------------------------------------------------------------------------------------
 
 
-def write_log(out: Path, log: list[dict[str, Any]], summary: TrainSummary | None) -> None:
-    """``train_log.json`` (records + summary) and ``learning_curve.png``."""
-    payload: dict[str, Any] = {"log": log}
+def write_log(
+    out: Path, log: list[dict[str, Any]], summary: TrainSummary | None, evals: list[dict[str, Any]] | None = None
+) -> None:
+    """``train_log.json`` (loss records, kitchen evaluations, summary) and ``learning_curve.png``."""
+    payload: dict[str, Any] = {"log": log, "eval": evals or []}
     if summary is not None:
         payload["summary"] = summary.to_dict()
     (out / LOG_FILE).write_text(json.dumps(payload, indent=2) + "\n")

@@ -229,6 +229,7 @@ def save_checkpoint(
     path.mkdir(parents=True, exist_ok=True)
     tmp = path / f".{WEIGHTS_FILE}.tmp"
     save_model(model, str(tmp))
+    tmp.chmod(0o644)  # safetensors writes owner-only files; a checkpoint is meant to be shared
     tmp.replace(path / WEIGHTS_FILE)
     meta = {
         "format": FORMAT_VERSION,
