@@ -16,11 +16,13 @@ import json
 import time
 from pathlib import Path
 
-HELP = "run a speed benchmark (sim, data, planner, lowlevel, steering) and write its figures as JSON"
+HELP = "run a speed benchmark (sim, data, planner, lowlevel, steering, ros) and write its figures as JSON"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["sim", "data", "planner", "lowlevel", "steering"], help="what to measure")
+    parser.add_argument(
+        "target", choices=["sim", "data", "planner", "lowlevel", "steering", "ros"], help="what to measure"
+    )
     parser.add_argument("--dataset", type=Path, default=None, help="dataset folder for `data` (needs an RGB camera)")
     parser.add_argument("--steps", type=int, default=200, help="control steps timed per figure")
     parser.add_argument("--tasks", type=int, default=6, help="expert episodes in the evaluation sample")
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         from tiers.policies.high.bench import run_planner_benchmark
 
         figures = run_planner_benchmark(instructions=args.instructions)
+    elif args.target == "ros":
+        from tiers.deploy.bench import run_ros_benchmark
+
+        figures = run_ros_benchmark()
     elif args.target == "steering":
         from tiers.policies.mid.bench import run_steering_benchmark
 
