@@ -6,10 +6,11 @@
   includes waiting for a core;
 * the cost of one VLS guidance step (reward gradients through the torch FK) for P particles;
 * optionally (``episodes`` > 0) the success of IK execution of the planned paths on kitchen tasks, with
-  perception from rendered RGB-D.
+  perception from rendered RGB-D, and on the test-time-shift scenes of :mod:`tiers.policies.mid.shifts`
+  (obstacle on the transport line, target moved to a corner, clutter) for two pick-and-place tasks.
 
-The test-time-shift suite with a frozen learned policy (obstacle on the demonstrated path, shifted support,
-clutter; steered vs unsteered success) needs a trained low-tier checkpoint and is not run here.
+The test-time-shift comparison with a frozen learned policy (unsteered vs path-tracking vs VLS rewards)
+needs a trained low-tier checkpoint and is not run here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.guidance import guidance_gradient
 
+SHIFT_TASKS = ("pick_place/apple-in-bowl/0", "pick_place/sponge-on-plate/0")  # (held, container) pairs
 BENCH_TASKS = (
     "open/drawer/0",
     "pick_place/apple-in-bowl/0",
@@ -114,4 +116,40 @@ def run_steering_benchmark(
             figures[f"ik_success/{task}"] = float(np.mean(results))
         figures["ik_success_rate"] = float(np.mean([o.success for o in outcomes]))
         figures["ik_episodes"] = len(outcomes)
+        figures.update(shift_success(list(range(episodes))))
+    return figures
+
+
+def shift_success(seeds: list[int], *, width: int = 320, height: int = 240) -> dict[str, Any]:
+    """IK-execution success on the test-time-shift scenes, per shift kind (seeds that cannot host a shift are
+    skipped and counted)."""
+    from tiers.policies.mid.execution import PathFollower, perception_embodiment, run_layout
+    from tiers.policies.mid.planner import KeypointPathPlanner
+    from tiers.policies.mid.shifts import Shift, shifted_layout
+    from tiers.sim.kitchen.tasks import get_task
+    from tiers.sim.mujoco import ArmKinematics, MujocoKitchen
+
+    spec = perception_embodiment(EmbodimentSpec.load("panda"), width=width, height=height)
+    kitchen = MujocoKitchen(spec)
+    planner = KeypointPathPlanner.for_kitchen(kitchen)
+    follower = PathFollower(ArmKinematics(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame), spec)
+    figures: dict[str, Any] = {}
+    try:
+        for shift in Shift:
+            results, skipped = [], 0
+            for task_id in SHIFT_TASKS:
+                task = get_task(task_id)
+                held, target = task.plan[-1].object, task.plan[-1].target
+                assert target is not None
+                for seed in seeds:
+                    layout = shifted_layout(shift, held=held, target=target, seed=seed)
+                    if layout is None:
+                        skipped += 1
+                        continue
+                    results.append(run_layout(kitchen, planner, follower, task, layout).success)
+            figures[f"shift_success/{shift.value}"] = float(np.mean(results)) if results else float("nan")
+            figures[f"shift_episodes/{shift.value}"] = len(results)
+            figures[f"shift_skipped/{shift.value}"] = skipped
+    finally:
+        kitchen.close()
     return figures
