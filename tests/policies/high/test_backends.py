@@ -140,7 +140,7 @@ def _tiny_local_model(folder: Path) -> list[str]:
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", eos_token="<eos>")
     fast.save_pretrained(folder)
-    config = GPT2Config(vocab_size=len(words), n_positions=64, n_embd=16, n_layer=1, n_head=2, eos_token_id=1)
+    config = GPT2Config(vocab_size=len(words), n_positions=1024, n_embd=16, n_layer=1, n_head=2, eos_token_id=1)
     GPT2LMHeadModel(config).save_pretrained(folder)
     return words
 
@@ -154,6 +154,17 @@ def test_transformers_backend_runs_a_local_model_offline(tmp_path: Path) -> None
     assert first.text == second.text  # greedy decoding is deterministic
     assert first.usage["completion_tokens"] == 6 or "<eos>" not in first.text
     assert set(first.text.split()) <= set(words)
+    # the local backend drives a planner like any endpoint (a random model writes words, not subtasks)
+    from tiers.core.observation import Observation
+    from tiers.policies.high.llm_planner import LLMPlanner, LLMPlannerConfig, plan_lines
+    from tiers.sim.evaluation.planning import collect_plan
+
+    planner = LLMPlanner(backend, LLMPlannerConfig(few_shot=0, repair_rounds=0, max_tokens=6))
+    pose = np.array([0.3, 0, 0.4, 1, 0, 0, 0])
+    texts = collect_plan(planner, "put the apple in the bowl", Observation(np.zeros(7), np.zeros(7), pose, 0.08, 0.0))
+    assert planner.requests == 1 and texts == plan_lines(planner.messages[-1]["content"])
+    with pytest.raises(BackendError, match="exceeds the model's context of 1024 tokens"):
+        backend.complete([user_message("apple " * 1100)])
     with pytest.raises(BackendError, match="text-only"):
         backend.complete([user_message("look", images=[np.zeros((4, 4, 3), np.uint8)])])
     with pytest.raises(ConfigError, match="not a model folder"):

@@ -398,6 +398,13 @@ class TransformersChatBackend:
         torch = self._torch
         temperature = self.config.temperature if temperature is None else temperature
         inputs = self.tokenizer(self.prompt(messages), return_tensors="pt").to(self.config.device)
+        new = self.config.max_tokens if max_tokens is None else max_tokens
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if context is not None and inputs["input_ids"].shape[1] + new > context:
+            raise BackendError(
+                f"{self.config.model_path}: prompt of {inputs['input_ids'].shape[1]} tokens + {new} new tokens "
+                f"exceeds the model's context of {context} tokens"
+            )
         start = time.perf_counter()
         generator_kwargs: dict[str, Any] = {"do_sample": temperature > 0}
         if temperature > 0:
@@ -407,7 +414,7 @@ class TransformersChatBackend:
         with torch.inference_mode():
             output = self.model.generate(
                 **inputs,
-                max_new_tokens=self.config.max_tokens if max_tokens is None else max_tokens,
+                max_new_tokens=new,
                 pad_token_id=pad,
                 **generator_kwargs,
             )
