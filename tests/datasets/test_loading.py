@@ -88,6 +88,12 @@ def test_camera_windows_have_the_contract_shapes(camera_dataset: Path) -> None:
     assert batch[FRONT].shape == (3, 2, 3, 64, 48)
 
 
+def test_a_one_frame_window_keeps_its_time_axis(camera_dataset: Path) -> None:
+    config = DatasetLoadingConfig(root=camera_dataset, cameras=[FRONT], n_obs_steps=1, horizon=1, image_size=(32, 32))
+    item = load_training_dataset(config)[0][3]
+    assert item[FRONT].shape == (1, 3, 32, 32) and item[STATE].shape[0] == 1  # (To, ...) like every window
+
+
 def test_windows_align_with_recorded_frames_and_pad_at_episode_ends(state_dataset: Path) -> None:
     windows, _ = load_training_dataset(DatasetLoadingConfig(root=state_dataset, n_obs_steps=3, horizon=5))
     actions, episodes = _recorded_actions(state_dataset)

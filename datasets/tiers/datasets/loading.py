@@ -97,6 +97,8 @@ class TrainingWindows(torch.utils.data.Dataset[dict[str, Any]]):
             if source in self._dropped:
                 continue
             name = self.rename.get(source, source) + key[len(source) :]
+            if source in self._cameras and key == source and value.ndim == 3:
+                value = value.unsqueeze(0)  # lerobot drops the time axis of a one-frame video window: (C, H, W)
             if source in self._depth and key == source:
                 value = self._resize_depth(value)
             elif source in self._cameras and key == source:

@@ -32,6 +32,7 @@ from tiers.policies.high.motion_predictor import (
 )
 from tiers.policies.text_encoder import TextEncoder
 
+STATE_DIM = 8 + 7  # joint positions + gripper opening, tool pose (the default state_keys)
 TINY = MotionTrainConfig(
     predictor=MotionPredictorConfig(image_size=(32, 32), channels=(8, 16), groups=4, hidden=32, override_s=1.0),
     trainer=MotionTrainerConfig(steps=6, batch_size=8, warmup_steps=2, held_out_every=2, eval_every=0),
@@ -85,7 +86,7 @@ def test_training_on_a_recording_reports_held_out_accuracy_and_the_baseline(
     metrics = json.loads((out / METRICS_FILE).read_text())
     assert metrics["held_out_accuracy"] == summary.held_out_accuracy
     written = json.loads((out / CONFIG_FILE).read_text())
-    assert written["training"]["held_out_episodes"] == [1] and written["state_dim"] == 8
+    assert written["training"]["held_out_episodes"] == [1] and written["state_dim"] == STATE_DIM
 
 
 def test_the_predictor_plans_valid_motions_from_a_kitchen_observation(
@@ -114,9 +115,9 @@ def test_save_and_load_round_trip_gives_the_same_logits(
     predictor = MotionPredictor(model)
     predictor.save(tmp_path / "copy")
     again = load_model(tmp_path / "copy")
-    assert again.config == model.config == TINY.predictor and again.state_dim == 8
+    assert again.config == model.config == TINY.predictor and again.state_dim == STATE_DIM
     generator = torch.Generator().manual_seed(0)
-    images, states = torch.rand(3, 3, 32, 32, generator=generator), torch.randn(3, 8, generator=generator)
+    images, states = torch.rand(3, 3, 32, 32, generator=generator), torch.randn(3, STATE_DIM, generator=generator)
     texts = torch.randn(3, 384, generator=generator)
     assert torch.equal(model(images, states, texts), again(images, states, texts))
     assert torch.count_nonzero(model.state_std - 1.0) > 0  # the dataset's normalisation was saved with the weights

@@ -7,7 +7,8 @@ RT-H (Belkhale et al., 2024) puts a "language motion" between the task and the a
 ``motion`` for a language-conditioned low tier. A person can say a motion at any time ("move arm left"): it
 overrides the prediction for ``override_s`` seconds of the runtime clock, as in RT-H's intervention mode.
 
-Network (:class:`MotionClassifier`, trained from scratch; B = batch, S = state size, K = vocabulary size)::
+Network (:class:`MotionClassifier`, trained from scratch; B = batch, K = vocabulary size; S = state size: the
+concatenated ``state_keys``, by default joint positions + gripper opening (J+1) and the tool pose (7))::
 
     image (B, 3, H, W) in [0, 1] ─ conv3x3/2 ─ GN ─ SiLU ─ ... (len(channels) stages) ─ flatten ─ linear ─┐
     state (B, S) ─ (x - mean) / std ─ linear ─ SiLU ──────────────────────────────────────────────────────┼─ MLP ─┐
@@ -53,6 +54,8 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 PRESET = "motion_kitchen"  # configs/train/motion_kitchen.yaml
+# dataset key -> Observation attribute of the proprioception the predictor may read
+STATE_SOURCES = {FeatureKey.STATE.value: "state", FeatureKey.EE_POSE.value: "ee_pose"}
 
 
 @dataclass
@@ -63,6 +66,7 @@ class MotionPredictorConfig(Config):
     image_size: tuple[int, int] = (64, 64)  # (H, W) pixels the camera image is resized to (antialiased bilinear)
     channels: tuple[int, ...] = (16, 32, 64, 64)  # conv widths, one stride-2 3x3 conv stage each
     groups: int = 8  # GroupNorm groups in each conv stage (must divide every width)
+    state_keys: tuple[str, ...] = (FeatureKey.STATE.value, FeatureKey.EE_POSE.value)  # proprioception read, in order
     state_width: int = 64  # width of the state embedding
     text_width: int = 64  # width of the task embedding (projected from the 384-d MiniLM vector)
     hidden: int = 256  # width of the fusion MLP
@@ -80,6 +84,11 @@ class MotionPredictorConfig(Config):
             raise ValueError(f"channels {self.channels} must be non-empty multiples of groups={self.groups}")
         if len(set(self.vocabulary)) != len(self.vocabulary) or len(self.vocabulary) < 2:
             raise ValueError(f"vocabulary must hold at least 2 distinct phrases, got {list(self.vocabulary)}")
+        unknown = [key for key in self.state_keys if key not in STATE_SOURCES]
+        if not self.state_keys or unknown:
+            raise ValueError(
+                f"state_keys must be a non-empty subset of {list(STATE_SOURCES)}, got {list(self.state_keys)}"
+            )
         if self.override_s < 0:
             raise ValueError(f"override_s must be >= 0 s, got {self.override_s}")
         if not 0.0 <= self.min_confidence < 1.0:
@@ -108,6 +117,7 @@ class MotionTrainerConfig(Config):
     seed: int = 0  # torch seed of initialisation, batches and augmentation
     device: str = "cpu"  # cpu | cuda | auto
     num_workers: int = 0  # DataLoader workers decoding the dataset once before training
+    cpu_threads: int = 0  # torch intra-op CPU threads; 0: torch's default (1 beats oversubscription on busy CPUs)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -117,6 +127,8 @@ class MotionTrainerConfig(Config):
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.held_out_every < 0 or self.held_out_every == 1:
             raise ValueError(f"held_out_every must be 0 or >= 2, got {self.held_out_every}")
+        if self.cpu_threads < 0:
+            raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device must be cpu, cuda or auto, got {self.device!r}")
 
@@ -135,8 +147,8 @@ class MotionTrainConfig(Config):
 class MotionClassifier(nn.Module):
     """Logits over the vocabulary from an image, a state and a task embedding (see the module docstring)."""
 
-    state_mean: torch.Tensor  # (S,) buffer: training mean of observation.state
-    state_std: torch.Tensor  # (S,) buffer: training std of observation.state
+    state_mean: torch.Tensor  # (S,) buffer: training mean of the concatenated state_keys
+    state_std: torch.Tensor  # (S,) buffer: training std of the concatenated state_keys
 
     def __init__(self, config: MotionPredictorConfig, state_dim: int) -> None:
         super().__init__()
@@ -168,7 +180,8 @@ class MotionClassifier(nn.Module):
         """
         Args:
             images: (B, 3, H, W) float in [0, 1], H, W = ``config.image_size``.
-            states: (B, S) ``observation.state`` (joint positions rad, gripper opening m).
+            states: (B, S) the ``state_keys`` concatenated (joint positions rad, gripper opening m; tool xyz m +
+                quaternion wxyz in the base frame).
             texts: (B, 384) task embeddings from :class:`TextEncoder`.
 
         Returns:
@@ -235,10 +248,14 @@ class MotionPredictor:
             raise ContractError(
                 f"MotionPredictor reads camera {name!r}; the observation has {sorted(observation.images)}"
             )
-        state = torch.as_tensor(observation.state, dtype=torch.float32)[None].to(self.device)  # (1, S)
+        parts = [
+            np.asarray(getattr(observation, STATE_SOURCES[key]), dtype=np.float32) for key in self.config.state_keys
+        ]
+        state = torch.as_tensor(np.concatenate(parts))[None].to(self.device)  # (1, S)
         if state.shape[1] != self.model.state_dim:
             raise ContractError(
-                f"observation.state has {state.shape[1]} values, the predictor was trained on {self.model.state_dim}"
+                f"the observation's {list(self.config.state_keys)} have {state.shape[1]} values, the predictor was "
+                f"trained on {self.model.state_dim}"
             )
         image = torch.as_tensor(np.ascontiguousarray(observation.images[name])).permute(2, 0, 1)[None]  # (1, 3, h, w)
         image = resize_images(image.float().div(255.0), self.config.image_size).to(self.device)
@@ -332,7 +349,7 @@ class MotionFrames:
 
     Attributes:
         images: (N, 3, H, W) uint8, the camera resized to ``image_size``.
-        states: (N, S) float32.
+        states: (N, S) float32, the ``state_keys`` concatenated.
         tasks: (N,) int64 index into ``task_texts``.
         labels: (N,) int64 index into the vocabulary.
         episodes: (N,) int64 episode index.
@@ -350,9 +367,13 @@ class MotionFrames:
 def load_motion_frames(
     dataset_root: str | Path, config: MotionPredictorConfig, *, num_workers: int = 0, progress: bool = False
 ) -> tuple[MotionFrames, dict[str, dict[str, torch.Tensor]]]:
-    """Decode every frame of the dataset once through :func:`tiers.datasets.loading.load_training_dataset`.
+    """Every frame of a dataset in memory: state, task and label through
+    :func:`tiers.datasets.loading.load_training_dataset`, and the camera resized to ``config.image_size``.
 
-    ``progress`` shows a bar of the batches decoded (on stderr).
+    A video camera is decoded one episode at a time, in one pass, by lerobot's own decoder (``decode_video_frames``
+    at the episode's frame timestamps): lerobot's per-item access seeks and decodes anew for every frame, which is
+    two orders of magnitude slower for reading a whole dataset. A camera stored as images comes through the windows.
+    ``progress`` shows bars (on stderr).
 
     Returns:
         The frames and the dataset's normalisation statistics (tiers keys).
@@ -363,34 +384,49 @@ def load_motion_frames(
     """
     from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
 
-    loading = DatasetLoadingConfig(
-        root=Path(dataset_root), cameras=[config.camera], n_obs_steps=1, horizon=1, image_size=config.image_size
+    root = Path(dataset_root)
+    extra = [key for key in config.state_keys if key != FeatureKey.STATE.value]  # identity-mapped: loaded with stats
+    base = DatasetLoadingConfig(
+        root=root, n_obs_steps=1, horizon=1, image_size=config.image_size, feature_map={key: key for key in extra}
     )
-    windows, stats = load_training_dataset(loading)
+    windows, stats = load_training_dataset(base)  # no camera: validates the dataset, reads no video
+    features = json.loads((root / "meta/info.json").read_text())["features"]
+    cameras = [key for key, spec in features.items() if spec["dtype"] in ("video", "image")]
+    if config.camera not in cameras:
+        raise ContractError(f"{root}: no camera {config.camera!r} to learn from; its cameras are {cameras}")
     motion = FeatureKey.LANGUAGE_MOTION.value
-    if motion not in windows.dataset.meta.features:
-        raise ContractError(f"{dataset_root}: no {motion!r} column to learn from (record it with `tiers record`)")
+    if motion not in features:
+        raise ContractError(f"{root}: no {motion!r} column to learn from (record it with `tiers record`)")
+    video = features[config.camera]["dtype"] == "video"
+    if not video:
+        base.cameras = [config.camera]
+        windows, stats = load_training_dataset(base)
     index = {phrase: number for number, phrase in enumerate(config.vocabulary)}
-    loader = torch.utils.data.DataLoader(windows, batch_size=64, num_workers=num_workers, shuffle=False)
-    images, states, tasks, labels, episodes = [], [], [], [], []
-    task_texts: dict[str, int] = {}
+    loader: Any = torch.utils.data.DataLoader(windows, batch_size=256, num_workers=num_workers, shuffle=False)
     if progress:
         from tqdm.auto import tqdm
 
-        loader = tqdm(loader, desc="decoding frames", unit="batch", file=sys.stderr)
+        loader = tqdm(loader, desc="reading frames", unit="batch", file=sys.stderr)
+    images, states, tasks, labels, episodes, steps = [], [], [], [], [], []
+    task_texts: dict[str, int] = {}
     for batch in loader:
-        image = batch[config.camera]  # (b, To=1, 3, H, W); lerobot drops the time axis of a 1-frame video window
-        image = image[:, -1] if image.ndim == 5 else image
-        images.append((image * 255.0 + 0.5).clamp(0, 255).to(torch.uint8))  # (b, 3, H, W)
-        states.append(batch[FeatureKey.STATE.value][:, -1].float())  # (b, S)
+        if not video:
+            image = batch[config.camera]  # (b, 3, H, W): lerobot drops the time axis of a one-frame image window
+            image = image[:, -1] if image.ndim == 5 else image
+            images.append(_to_uint8(image))
+        # observation.state comes as a (b, To=1, J+1) window, the other keys as (b, D) frames
+        parts = [batch[key][:, -1] if key == FeatureKey.STATE.value else batch[key] for key in config.state_keys]
+        states.append(torch.cat([part.float() for part in parts], dim=-1))  # (b, S)
+        steps += batch["frame_index"].tolist()
         for text, label, episode in zip(batch["task"], batch[motion], batch["episode_index"].tolist(), strict=True):
             if label not in index:
-                raise ContractError(
-                    f"{dataset_root}: episode {episode} has language motion {label!r}, not in the vocabulary"
-                )
+                raise ContractError(f"{root}: episode {episode} has language motion {label!r}, not in the vocabulary")
             labels.append(index[label])
             tasks.append(task_texts.setdefault(text, len(task_texts)))
             episodes.append(episode)
+    if video:
+        decoded = _decode_episodes(windows.dataset, config, sorted(set(episodes)), progress=progress)
+        images = [torch.stack([decoded[e][t] for e, t in zip(episodes, steps, strict=True)])]
     frames = MotionFrames(
         images=torch.cat(images),
         states=torch.cat(states),
@@ -400,6 +436,34 @@ def load_motion_frames(
         task_texts=list(task_texts),
     )
     return frames, stats
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [0, 1] -> uint8 [0, 255], rounded."""
+    return (images * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
+
+
+def _decode_episodes(
+    dataset: Any, config: MotionPredictorConfig, episodes: list[int], *, progress: bool
+) -> dict[int, torch.Tensor]:
+    """Episode -> (L, 3, H, W) uint8 frames of ``config.camera`` (a video), resized to ``config.image_size``."""
+    from lerobot.datasets.video_utils import decode_video_frames
+
+    meta = dataset.meta
+    chosen: Any = episodes
+    if progress:
+        from tqdm.auto import tqdm
+
+        chosen = tqdm(episodes, desc=f"decoding {config.camera_name}", unit="episode", file=sys.stderr)
+    decoded: dict[int, torch.Tensor] = {}
+    for episode in chosen:
+        row = meta.episodes[episode]
+        start = float(row[f"videos/{config.camera}/from_timestamp"])
+        timestamps = [start + step / meta.fps for step in range(int(row["length"]))]
+        path = Path(dataset.root) / meta.get_video_file_path(episode, config.camera)
+        frames = decode_video_frames(path, timestamps, dataset.tolerance_s, backend="pyav")  # (L, 3, h, w) [0, 1]
+        decoded[episode] = _to_uint8(resize_images(frames, config.image_size))
+    return decoded
 
 
 def split_episodes(episodes: Sequence[int], trainer: MotionTrainerConfig) -> tuple[list[int], list[int]]:
@@ -490,6 +554,8 @@ def train_motion_predictor(
     predictor_config, trainer = config.predictor, config.trainer
     torch.manual_seed(trainer.seed)
     device = _device(trainer.device)
+    if trainer.cpu_threads:
+        torch.set_num_threads(trainer.cpu_threads)
     frames, stats = load_motion_frames(
         dataset_root, predictor_config, num_workers=trainer.num_workers, progress=progress
     )
@@ -501,9 +567,8 @@ def train_motion_predictor(
     train_rows, held_rows = torch.nonzero(~held_mask)[:, 0], torch.nonzero(held_mask)[:, 0]
 
     model = MotionClassifier(predictor_config, state_dim=frames.states.shape[1])
-    state_stats = stats[FeatureKey.STATE.value]
-    model.state_mean.copy_(state_stats["mean"])
-    model.state_std.copy_(state_stats["std"])
+    model.state_mean.copy_(torch.cat([stats[key]["mean"].flatten() for key in predictor_config.state_keys]))
+    model.state_std.copy_(torch.cat([stats[key]["std"].flatten() for key in predictor_config.state_keys]))
     model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=trainer.lr, weight_decay=trainer.weight_decay)
 
@@ -608,7 +673,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     path = args.config if args.config is not None else preset_path("train", PRESET)
     overrides = list(args.overrides)
-    for flag in ("steps", "batch_size", "device", "num_workers", "seed"):
+    for flag in ("steps", "batch_size", "device", "num_workers", "seed"):  # tiers train's flags
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"trainer.{flag}={value}")
