@@ -117,6 +117,11 @@ def test_a_dataset_or_robot_without_the_policy_cameras_or_another_robot_fails(
     with pytest.raises(EmbodimentMismatchError, match="is for robot 'ur5'"):
         load_policy(checkpoint, dataset=other)
     info["robot_type"] = "panda"
+    names = info["features"][ACTION]["names"]
+    info["features"][ACTION]["names"] = [names[1], names[0], *names[2:]]  # two joints swapped
+    (other / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(EmbodimentMismatchError, match=r"action components are \['panda_joint2', 'panda_joint1'"):
+        load_policy(checkpoint, dataset=other)
     info["features"][ACTION]["shape"] = [7]
     info["features"][ACTION]["names"] = info["features"][ACTION]["names"][:7]
     (other / "meta" / "info.json").write_text(json.dumps(info))

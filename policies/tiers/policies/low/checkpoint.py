@@ -113,8 +113,8 @@ class PolicyFeatures(Config):
             robot=str(info.get("robot_type") or ""),
             action_space=_action_space(action.get("names")),
             fps=float(info["fps"]),
-            state_names=_given_names(state) or [f"state_{i}" for i in range(int(state["shape"][0]))],
-            action_names=_given_names(action) or [f"action_{i}" for i in range(int(action["shape"][0]))],
+            state_names=_given_names(state) or _default_names("state", int(state["shape"][0])),
+            action_names=_given_names(action) or _default_names("action", int(action["shape"][0])),
             cameras=camera_shapes,
             language_key=language_key,
         )
@@ -136,7 +136,10 @@ class PolicyFeatures(Config):
         robot = str(info.get("robot_type") or "")
         if robot != self.robot:
             raise EmbodimentMismatchError(f"{where} is for robot {robot!r}; the policy was trained for {self.robot!r}")
-        for key, names in ((FeatureKey.STATE.value, self.state_names), (FeatureKey.ACTION.value, self.action_names)):
+        for key, names, prefix in (
+            (FeatureKey.STATE.value, self.state_names, "state"),
+            (FeatureKey.ACTION.value, self.action_names, "action"),
+        ):
             if key not in features:
                 raise ContractError(f"{where} has no {key!r} column")
             size, found = int(features[key]["shape"][0]), _given_names(features[key])
@@ -144,7 +147,8 @@ class PolicyFeatures(Config):
                 raise EmbodimentMismatchError(
                     f"{where}: {key} has dimension {size}; the policy was trained with {len(names)} ({names})"
                 )
-            if found is not None and found != names:
+            # names are compared when both sides have them (an unnamed dataset gets default names)
+            if found is not None and names != _default_names(prefix, size) and found != names:
                 raise EmbodimentMismatchError(f"{where}: {key} components are {found}; the policy expects {names}")
         space = _action_space(features[FeatureKey.ACTION.value].get("names"))
         if self.action_space and space and space != self.action_space:
@@ -338,6 +342,11 @@ def stats_from_json(data: Mapping[str, Any], *, source: str) -> Stats:
             except (TypeError, ValueError) as error:
                 raise ContractError(f"{source}: {key}.{name} is not numeric: {error}") from None
     return out
+
+
+def _default_names(prefix: str, size: int) -> list[str]:
+    """Component names given to a feature the dataset does not name: ``<prefix>_<i>``."""
+    return [f"{prefix}_{i}" for i in range(size)]
 
 
 def _given_names(feature: Mapping[str, Any]) -> list[str] | None:
