@@ -14,7 +14,8 @@ from tiers.cli import train
 from tiers.core.errors import ConfigError
 from tiers.core.locations import preset_path
 from tiers.policies.low.checkpoint import load_policy, read_checkpoint
-from tiers.policies.low.policy import GenerativeLowPolicy
+from tiers.policies.low.policy import GenerativeLowPolicy, generator_config_dict
+from tiers.policies.low.registry import generator_config
 from tiers.policies.training import LowPolicyTrainConfig
 from tiers.sim.evaluation.report import EvalMode
 from tiers.sim.evaluation.runner import EvalSettings
@@ -27,7 +28,9 @@ ParseCli = Callable[..., argparse.Namespace]
 def test_every_preset_validates() -> None:
     for name in ("beso_kitchen", "flow_kitchen", "ddpm_kitchen", "tiny"):
         config = LowPolicyTrainConfig.from_yaml(preset_path("train", name))
-        assert config.policy.generator in ("beso", "flow", "ddpm")
+        options = generator_config_dict(config.policy, action_dim=8, n_tokens=10)  # the core's options validate too
+        core = generator_config(config.policy.generator, options)
+        assert core.network.horizon == config.policy.horizon  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=r"trainer\.lr"):
         LowPolicyTrainConfig.from_yaml(preset_path("train", "tiny"), overrides=["trainer.lr=-1"])
 
