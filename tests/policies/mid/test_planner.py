@@ -16,7 +16,7 @@ from tiers.core.language import LanguageCommand
 from tiers.core.protocols import MidLevelPlanner
 from tiers.policies.mid.execution import PathFollower, perception_embodiment, run_task
 from tiers.policies.mid.language_rewards import subtask_rewards
-from tiers.policies.mid.planner import KeypointPathPlanner
+from tiers.policies.mid.planner import KeypointPathPlanner, MidPlannerConfig
 from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.layout import sample_layout
 from tiers.sim.kitchen.subtasks import Subtask
@@ -86,6 +86,11 @@ def test_language_templates_stage_the_rewards(kitchen: MujocoKitchen) -> None:
     at_grasp = replace(observation, ee_pose=np.concatenate([above_grasp, [1.0, 0.0, 0.0, 0.0]]), timestamp=1.0)
     staged.update(at_grasp)
     assert staged.current.name == "grasp"
+    # the planner hands the staged rewards down beside path tracking when asked to
+    steered = KeypointPathPlanner.for_kitchen(kitchen, MidPlannerConfig(vls_weight=1.0))
+    plan = steered.plan(observation, command("pick up the apple"))
+    assert [term.name for term in plan.guidance] == ["track:path", "staged:pre-grasp/grasp/lift"]
+    assert plan.guidance[1](actions, observation).shape == (2,)
 
 
 @pytest.mark.parametrize(("task", "seed"), [("open/drawer/0", 0), ("pick_place/apple-in-bowl/0", 1)])

@@ -168,3 +168,23 @@ def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
     torch.manual_seed(1)
     hooked = policy.predict_action_chunk(batch)
     assert float(reward(hooked)) > float(reward(plain))
+    # path tracking through the torch FK steers the real policy toward an end-effector path
+    import mujoco
+
+    from tiers.core.ee_path import EEPath
+    from tiers.core.embodiment import EmbodimentSpec
+    from tiers.policies.mid.kinematics import ArmFK
+    from tiers.policies.mid.rewards import follow_path
+    from tiers.sim.mujoco import SCENE_XML
+
+    spec = EmbodimentSpec.load("panda")
+    fk = ArmFK.from_model(mujoco.MjModel.from_xml_path(str(SCENE_XML)), joint_names=spec.joint_names,
+                          site_name=spec.ee_frame)  # fmt: skip
+    waypoints = np.array([[0.45, 0.1, 0.3, 0.0, 1.0, 0.0, 0.0], [0.45, 0.1, 0.3, 0.0, 1.0, 0.0, 0.0]])
+    path = EEPath(waypoints, np.array([0.0, 1.0]), np.array([0.04, 0.04]))
+    tracking = follow_path(fk, path, start_time=0.0, dt=0.05, weight=100.0)
+    policy.set_guidance([tracking])
+    torch.manual_seed(1)
+    tracked = policy.predict_action_chunk(batch)
+    policy.set_guidance([])
+    assert float(tracking(tracked)) > float(tracking(plain))

@@ -4,7 +4,7 @@
         -> PointCloudBuilder   segmented cloud in the base frame (simulator masks, or plane removal + DBSCAN)
         -> AffordanceDetector  keypoint for the subtask (grasp / handle / push / place)
         -> PathPlanner         collision-aware timed EEPath (straight segments, RRT-Connect detours)
-        -> MidLevelPlan(command, path, guidance=(path tracking,))
+        -> MidLevelPlan(command, path, guidance=(path tracking, [staged VLS rewards from templates]))
 
 The plan's path serves the low tier three ways: as a conditioning input, as the path-tracking guidance term
 in ``guidance`` (for a frozen diffusion/flow policy), or executed directly by
@@ -29,6 +29,7 @@ from tiers.core.observation import Observation
 from tiers.core.protocols import MidLevelPlan
 from tiers.policies.mid.affordances import Affordance, AffordanceConfig, AffordanceDetector, FixtureMap
 from tiers.policies.mid.kinematics import ArmFK
+from tiers.policies.mid.language_rewards import subtask_rewards
 from tiers.policies.mid.paths import PathConfig, PathPlanner, PathResult, Reachability
 from tiers.policies.mid.perception import PerceptionConfig, PointCloudBuilder, SceneCloud
 from tiers.policies.mid.rewards import follow_path
@@ -47,6 +48,7 @@ class MidPlannerConfig(Config):
     paths: PathConfig = field(default_factory=PathConfig)
     held_distance: float = 0.09  # m, an object whose points come this close to the TCP with the fingers shut is held
     tracking_weight: float = 100.0  # weight of the path-tracking guidance term handed to the low tier
+    vls_weight: float = 0.0  # weight of the templated staged VLS rewards added to the guidance (0: tracking only)
     check_ik: bool = True  # check the keypoint poses with inverse kinematics (when a kinematics model is given)
 
 
@@ -174,7 +176,13 @@ class KeypointPathPlanner:
             self.fk, result.path, start_time=observation.timestamp, dt=self.embodiment.control_period,
             weight=self.config.tracking_weight,
         )  # fmt: skip
-        plan = MidLevelPlan(command, result.path, (tracking,))
+        guidance = [tracking]
+        if self.config.vls_weight > 0:
+            staged = subtask_rewards(
+                found.affordance, self.fk, cloud=cloud, max_opening=self.embodiment.gripper.max_opening
+            )
+            guidance.append(staged.guidance(self.config.vls_weight))
+        plan = MidLevelPlan(command, result.path, tuple(guidance))
         return PlanOutcome(plan, "", cloud, found.affordance, result, **timing)
 
     def _held(self, name: str, cloud: SceneCloud, observation: Observation) -> str | None:
