@@ -528,20 +528,32 @@ def write_log(
         payload["summary"] = summary.to_dict()
     (out / LOG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
     if log:
-        plot_learning_curve(log, out / CURVE_FILE)
+        plot_learning_curve(log, out / CURVE_FILE, evals or [])
 
 
-def plot_learning_curve(log: list[dict[str, Any]], path: Path) -> None:
-    """Loss (log scale) and learning rate against step."""
+def plot_learning_curve(log: list[dict[str, Any]], path: Path, evals: list[dict[str, Any]] | None = None) -> None:
+    """Loss (log scale) and learning rate against step; kitchen success rates below when there are evaluations."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [record["step"] for record in log]
-    figure, axis = plt.subplots(figsize=(7, 4))
+    if evals:
+        figure, (axis, eval_axis) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[2, 1])
+        eval_steps = [record["step"] for record in evals]
+        eval_axis.plot(eval_steps, [record["success_rate"] for record in evals], marker="o", label="task success")
+        eval_axis.plot(eval_steps, [record["subtask_rate"] for record in evals], marker="s", label="subtasks reached")
+        eval_axis.set_ylim(-0.05, 1.05)
+        eval_axis.set_ylabel("kitchen (control mode)")
+        eval_axis.set_xlabel("optimiser step")
+        eval_axis.legend(loc="upper left")
+        eval_axis.grid(alpha=0.3)
+    else:
+        figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(steps, [record["loss"] for record in log], color="tab:blue", marker="o" if len(log) < 30 else None)
-    axis.set_xlabel("optimiser step")
+    if not evals:
+        axis.set_xlabel("optimiser step")
     axis.set_ylabel("training loss (interval mean)", color="tab:blue")
     if all(record["loss"] > 0 for record in log):
         axis.set_yscale("log")
