@@ -403,7 +403,8 @@ class AffordanceDetector:
             )
         point = rotate_about(grasp_closed, fixture.pivot, value)
         radial = point[:2] - fixture.pivot[:2]
-        yaw = comfortable_yaw(float(np.arctan2(radial[1], radial[0])), point)  # fingers across the bar
+        # the panel lies along the radius from the hinge: closing along it keeps the hand body parallel to the panel
+        yaw = comfortable_yaw(float(np.arctan2(radial[1], radial[0])), point)
         sweep = np.stack([rotate_about(grasp_closed, fixture.pivot, a) for a in np.linspace(value, target, 12)])
         low, high = sweep.min(axis=0) - 0.06, sweep.max(axis=0) + np.array([0.06, 0.06, 0.1])
         return AffordanceResult(
