@@ -214,3 +214,39 @@ def test_tiers_eval_scores_code_as_policies_on_the_endpoint_from_the_environment
     summary = json.loads((tmp_path / "results.json").read_text())["summary"]["overall"]
     assert summary["episodes"] == 2 and summary["success_rate"] == 1.0
     assert len(server.requests) == 2 and all("grasp(name)" in json.dumps(r["messages"]) for r in server.requests)
+
+
+class _JumpyLowTier:
+    """A low tier that asks joint 1 to move 0.08 rad per step from rest: within its velocity limit
+    (check_motion lets it through) but far over its acceleration limit (the robot's filter must slow it)."""
+
+    def __init__(self) -> None:
+        self.target: np.ndarray | None = None
+        self.steps = 0
+
+    def start(self, plan: Any, observation: Observation) -> None:
+        self.target = np.append(observation.joint_positions, observation.gripper_opening)
+        self.steps = 0
+
+    def act(self, observation: Observation) -> np.ndarray:
+        assert self.target is not None
+        self.target = self.target.copy()
+        self.target[0] += 0.08
+        self.steps += 1
+        return self.target
+
+    def finished(self, observation: Observation) -> bool:
+        return self.steps >= 3
+
+
+def test_low_tier_commands_pass_the_robot_safety_filter(
+    kitchen: KitchenEnv, reset_kitchen: Callable[..., Observation]
+) -> None:
+    from tiers.policies.high.primitives import KitchenPrimitives
+
+    start = reset_kitchen().joint_positions[0]
+    primitives = KitchenPrimitives(kitchen, low_tier=_JumpyLowTier())
+    primitives.execute("open the drawer")  # the text is handed down; this low tier ignores it
+    assert primitives.interventions >= 1
+    moved = kitchen.backend.observe(render=False).joint_positions[0] - start
+    assert 0 < moved < 0.2  # asked for 0.24 rad in 3 steps; the filter's acceleration limit slowed it

@@ -16,9 +16,12 @@ Control (:class:`KitchenPrimitives`) moves the robot in a :class:`~tiers.sim.kit
   drivers have), or the scripted expert when none is given;
 * ``say`` records (and forwards) what the robot says.
 
-Every action of every motion passes :func:`tiers.policies.high.safety.check_motion` (finite, joint limits,
-joint speed, TCP workspace) before ``env.step``; an unsafe action stops the motion and raises
-:class:`~tiers.policies.high.safety.UnsafeMotionError` (a sandboxed program sees it as ``ApiError``).
+Every action of every motion (expert, IK or low tier) passes :func:`tiers.policies.high.safety.check_motion`
+(finite, joint limits, joint speed, TCP workspace): an unsafe request stops the motion and raises
+:class:`~tiers.policies.high.safety.UnsafeMotionError` (a sandboxed program sees it as ``ApiError``). What is
+sent then goes through :class:`tiers.deploy.safety.SafetyFilter`, the filter every learned policy's command
+passes on a robot (acceleration and Cartesian speed shaping, deviation band); its interventions are counted
+in ``KitchenPrimitives.interventions``.
 
 Names in the sandbox: ``open``/``close`` are the fixture verbs ``open_fixture``/``close_fixture`` because the
 sandbox forbids the name ``open`` (the file builtin).
@@ -114,6 +117,7 @@ class PrimitivesConfig(Config):
     max_steps: int = 900  # control steps one primitive may take before it is abandoned (45 s at 20 Hz)
     settle_steps: int = 4  # control steps held after a move_to converges
     workspace: Workspace = field(default_factory=Workspace)  # TCP box every motion must stay in
+    safety_filter: bool = True  # then pass every action through tiers.deploy.safety.SafetyFilter, as on a robot
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,8 @@ class KitchenPrimitives:
         model = env.backend.model
         self._kinematics = ArmKinematics(model, joint_names=self.spec.joint_names, site_name=self.spec.ee_frame)
         self._expert = ScriptedExpert.from_kitchen(env.backend)
+        self._filter: Any = None  # tiers.deploy.safety.SafetyFilter, built on first motion
+        self.interventions = 0  # actions the safety filter changed (slowed, clipped, held) since construction
         self._observation: Observation | None = None  # last observation of a control step
         self._perception: ObservationPerception | None = None  # cached until the robot moves
         self.success = False  # the task's predicate after the last step
@@ -340,17 +346,35 @@ class KitchenPrimitives:
         observation = self._current()
         previous = np.append(observation.joint_positions, observation.gripper_opening)
         forward = self._tcp_position
+        safety = self._safety_filter()
+        if safety is not None:
+            safety.reset(observation.joint_positions, observation.gripper_opening)
         self._perception = None  # the scene is about to change
         for steps in range(1, self.config.max_steps + 1):
             action, done = policy(observation)
             if done:
                 return steps - 1
+            # refuse a request that is unsafe in itself (the program hears why), then let the robot's filter
+            # shape what is sent (acceleration, Cartesian speed), exactly as for a learned policy's commands
             check_motion(action, self.spec, previous=previous, forward=forward, workspace=self.config.workspace)
-            observation, _, _, _, info = self.env.step(action.astype(np.float32))
+            command = action
+            if safety is not None:
+                result = safety.filter(action, measured=observation.joint_positions)
+                command, self.interventions = result.action, self.interventions + int(result.modified)
+            observation, _, _, _, info = self.env.step(np.asarray(command, dtype=np.float32))
             self._observation = observation
             self.success = bool(info["success"])
             previous = action
         raise ValueError(f"motion did not finish within {self.config.max_steps} control steps")
+
+    def _safety_filter(self) -> Any:
+        if not self.config.safety_filter:
+            return None
+        if self._filter is None:
+            from tiers.deploy.safety import SafetyFilter
+
+            self._filter = SafetyFilter(self.spec, forward_kinematics=self._tcp_position)
+        return self._filter
 
     def _tcp_position(self, q: NDArray[np.float64]) -> NDArray[np.float64]:
         position, _ = self._kinematics.forward(q)
