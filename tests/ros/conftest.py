@@ -92,7 +92,7 @@ class Graph:
                 process.send_signal(signal.SIGINT)
         for process in self.processes.values():
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

@@ -11,6 +11,7 @@ Per tick::
 - An exception from the controller latches the software stop (reason = the error) instead of crashing the
   node with the arm holding a stale target; a person reads the reason in the status and resumes.
 - The controller is told about the instruction on the first RUNNING tick after :meth:`set_instruction`.
+- Before any instruction nothing is commanded, so a data gap then only waits for fresh data (no latch).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class ControlLoop:
         """Run one tick at ``now`` (s, the watchdog's clock) on the latest ``observation`` (None: none yet)."""
         self.ticks += 1
         state = self.watchdog.update(now)
+        if state is ControlState.HOLDING and self._instruction is None:
+            # nothing has been commanded yet: a gap in the data endangers nothing, so it does not latch
+            state = self.watchdog.resume(now)
         if state is ControlState.HOLDING and self.safety.is_reset:
             return TickResult(state, self.safety.hold().action, motion=False)
         if state is not ControlState.RUNNING or observation is None:

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import math
 import threading
@@ -469,11 +470,17 @@ class MujocoSimNode(Node):
         self._stride = int(self.get_parameter("image_stride").value)
         if self._stride < 1:
             raise ConfigError(f"parameter image_stride={self._stride}: must be a positive integer")
+        # tiers.sim.mujoco sets MUJOCO_GL=egl on headless machines; it must be imported before mujoco is
+        from tiers.sim import mujoco as _headless_rendering  # noqa: F401
         from tiers.sim.backends import make_backend
+
+        self._mj = importlib.import_module("mujoco")
         from tiers.sim.kitchen.env import KitchenEnv
 
         # segmentation is privileged (no real camera has it): not rendered, which also halves the render cost
-        backend = make_backend("mujoco", self._spec, cameras=cameras, segmentation=False)
+        # the env renders nothing: cameras render in their own thread from snapshots (see _render_loop), so a
+        # slow CPU render never delays the joint states that the watchdogs downstream wait for
+        backend = make_backend("mujoco", self._spec, cameras=[], segmentation=False)
         self._env = KitchenEnv(str(self.get_parameter("task").value), backend=backend, render=False)
         self._lock = threading.Lock()
         self._command: NDArray[np.float64] | None = None  # latest command (J+1,), applied at the next step
@@ -512,9 +519,16 @@ class MujocoSimNode(Node):
         self._camera_every = max(1, round(self._spec.control_rate_hz / rate)) if rate > 0 else 0
         period = self._spec.control_period / float(self.get_parameter("real_time_factor").value)
         self._steps = 0
+        model = self._env.backend.model  # type: ignore[attr-defined]
+        self._snapshot = self._mj.MjData(model)  # the state the render thread draws (copied under the lock)
+        self._snapshot_stamp = 0.0
+        self._render_wanted = threading.Event()
+        self._closing = threading.Event()
+        self._renderer = threading.Thread(target=self._render_loop, name="camera_render", daemon=True)
+        if cameras and self._camera_every:
+            self._renderer.start()
         self.create_timer(period, self._on_step)
-        # no rendering here: an EGL context belongs to the thread that first renders, the executor's
-        self._publish_state(self._env.backend.observe(render=False))
+        self._publish_joints(self._env.backend.observe(render=False))
 
     def _reset_episode(self, task: str, seed: int) -> None:
         if self._env.task is not None:
@@ -558,11 +572,16 @@ class MujocoSimNode(Node):
         # no command yet: keep the targets in force (the env holds them); a NaN command is refused by the env
         target = command if command is not None else np.append(*self._current_targets())
         self._steps += 1
-        cameras_due = bool(self._cameras) and self._camera_every > 0 and self._steps % self._camera_every == 0
         _, _, success, truncated, info = self._env.step(target)
-        observation = self._env.backend.observe(render=cameras_due)
+        observation = self._env.backend.observe(render=False)
         self._status = {**info, "truncated": truncated, "commands_received": self.commands_received}
-        self._publish_state(observation)
+        self._publish_joints(observation)
+        if self._camera_every and self._steps % self._camera_every == 0 and not self._render_wanted.is_set():
+            backend = self._env.backend
+            with self._lock:
+                self._mj.mj_copyData(self._snapshot, backend.model, backend.data)  # type: ignore[attr-defined]
+                self._snapshot_stamp = self._clock_offset + observation.timestamp
+            self._render_wanted.set()  # a render still running skips this frame instead of queueing it
         if success or truncated or self._steps % 10 == 0:
             self._status_pub.publish(_std.String(data=json.dumps(self._status, default=_json_default)))
 
@@ -570,7 +589,7 @@ class MujocoSimNode(Node):
         data, index = self._env.backend.data, self._env.backend._index  # type: ignore[attr-defined]
         return data.ctrl[index.arm_actuators].copy(), float(data.ctrl[index.gripper_actuator])
 
-    def _publish_state(self, observation: Any) -> None:
+    def _publish_joints(self, observation: Any) -> None:
         stamp = self._clock_offset + observation.timestamp
         clock = _rosgraph.Clock()
         clock.clock = rm.seconds_to_stamp(stamp)
@@ -584,25 +603,55 @@ class MujocoSimNode(Node):
                 stamp,
             )
         )
-        if not observation.images:
-            return
+
+    def _render_loop(self) -> None:
+        """Render thread: owns the EGL contexts; draws each snapshot and publishes the camera topics."""
+        from tiers.sim.mujoco.cameras import CameraRig
+
+        model = self._env.backend.model  # type: ignore[attr-defined]
+        rig = CameraRig(
+            model,
+            [self._spec.camera(name) for name in self._cameras],
+            geom_object=np.full(model.ngeom, -1, dtype=np.int64),
+            segmentation=False,
+        )
+        mujoco = self._mj
+        data = mujoco.MjData(model)
+        try:
+            while not self._closing.is_set():
+                if not self._render_wanted.wait(timeout=0.1):
+                    continue
+                with self._lock:
+                    mujoco.mj_copyData(data, model, self._snapshot)
+                    stamp = self._snapshot_stamp
+                mujoco.mj_forward(model, data)
+                images, depths, _ = rig.render(data)
+                self._publish_cameras(rig.camera_models(data), images, depths, stamp)
+                self._render_wanted.clear()
+        finally:
+            rig.close()
+
+    def _publish_cameras(
+        self, models: dict[str, Any], images: dict[str, Any], depths: dict[str, Any], stamp: float
+    ) -> None:
         stride = self._stride
         base = self._spec.base_frame
         for camera, publishers in self._camera_pubs.items():
-            model = observation.cameras[camera]
+            model = models[camera]
             frame = f"{camera}_optical_frame"
             intrinsics = model.intrinsics.copy()
             intrinsics[:2] /= stride  # pixel units shrink with the image (centres stay consistent to 0.5 px)
             width, height = math.ceil(model.width / stride), math.ceil(model.height / stride)
             publishers["info"].publish(rm.camera_info_message(intrinsics, width, height, stamp, frame))
             publishers["pose"].publish(rm.pose_message(model.base_from_camera, stamp, base))
-            publishers["image"].publish(rm.image_message(observation.images[camera][::stride, ::stride], stamp, frame))
-            if "depth" in publishers and camera in observation.depths:
-                publishers["depth"].publish(
-                    rm.depth_message(observation.depths[camera][::stride, ::stride], stamp, frame)
-                )
+            publishers["image"].publish(rm.image_message(images[camera][::stride, ::stride], stamp, frame))
+            if "depth" in publishers and camera in depths:
+                publishers["depth"].publish(rm.depth_message(depths[camera][::stride, ::stride], stamp, frame))
 
     def close(self) -> None:
+        self._closing.set()
+        if self._renderer.is_alive():
+            self._renderer.join(timeout=5.0)
         self._env.close()
 
 

@@ -61,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "correct":
             event = client.correct(args.text, timeout=args.timeout)
             if event is None:
-                print(f"correction sent to {args.node}: {args.text!r} (no confirmation: is an instruction running?)")
+                status = client.status(timeout=args.timeout)
+                print(
+                    f"correction sent to {args.node}: {args.text!r}, not applied yet: the node is {status['state']} "
+                    f"({status['reason']}); instruction {status['instruction']!r}"
+                )
                 return 1
             command = event.get("command") or {}
             print(

@@ -1,6 +1,7 @@
 """The whole graph with no hardware: the MuJoCo kitchen as a robot + the hierarchy node.
 
-    ros2 launch tiers_ros sim.launch.py [task:=open/drawer/0] [controller:=sweep] [domain_id:=42]
+    ros2 launch tiers_ros sim.launch.py [task:=open/drawer/0] [domain_id:=42]
+    ros2 topic pub --once /hierarchy_node/instruction std_msgs/String "data: 'open the kitchen drawer'"
 
 Secure defaults: a non-zero ROS_DOMAIN_ID and discovery limited to this machine
 (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), so a simulation never talks to a robot on the network.
@@ -25,7 +26,11 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument("domain_id", default_value="42", description="ROS_DOMAIN_ID (non-zero)"),
             DeclareLaunchArgument("task", default_value="open/drawer/0", description="kitchen task id"),
-            DeclareLaunchArgument("controller", default_value="sweep", description="hierarchy preset or sweep"),
+            DeclareLaunchArgument(
+                "controller",
+                default_value="offline_paths",
+                description="hierarchy preset (nothing privileged) or sweep",
+            ),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="follow the sim's /clock"),
             SetEnvironmentVariable("ROS_DOMAIN_ID", LaunchConfiguration("domain_id")),
             SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
