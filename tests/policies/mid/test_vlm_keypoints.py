@@ -57,7 +57,11 @@ def test_a_vlm_pixel_becomes_the_objects_point_and_names_its_cluster(scene: tupl
 
 def test_bad_replies_are_reasons(scene: tuple[Observation, SceneState]) -> None:
     observation, _ = scene
-    replies = ["I cannot see it.", '{"u": 5000, "v": 3}', ScriptedReply(status=400, raw='{"error": "bad"}')]
+    replies: list[str | ScriptedReply] = [
+        "I cannot see it.",
+        '{"u": 5000, "v": 3}',
+        ScriptedReply(status=400, raw='{"error": "bad"}'),
+    ]
     with ScriptedChatServer(replies) as server:
         backend = OpenAIChatBackend(OpenAIChatConfig(base_url=server.base_url, model="scripted", max_retries=0))
         query = VLMKeypointQuery(backend)
