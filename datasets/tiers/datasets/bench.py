@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tiers.core.features import FeatureKey
-from tiers.datasets.loading import DatasetLoadingConfig, TrainingWindows, load_training_dataset
+from tiers.datasets.loading import DatasetLoadingConfig, Windows, load_training_dataset
 
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
 WORKERS = (0, 2)  # DataLoader worker processes compared for video windows
@@ -67,7 +67,7 @@ def run_data_benchmark(
     return figures
 
 
-def _loader(windows: TrainingWindows, batch_size: int, workers: int) -> Iterator[dict[str, Any]]:
+def _loader(windows: Windows, batch_size: int, workers: int) -> Iterator[dict[str, Any]]:
     """Shuffled batches (seeded), as a training run reads them."""
     generator = torch.Generator().manual_seed(0)
     loader = torch.utils.data.DataLoader(
@@ -91,7 +91,7 @@ def _warm_up(batch_iter: Iterator[dict[str, Any]], workers: int) -> dict[str, An
     return batch
 
 
-def _samples_per_s(windows: TrainingWindows, batch_size: int, batches: int, workers: int) -> float:
+def _samples_per_s(windows: Windows, batch_size: int, batches: int, workers: int) -> float:
     """Windows per second over ``batches`` batches, after the start-up batches (see :func:`_warm_up`)."""
     batch_iter = _loader(windows, batch_size, workers)
     _warm_up(batch_iter, workers)
@@ -128,9 +128,7 @@ class _TinyPolicy(nn.Module):
         return out.view(-1, self.horizon, self.action_size)
 
 
-def _data_wait(
-    windows: TrainingWindows, camera: str, batch_size: int, batches: int, workers: int
-) -> dict[str, float | int]:
+def _data_wait(windows: Windows, camera: str, batch_size: int, batches: int, workers: int) -> dict[str, float | int]:
     """Per-step training compute and DataLoader wait while the loader's workers prefetch during compute."""
     torch.manual_seed(0)
     batch_iter = _loader(windows, batch_size, workers)

@@ -49,7 +49,7 @@ from tiers.core.errors import ContractError
 from tiers.core.features import CommandSource, FeatureKey
 from tiers.core.language import LanguageCommand
 from tiers.datasets.features import DatasetSpec
-from tiers.datasets.loading import DatasetLoadingConfig, TrainingWindows, load_training_dataset
+from tiers.datasets.loading import DatasetLoadingConfig, Windows, load_training_dataset
 from tiers.datasets.recorder import DatasetRecorder, EpisodeRecord
 
 CORRECTIONS_LOG = "meta/tiers_corrections.jsonl"  # the sidecar of events and spans, dataset-relative
@@ -421,7 +421,7 @@ class MixedWindows(torch.utils.data.Dataset[dict[str, Any]]):
     (0: original, 1: corrections), since episode indices restart in each dataset.
     """
 
-    def __init__(self, original: TrainingWindows, corrections: TrainingWindows) -> None:
+    def __init__(self, original: Windows, corrections: Windows) -> None:
         self.parts = (original, corrections)
         if len(original) == 0 or len(corrections) == 0:
             raise ContractError("cannot mix an empty dataset")
@@ -484,7 +484,7 @@ def load_mixed_training_dataset(
     return windows, sampler, stats
 
 
-def intervention_frame_mask(root: str | Path, windows: TrainingWindows) -> torch.Tensor:
+def intervention_frame_mask(root: str | Path, windows: Windows) -> torch.Tensor:
     """(N,) bool over the dataset's frames (lerobot's global ``index`` order): True inside an intervention span."""
     episodes = windows.dataset.meta.episodes
     starts = {int(e): int(s) for e, s in zip(episodes["episode_index"], episodes["dataset_from_index"], strict=True)}

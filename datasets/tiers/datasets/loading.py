@@ -25,6 +25,7 @@ from torchvision.transforms import v2
 from tiers.core.config import Config
 from tiers.core.errors import ContractError
 from tiers.core.features import FeatureKey
+from tiers.datasets.memory import InMemoryWindows
 
 STATS_NAMES = ("mean", "std", "min", "max")  # the statistics returned per feature
 PAD_SUFFIX = "_is_pad"  # lerobot's padding flag: ``<key>_is_pad`` (T,) bool
@@ -107,11 +108,15 @@ class TrainingWindows(torch.utils.data.Dataset[dict[str, Any]]):
         return out
 
 
-def load_training_dataset(config: DatasetLoadingConfig) -> tuple[TrainingWindows, dict[str, dict[str, torch.Tensor]]]:
+Windows = TrainingWindows | InMemoryWindows  # what load_training_dataset returns: the same items either way
+
+
+def load_training_dataset(config: DatasetLoadingConfig) -> tuple[Windows, dict[str, dict[str, torch.Tensor]]]:
     """Open ``config.root`` as training windows and return them with their normalisation statistics.
 
     Returns:
-        windows: the dataset of windows (see :class:`TrainingWindows` for the entries and shapes).
+        windows: the dataset of windows (see :class:`TrainingWindows` for the entries and shapes); without
+            cameras, an :class:`~tiers.datasets.memory.InMemoryWindows` with the same items, served from memory.
         stats: tiers key -> {"mean", "std", "min", "max"} float32 tensors, per feature component
             ((S,) for the state, (A,) for the action, (C, 1, 1) for images), for the state, the action,
             the loaded cameras and every other feature the map renames.
@@ -128,6 +133,14 @@ def load_training_dataset(config: DatasetLoadingConfig) -> tuple[TrainingWindows
     rename = resolve_feature_map(config.feature_map, meta.features, root=root)
     _require_keys(config, rename, root)
     source = {tiers: dataset for dataset, tiers in rename.items()}
+    loaded = [FeatureKey.STATE.value, FeatureKey.ACTION.value, *config.cameras]
+    loaded += [tiers for tiers in config.feature_map.values() if tiers not in loaded]
+    if not config.cameras:  # no video to decode: serve windows from the table in memory (same items, ~50x faster)
+        from tiers.datasets.memory import InMemoryWindows
+
+        plain = LeRobotDataset(config.resolved_repo_id, root=root, video_backend=config.video_backend)
+        stats = select_stats(plain.meta.stats, {key: source[key] for key in loaded}, root=root)
+        return InMemoryWindows(plain, config, rename), stats
     dataset = LeRobotDataset(
         config.resolved_repo_id,
         root=root,
@@ -136,8 +149,6 @@ def load_training_dataset(config: DatasetLoadingConfig) -> tuple[TrainingWindows
         depth_output_unit="m",
     )
     _skip_unloaded_videos(dataset, keep={source[camera] for camera in config.cameras})
-    loaded = [FeatureKey.STATE.value, FeatureKey.ACTION.value, *config.cameras]
-    loaded += [tiers for tiers in config.feature_map.values() if tiers not in loaded]
     stats = select_stats(dataset.meta.stats, {key: source[key] for key in loaded}, root=root)
     return TrainingWindows(dataset, config, rename), stats
 

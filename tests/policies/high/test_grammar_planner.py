@@ -88,3 +88,17 @@ def test_tiers_eval_integrated_mode_executes_the_grammar_plan(tmp_path: Path) ->
     assert main([*argv, "--out", str(tmp_path)]) == 0
     (episode,) = json.loads((tmp_path / "results.json").read_text())["episodes"]
     assert episode["success"] and episode["extra"]["plan_exact"] == 1.0
+
+
+def test_a_subtask_the_runtime_already_executes_is_followed_by_the_interrupted_step_and_the_rest() -> None:
+    planner = GrammarPlanner()
+    planner.reset("open the drawer, put the red mug inside, then close it")
+    in_force = planner.next_command(_observation(1.0))
+    assert in_force is not None and in_force.text == "open the drawer"
+    # "no, pick up the cup first": the runtime executes "pick up the cup" now; the drawer comes back after it
+    correction = LanguageCommand("pick up the cup", CommandStyle.SUBTASK, "human_live", 2.0, replaces=in_force)
+    planner.handle_correction(correction)
+    rest = []
+    while (command := planner.next_command(_observation(3.0))) is not None:
+        rest.append(command.text)
+    assert rest == ["open the drawer", "put the cup in the drawer", "close the drawer"]

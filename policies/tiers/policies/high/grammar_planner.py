@@ -40,7 +40,7 @@ from tiers.core.errors import ContractError
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.sim.kitchen.subtasks import Action, Subtask
+from tiers.sim.kitchen.subtasks import Action, Subtask, SubtaskError
 from tiers.sim.kitchen.vocabulary import (
     ARTICULATED,
     COLORS,
@@ -157,14 +157,31 @@ class GrammarPlanner:
         return command
 
     def handle_correction(self, correction: LanguageCommand) -> None:
-        """A stop clears the plan; a correction that parses as an instruction replaces the remaining steps
-        (the next command names the correction in ``replaces``); anything else is ignored by this tier."""
+        """Follow a live correction from the next command on; anything it cannot read is ignored by this tier.
+
+        - a stop clears the plan;
+        - a ``subtask`` correction is one the hierarchy runtime is already executing ("no, open the drawer
+          first"): the plan continues after it with the interrupted step (``correction.replaces``) and the
+          remaining steps, minus those the correction does;
+        - any other correction that parses as an instruction ("put the apple in the bowl instead") replaces
+          the remaining steps (the next command names the correction in ``replaces``).
+        """
         if correction.style is CommandStyle.STOP:
             self._queue = []
             return
         try:
             steps = self.parse(correction.text)
         except GrammarParseError:
+            return
+        if correction.style is CommandStyle.SUBTASK:
+            interrupted: list[Subtask] = []
+            if correction.replaces is not None and correction.replaces.style is CommandStyle.SUBTASK:
+                try:
+                    interrupted = [Subtask.parse(correction.replaces.text)]
+                except SubtaskError:
+                    interrupted = []
+            self._queue = [step for step in [*interrupted, *self._queue] if step not in steps]
+            self._pending_correction = correction
             return
         self._queue = list(steps)
         self._pending_correction = correction
