@@ -134,6 +134,7 @@ class HierarchyNode(LifecycleNode):
             descriptor = _descriptor(description, kind, floating=_RANGES.get(parameter))
             self.declare_parameter(parameter, default, descriptor)
         self._loop: ControlLoop | None = None
+        self.configure_error: str | None = None  # why the last configure failed (the parameter and value)
         self._assembler: ObservationAssembler | None = None
         self._spec: EmbodimentSpec | None = None
         self._entities: list[Any] = []  # subscriptions and publishers made in configure
@@ -159,6 +160,7 @@ class HierarchyNode(LifecycleNode):
             settings = self._read_parameters()
             self._build(settings)
         except (TiersError, ValueError) as error:
+            self.configure_error = str(error)
             self.get_logger().error(f"configure failed: {error}")
             self._destroy_entities()
             return _lifecycle.TransitionCallbackReturn.FAILURE
