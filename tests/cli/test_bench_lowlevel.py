@@ -23,8 +23,9 @@ def test_bench_lowlevel_writes_latency_ratio_speedup_and_training_figures(
     assert args.run(args) == 0
     figures = json.loads(out.read_text())
     assert figures["device"] == "cpu" and figures["preset"] == "tiny"
+    assert figures["ratio_basis"] in ("cpu_time", "fastest_wall_time")
     for count in (1, 3):
-        for kind in ("sample_ms", "chunk_ms"):
+        for kind in ("sample_ms", "chunk_ms", "chunk_cpu_ms"):
             assert figures[f"beso.{kind}.{count}"] > 0
         # ratios to `count` forwards; their values are the benchmark's business (timings on a shared CPU vary)
         assert math.isfinite(figures[f"beso.sampler_ratio.{count}"]) and figures[f"beso.sampler_ratio.{count}"] > 0

@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lowlevel.add_argument("--repeats", type=int, default=20, help="timed chunks per latency figure (median)")
     lowlevel.add_argument("--lerobot-repeats", type=int, default=3, help="timed chunks of lerobot's diffusion policy")
     lowlevel.add_argument("--warmup", type=int, default=2, help="untimed calls before each latency figure")
+    lowlevel.add_argument("--threads", type=int, default=None, help="torch CPU threads (1: CPU-time figures)")
     lowlevel.add_argument("--train-steps", type=int, default=5, help="timed training steps per policy")
     lowlevel.add_argument("--train-batch", type=int, default=8, help="windows per timed training step")
     lowlevel.add_argument("--policies", nargs="+", default=None, help="subset of beso flow ddpm lerobot_diffusion")
@@ -136,6 +137,7 @@ def _run_lowlevel(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             lerobot_repeats=args.lerobot_repeats,
             warmup=args.warmup,
+            threads=args.threads,
             train_steps=args.train_steps,
             train_batch=args.train_batch,
             policies=policies,

@@ -9,7 +9,9 @@ Speed figures (:func:`run_lowlevel_benchmark`; one chunk for one robot, B = 1, `
                                      use the fastest repeat of each, the one least disturbed by other processes)
     beso.chunk_ms.<N>                a whole chunk: normalisation, observation encoders (CNNs, cached MiniLM
                                      language embedding), sampler, unnormalisation
-    beso.chunk_ratio.<N>             chunk_ms / (N × forward_ms): the encoders' share shows at small N
+    beso.chunk_ratio.<N>             chunk / (N × forward): the encoders' share shows at small N
+    *_cpu_ms                         process CPU time of the same calls: with ``--threads 1`` on a shared CPU,
+                                     the latency one free core would give (wall times include waiting for it)
     flow.chunk_ms, ddpm.chunk_ms     flow matching at its default Euler steps; DDPM at its 100 steps
     lerobot_diffusion.chunk_ms       lerobot's diffusion policy at lerobot's defaults (ResNet-18 per camera, UNet
                                      (512, 1024, 2048), horizon 64, DDPM 100 steps) through the adapter, same run
@@ -70,8 +72,11 @@ class LowLevelBenchConfig(Config):
     train_steps: int = 5  # timed optimiser steps per policy (after one untimed step)
     train_batch: int = 8  # windows per training step
     policies: list[str] = field(default_factory=lambda: list(POLICIES))  # which policies to measure
+    threads: int | None = None  # torch CPU threads; 1 makes CPU-time figures contention-free; None: torch's
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
         if self.device not in ("cpu", "cuda"):
@@ -197,18 +202,28 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_call(call: Callable[[], Any], *, repeats: int, warmup: int, device: str) -> tuple[float, float]:
-    """(median, fastest) wall time of ``call`` in ms over ``repeats`` calls, after ``warmup`` untimed ones."""
+@dataclass(frozen=True)
+class Timing:
+    """Timings of one call, ms: median and fastest wall time, median process CPU time (all threads)."""
+
+    median_ms: float
+    best_ms: float
+    cpu_ms: float
+
+
+def time_call(call: Callable[[], Any], *, repeats: int, warmup: int, device: str) -> Timing:
+    """Time ``call`` over ``repeats`` calls, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         call()
     _sync(device)
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         call()
         _sync(device)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times), 1000 * min(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return Timing(1000 * statistics.median(walls), 1000 * min(walls), 1000 * statistics.median(cpus))
 
 
 def _conditioning(policy: Any, batch: Mapping[str, Any]) -> Any:
@@ -231,31 +246,42 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
     with torch.no_grad():
         conditioning = _conditioning(policy, batch)
         tokens, level = conditioning.tokens, torch.full((1,), 0.5, device=device)
-        forward, forward_best = time_call(
+        forward = time_call(
             lambda: generator.network(noise, level, tokens), repeats=config.repeats, warmup=config.warmup, device=device
         )
-        figures[f"{name}.forward_ms"] = forward
+        figures[f"{name}.forward_ms"] = forward.median_ms
+        figures[f"{name}.forward_cpu_ms"] = forward.cpu_ms
+        _, basis = _ratio_basis(config)
         default_steps = policy.config.sampler_steps
         for count in evaluations:
-            sample, sample_best = time_call(
+            sample = time_call(
                 partial(generator.sample, conditioning, noise=noise, steps=count),
                 repeats=config.repeats,
                 warmup=config.warmup,
                 device=device,
             )
             policy.config.sampler_steps = count
-            chunk, chunk_best = time_call(
+            chunk = time_call(
                 lambda: policy.predict_action_chunk(batch, noise=noise),
                 repeats=config.repeats,
                 warmup=config.warmup,
                 device=device,
             )
-            figures[f"{name}.sample_ms.{count}"] = sample
-            figures[f"{name}.sampler_ratio.{count}"] = sample_best / (count * forward_best)
-            figures[f"{name}.chunk_ms.{count}"] = chunk
-            figures[f"{name}.chunk_ratio.{count}"] = chunk_best / (count * forward_best)
+            figures[f"{name}.sample_ms.{count}"] = sample.median_ms
+            figures[f"{name}.chunk_ms.{count}"] = chunk.median_ms
+            figures[f"{name}.chunk_cpu_ms.{count}"] = chunk.cpu_ms
+            figures[f"{name}.sampler_ratio.{count}"] = basis(sample) / (count * basis(forward))
+            figures[f"{name}.chunk_ratio.{count}"] = basis(chunk) / (count * basis(forward))
         policy.config.sampler_steps = default_steps
     return figures
+
+
+def _ratio_basis(config: LowLevelBenchConfig) -> tuple[str, Callable[[Timing], float]]:
+    """Which time the ratios divide: CPU time with one CPU thread (robust to other processes on the machine),
+    else the fastest wall time (GPU kernels and multi-threaded CPU work do not show in process CPU time)."""
+    if config.device == "cpu" and torch.get_num_threads() == 1:
+        return "cpu_time", lambda timing: timing.cpu_ms
+    return "fastest_wall_time", lambda timing: timing.best_ms
 
 
 def _training(name: str, policy: Any, config: LowLevelBenchConfig) -> dict[str, float]:
@@ -323,10 +349,13 @@ def run_lowlevel_benchmark(
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda but torch sees no CUDA GPU")
     say = progress or (lambda message: None)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     figures: dict[str, float | int | str] = {
         "device": torch.cuda.get_device_name() if config.device == "cuda" else "cpu",
         "preset": config.preset,
         "torch_threads": torch.get_num_threads(),
+        "ratio_basis": _ratio_basis(config)[0],
     }
     torch.manual_seed(0)
     for name in config.policies:
@@ -335,12 +364,13 @@ def run_lowlevel_benchmark(
         say(f"{name}: latency")
         if name == "lerobot_diffusion":
             batch = _one_step_batch(policy, config.device)
-            figures[f"{name}.chunk_ms"], _ = time_call(
+            timing = time_call(
                 partial(policy.predict_action_chunk, batch),
                 repeats=config.lerobot_repeats,
                 warmup=min(config.warmup, 1),
                 device=config.device,
             )
+            figures[f"{name}.chunk_ms"], figures[f"{name}.chunk_cpu_ms"] = timing.median_ms, timing.cpu_ms
             lerobot = policy.policy.config
             figures[f"{name}.network_evaluations"] = int(lerobot.num_inference_steps or lerobot.num_train_timesteps)
         elif name == "beso":
