@@ -314,6 +314,8 @@ class AffordanceDetector:
                 motion=unit * (config.push_distance + config.push_standoff),
                 low=points.min(axis=0),
                 high=points.max(axis=0),
+                # closed fingers a little askew still push: other wrist yaws where IK or clearance needs them
+                alternatives=tuple(comfortable_yaw(closing + turn, point) for turn in (0.26, -0.26, 0.52, -0.52)),
             )
         )
 
