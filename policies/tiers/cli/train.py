@@ -82,12 +82,14 @@ def run(args: argparse.Namespace) -> int:
 
     from tiers.core.config import load_config
     from tiers.core.errors import ConfigError
-    from tiers.policies.training import RUN_CONFIG, LowPolicyTrainConfig, train_low_policy
+    from tiers.policies.training import RUN_CONFIG, LowPolicyTrainConfig, launched_main_process, train_low_policy
 
-    console = Console(stderr=True)
+    # several processes under torchrun / accelerate launch: rank 0 checks the folder and speaks for the run
+    main = launched_main_process()
+    console = Console(stderr=True, quiet=not main)
     path, overrides = resolve_config(args)
     dataset = args.dataset
-    if not args.resume and (args.out / RUN_CONFIG).exists():
+    if main and not args.resume and (args.out / RUN_CONFIG).exists():
         raise ConfigError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
     from tiers.policies.low.lerobot_adapter import is_lerobot_train_config
 

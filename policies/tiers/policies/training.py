@@ -73,6 +73,7 @@ class TrainerConfig(Config):
     ema: bool = True  # keep an exponential moving average of the weights; checkpoints act with it
     ema_decay: float = 0.9999  # the EMA's decay ceiling
     ema_power: float = 0.75  # EMA warmup: decay = 1 - (1 + step)^-power, capped at ema_decay
+    find_unused_parameters: bool = False  # DDP: True for policies with parameters some steps leave unused
     log_every: int = 50  # steps between log records (mean loss of the interval)
     save_every: int = 5000  # steps between checkpoints (and one at the end)
 
@@ -133,6 +134,7 @@ class TrainSummary:
     checkpoint: str  # the last checkpoint folder
     device: str  # where it trained
     processes: int  # accelerate processes
+    main_process: bool = True  # whether this process is the one that writes checkpoints and logs
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -177,8 +179,7 @@ def train(
         cpu=config.device == "cpu",
         mixed_precision=config.mixed_precision,
         step_scheduler_with_optimizer=False,  # one scheduler step per optimiser step, whatever the process count
-        # the null (CFG) tokens take no gradient in a step without condition dropout; DDP must allow that
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
     )
     set_seed(config.seed)
     data_generator = torch.Generator().manual_seed(config.seed)
@@ -244,7 +245,12 @@ def train(
                     elapsed = time.perf_counter() - interval_start
                     record = {
                         "step": step,
-                        "loss": interval_loss / interval_count,
+                        # the mean over every process's samples (a collective: every rank logs at the same steps)
+                        "loss": float(
+                            accelerator.reduce(
+                                torch.tensor(interval_loss / interval_count, device=accelerator.device), "mean"
+                            )
+                        ),
                         "lr": scheduler.get_last_lr()[0],
                         "grad_norm": grad_norm,
                         "samples_per_s": interval_count * config.batch_size * accelerator.num_processes / elapsed,
@@ -283,6 +289,7 @@ def train(
         checkpoint=str(last_checkpoint),
         device=str(accelerator.device),
         processes=accelerator.num_processes,
+        main_process=main,
     )
     if main:
         write_log(out, log, summary, evals)
@@ -334,9 +341,18 @@ def train_low_policy(
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         _check_resumable(out, features)
-    config.to_yaml(out / RUN_CONFIG)
+    if launched_main_process():
+        config.to_yaml(out / RUN_CONFIG)
     evaluate = kitchen_evaluator(config.eval) if config.eval.tasks else None
     return train(policy, data, config.trainer, out, resume=resume, progress=progress, on_checkpoint=evaluate)
+
+
+def launched_main_process() -> bool:
+    """Whether this is rank 0 of a ``torchrun`` / ``accelerate launch`` job (or a plain single process).
+
+    Read from the launcher's ``RANK`` variable, so it is known before an ``Accelerator`` exists.
+    """
+    return os.environ.get("RANK", "0") == "0"
 
 
 def kitchen_evaluator(config: KitchenEvalConfig) -> Callable[[Path, int], dict[str, Any]]:
