@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -214,6 +216,17 @@ def test_corrections_act_within_one_tick_and_stale_joint_states_hold(graph: Any)
         time.sleep(1.0)  # a 5 cm nudge at 0.1 m/s
         rise = max(fk(command[:7])[2] for _, command in commands.since(sent)) - before[2]
         assert rise > 0.03, f"'move up' raised the commanded tool by {rise:.3f} m"
+
+        # the same through the command line people use: `tiers ros correct`, confirmed with the tick it took effect
+        command = [sys.executable, "-m", "tiers.cli.main", "ros", "correct", "resume", "--timeout", "30"]
+        with subprocess.Popen(
+            command, env=graph.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as cli:
+            while cli.poll() is None:  # a loaded machine can starve our 50 ms joint states: keep the node running
+                _ensure_running(client, statuses)
+                client.spin(0.2)
+            output = cli.stdout.read() if cli.stdout else ""
+        assert cli.returncode == 0 and "correction applied at tick" in output, output
 
         for _ in range(10):
             publisher.running.set()

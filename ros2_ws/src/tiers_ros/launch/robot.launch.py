@@ -13,10 +13,13 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description() -> LaunchDescription:
+    # ParameterValue(..., value_type=...) keeps substituted arguments typed: launch would otherwise read them
+    # as YAML ("" becomes null, which no string parameter accepts)
     return LaunchDescription(
         [
             DeclareLaunchArgument(
@@ -45,12 +48,14 @@ def generate_launch_description() -> LaunchDescription:
                 parameters=[
                     LaunchConfiguration("config"),
                     {
-                        "robot": LaunchConfiguration("robot"),
-                        "controller": LaunchConfiguration("controller"),
-                        "command_interface": LaunchConfiguration("command_interface"),
-                        "command_topic": LaunchConfiguration("command_topic"),
-                        "use_sim_time": LaunchConfiguration("use_sim_time"),
-                        "confirm_real_robot": LaunchConfiguration("confirm_real_robot"),
+                        "robot": ParameterValue(LaunchConfiguration("robot"), value_type=str),
+                        "controller": ParameterValue(LaunchConfiguration("controller"), value_type=str),
+                        "command_interface": ParameterValue(LaunchConfiguration("command_interface"), value_type=str),
+                        "command_topic": ParameterValue(LaunchConfiguration("command_topic"), value_type=str),
+                        "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
+                        "confirm_real_robot": ParameterValue(
+                            LaunchConfiguration("confirm_real_robot"), value_type=bool
+                        ),
                     },
                 ],
             ),

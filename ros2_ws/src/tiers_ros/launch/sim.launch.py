@@ -11,10 +11,13 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description() -> LaunchDescription:
+    # ParameterValue(..., value_type=...) keeps substituted arguments typed: launch would otherwise read them
+    # as YAML ("" becomes null, which no string parameter accepts)
     config = LaunchConfiguration("config")
     use_sim_time = LaunchConfiguration("use_sim_time")
     return LaunchDescription(
@@ -39,7 +42,13 @@ def generate_launch_description() -> LaunchDescription:
                 executable="mujoco_sim_node",
                 name="mujoco_sim_node",
                 output="screen",
-                parameters=[config, {"task": LaunchConfiguration("task"), "use_sim_time": use_sim_time}],
+                parameters=[
+                    config,
+                    {
+                        "task": ParameterValue(LaunchConfiguration("task"), value_type=str),
+                        "use_sim_time": ParameterValue(use_sim_time, value_type=bool),
+                    },
+                ],
             ),
             LifecycleNode(
                 package="tiers_ros",
@@ -47,7 +56,13 @@ def generate_launch_description() -> LaunchDescription:
                 name="hierarchy_node",
                 namespace="",
                 output="screen",
-                parameters=[config, {"controller": LaunchConfiguration("controller"), "use_sim_time": use_sim_time}],
+                parameters=[
+                    config,
+                    {
+                        "controller": ParameterValue(LaunchConfiguration("controller"), value_type=str),
+                        "use_sim_time": ParameterValue(use_sim_time, value_type=bool),
+                    },
+                ],
             ),
         ]
     )
