@@ -51,7 +51,7 @@ class TrainablePolicy(Protocol):
 
     def __call__(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any] | None]: ...
 
-    def save(self, path: Any, *, weights: str = "raw", step: int = 0) -> Any: ...
+    def save(self, path: Path, *, weights: str = "raw", step: int = 0) -> Any: ...
 
 
 @dataclass
@@ -154,7 +154,8 @@ def train(
     """Train ``policy`` on ``dataset`` and write checkpoints, the log and the learning curve into ``out``.
 
     Args:
-        policy: an ``nn.Module`` with ``forward(batch) -> (loss, info)`` and ``save(path, *, weights, step)``.
+        policy: an ``nn.Module`` that is a :class:`TrainablePolicy` (``forward(batch) -> (loss, info)``,
+            ``save(path, *, weights, step)``).
         dataset: items collated by torch's default collate into the policy's batches.
         config: the optimisation settings.
         out: the run folder (see the module docstring).

@@ -15,6 +15,7 @@ import copy
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -184,8 +185,14 @@ class GenerativeLowPolicy(nn.Module):
         """Rebuild from a checkpoint's ``config.json`` ``config`` entry (weights are loaded by the caller)."""
         return cls(GenerativeLowPolicyConfig.from_dict(config, source="checkpoint config.json"), features, stats)
 
-    def save(self, path: Any, *, weights: str = "raw", step: int = 0) -> Any:
-        """Write this policy as a checkpoint folder (see :mod:`tiers.policies.low.checkpoint`)."""
+    def save(self, path: str | Path, *, weights: str = "raw", step: int = 0) -> Path:
+        """Write this policy as a checkpoint folder (see :mod:`tiers.policies.low.checkpoint`); returns ``path``.
+
+        Args:
+            path: the folder (created).
+            weights: "raw" or "ema", which weights these are (recorded in config.json).
+            step: the optimiser step they come from.
+        """
         return save_checkpoint(
             path,
             self,
