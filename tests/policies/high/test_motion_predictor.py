@@ -83,6 +83,8 @@ def test_training_on_a_recording_reports_held_out_accuracy_and_the_baseline(
     assert summary.majority_accuracy == pytest.approx(held.count(summary.majority_label) / len(held))
     assert 0.0 <= summary.held_out_accuracy <= 1.0 and np.isfinite(summary.losses).all()
     assert sum(n for _, n in summary.held_out_per_label.values()) == len(held)
+    assert summary.held_out_per_task.keys() == {"open the kitchen drawer"}
+    assert summary.held_out_per_task["open the kitchen drawer"][0] == round(summary.held_out_accuracy * len(held))
     metrics = json.loads((out / METRICS_FILE).read_text())
     assert metrics["held_out_accuracy"] == summary.held_out_accuracy
     written = json.loads((out / CONFIG_FILE).read_text())

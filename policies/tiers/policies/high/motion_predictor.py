@@ -499,6 +499,7 @@ class MotionTrainSummary:
     majority_label: str  # most frequent label of the training frames
     majority_accuracy: float  # held-out accuracy of always predicting it (the baseline)
     held_out_per_label: dict[str, list[int]] = field(default_factory=dict)  # label -> [correct, frames]
+    held_out_per_task: dict[str, list[int]] = field(default_factory=dict)  # task text -> [correct, frames]
     losses: list[float] = field(default_factory=list)  # training loss every log step
     wall_time: float = 0.0  # s, decoding included
     decode_time: float = 0.0  # s spent decoding the dataset
@@ -612,10 +613,15 @@ def train_motion_predictor(
     held_labels = frames.labels[held_rows]
     majority = Counter(frames.labels[train_rows].tolist()).most_common(1)[0][0]
     per_label: dict[str, list[int]] = {}
-    for label, predicted in zip(held_labels.tolist(), held_predicted.tolist(), strict=True):
-        counts = per_label.setdefault(vocabulary[label], [0, 0])
-        counts[0] += int(label == predicted)
-        counts[1] += 1
+    per_task: dict[str, list[int]] = {}
+    held_tasks = frames.tasks[held_rows].tolist()
+    for label, predicted, task in zip(held_labels.tolist(), held_predicted.tolist(), held_tasks, strict=True):
+        for counts in (
+            per_label.setdefault(vocabulary[label], [0, 0]),
+            per_task.setdefault(frames.task_texts[task], [0, 0]),
+        ):
+            counts[0] += int(label == predicted)
+            counts[1] += 1
     nan = float("nan")
     summary = MotionTrainSummary(
         dataset=str(dataset_root),
@@ -629,6 +635,7 @@ def train_motion_predictor(
         majority_label=vocabulary[majority],
         majority_accuracy=float((held_labels == majority).float().mean()) if len(held_rows) else nan,
         held_out_per_label=dict(sorted(per_label.items(), key=lambda item: -item[1][1])),
+        held_out_per_task=per_task,
         losses=losses,
         decode_time=decode_time,
     )
