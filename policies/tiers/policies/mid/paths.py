@@ -92,6 +92,7 @@ class PathConfig(Config):
     approach_height: float = 0.08  # m, pre-grasp / pre-place offset against the approach direction
     transport_height: float = 0.24  # m, least TCP height of free moves with an empty hand
     carry_clearance: float = 0.19  # m, least height of a carried object's bottom during transport
+    carry_raises: list[float] = field(default_factory=lambda: [0.0, 0.06, 0.12])  # m, transport height retries
     lift_height: float = 0.12  # m, rise after a grasp
     retreat_height: float = 0.10  # m, rise after a release
     min_tcp_height: float = 0.014  # m, TCP above the support surface at least (fingertips off the counter)
@@ -238,6 +239,27 @@ class PathPlanner:
     def _segments(
         self, affordance: Affordance, cloud: SceneCloud, ee_pose: Vector, gripper: float, held: str | None
     ) -> tuple[list[_Segment], bool]:
+        """The segments at the lowest transport height (of ``carry_raises``) whose route is collision free."""
+        error: PlanningError | None = None
+        for raise_by in self.config.carry_raises:
+            try:
+                return self._segments_at(affordance, cloud, ee_pose, gripper, held, raise_by)
+            except PlanningError as failure:
+                error = error or failure
+                if "transport" not in str(failure) and "pre-" not in str(failure):
+                    raise  # only free-space moves change with the transport height
+        assert error is not None
+        raise error
+
+    def _segments_at(
+        self,
+        affordance: Affordance,
+        cloud: SceneCloud,
+        ee_pose: Vector,
+        gripper: float,
+        held: str | None,
+        raise_by: float,
+    ) -> tuple[list[_Segment], bool]:
         config = self.config
         start, start_q = ee_pose[:3], ee_pose[3:] / np.linalg.norm(ee_pose[3:])
         support = cloud.support_height
@@ -263,7 +285,7 @@ class PathPlanner:
         carry_z = config.transport_height
         if carrying:
             carry_z = max(carry_z, config.carry_clearance + hang)
-        carry_z = max(carry_z, pre[2])
+        carry_z = max(carry_z, pre[2]) + raise_by
         free_speed = min(config.carry_speed if carrying else config.free_speed, self.max_ee_speed)
         contact_speed = min(config.contact_speed, self.max_ee_speed)
         segments: list[_Segment] = []
@@ -386,6 +408,10 @@ class PathPlanner:
 
             samples, sample_q = _densify(segment, config.check_step)
             clear = free(samples, sample_q)
+            if not routed and not clear[0] and np.any(clear):
+                # the tool is already there (e.g. beside a neighbour after a grasp): leaving is allowed, so the
+                # first segment's leading run in contact counts as clear up to its first free sample
+                clear[: int(np.argmax(clear))] = True
             if np.all(clear):
                 routed.append(segment)
                 continue
