@@ -71,6 +71,23 @@ def test_the_loop_acts_only_with_fresh_data_and_an_instruction() -> None:
     assert loop.tick(None).state is ControlState.STOPPED
 
 
+def test_watch_between_ticks_sends_the_hold_at_once() -> None:
+    loop, clock = _loop()
+    assembler = ObservationAssembler(SPEC)
+    loop.watchdog.feed("joint_states")
+    assert loop.watch() is None  # fresh: nothing to do between ticks
+    clock.now = 0.2
+    assert loop.watch() is None and loop.watchdog.state is not ControlState.HOLDING  # no instruction: no latch
+    loop.watchdog.feed("joint_states")
+    loop.set_instruction("sweep the joints")
+    sent = loop.tick(_observation(assembler, np.array(SPEC.home), clock.now)).command
+    clock.now += 0.101
+    hold = loop.watch()
+    assert hold is not None and hold.state is ControlState.HOLDING and not hold.motion
+    np.testing.assert_array_equal(hold.command, sent)
+    assert loop.watch() is None  # sent once, on entering the hold; the ticks repeat it
+
+
 def test_a_failing_controller_latches_the_stop() -> None:
     replay = JointTrajectoryReplay(np.full((5, 8), 0.1))
     loop, _ = _loop()

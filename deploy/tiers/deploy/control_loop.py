@@ -119,6 +119,18 @@ class ControlLoop:
             state, result.action, motion=not (bool(step.hold) or result.held), interventions=result.interventions
         )
 
+    def watch(self, now: float | None = None) -> TickResult | None:
+        """Between ticks (a faster timer): advance the watchdog and, on entering HOLDING, return the hold command
+        to send at once, so the hold follows the timeout by the watch period rather than a control period."""
+        before = self.watchdog.state
+        state = self.watchdog.update(now)
+        if state is ControlState.HOLDING and self._instruction is None:
+            self.watchdog.resume(now)  # nothing commanded yet: nothing to hold (see tick)
+            return None
+        if state is ControlState.HOLDING and before is not ControlState.HOLDING and self.safety.is_reset:
+            return TickResult(state, self.safety.hold().action, motion=False)
+        return None
+
     def status(self) -> dict[str, Any]:
         """JSON-able: the watchdog state and reason, safety counts, and the controller's own status."""
         controller: dict[str, Any] = {}

@@ -116,12 +116,14 @@ HIERARCHY_PARAMETERS: dict[str, tuple[Any, int, str]] = {
     "instruction": ("", _T.PARAMETER_STRING, "instruction started on activation ('' = wait for ~/instruction)"),
     "autostart": (False, _T.PARAMETER_BOOL, "configure and activate at startup (no lifecycle manager needed)"),
     "status_rate_hz": (5.0, _T.PARAMETER_DOUBLE, "~/status publications per second (also on every state change)"),
+    "watchdog_rate_hz": (100.0, _T.PARAMETER_DOUBLE, "watchdog checks per second between control ticks (0: per tick)"),
 }
 _RANGES = {
     "control_rate_hz": (0.0, 1000.0),
     "stale_timeout_s": (0.001, 10.0),
     "camera_timeout_s": (0.001, 10.0),
     "stop_after_s": (0.0, 60.0),
+    "watchdog_rate_hz": (0.0, 1000.0),
 }
 
 
@@ -140,6 +142,7 @@ class HierarchyNode(LifecycleNode):
         self._entities: list[Any] = []  # subscriptions and publishers made in configure
         self._timer: Any = None
         self._status_timer: Any = None
+        self._watch_timer: Any = None
         self._events_sent = 0
         self._last_state = ControlState.WAITING
         self._pending_corrections: list[tuple[str, int]] = []  # (text, tick when received)
@@ -173,6 +176,9 @@ class HierarchyNode(LifecycleNode):
     def on_activate(self, state: Any) -> Any:
         assert self._loop is not None
         self._timer = self.create_timer(self._period, self._on_tick, callback_group=self._control_group)
+        watch_rate = float(self.get_parameter("watchdog_rate_hz").value)
+        if watch_rate > 0:  # same callback group as the tick: the two never run at once
+            self._watch_timer = self.create_timer(1.0 / watch_rate, self._on_watch, callback_group=self._control_group)
         rate = float(self.get_parameter("status_rate_hz").value)
         if rate > 0:
             self._status_timer = self.create_timer(1.0 / rate, self._publish_status, callback_group=self._io_group)
@@ -183,10 +189,10 @@ class HierarchyNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: Any) -> Any:
-        for timer in (self._timer, self._status_timer):
+        for timer in (self._timer, self._status_timer, self._watch_timer):
             if timer is not None:
                 self.destroy_timer(timer)
-        self._timer = self._status_timer = None
+        self._timer = self._status_timer = self._watch_timer = None
         self.get_logger().info("inactive: no commands are sent")
         return super().on_deactivate(state)
 
@@ -381,12 +387,7 @@ class HierarchyNode(LifecycleNode):
         arrival = self._joint_arrival
         result = loop.tick(observation)
         if result.command is not None:
-            stamp = self.get_clock().now().nanoseconds * 1e-9
-            if self._interface == rm.JOINT_TRAJECTORY:
-                message = rm.joint_trajectory_message(spec, result.command, self._period, stamp)
-            else:
-                message = rm.float64_array_message(spec, result.command)
-            self._command_pub.publish(message)
+            self._send(result.command)
             if result.motion:
                 published = time.perf_counter()
                 self.latencies.append(published - arrival)
@@ -396,6 +397,29 @@ class HierarchyNode(LifecycleNode):
             self._last_state = result.state
             self.get_logger().info(f"state {result.state.value}: {loop.watchdog.reason}")
             self._publish_status()
+
+    def _on_watch(self) -> None:
+        """The watchdog between ticks: a hold goes out as soon as the data is stale."""
+        loop = self._loop
+        if loop is None:
+            return
+        result = loop.watch()
+        if result is not None and result.command is not None:
+            self._send(result.command)
+        state = loop.watchdog.state
+        if state is not self._last_state:
+            self._last_state = state
+            self.get_logger().info(f"state {state.value}: {loop.watchdog.reason}")
+            self._publish_status()
+
+    def _send(self, command: NDArray[np.float64]) -> None:
+        assert self._spec is not None
+        if self._interface == rm.JOINT_TRAJECTORY:
+            stamp = self.get_clock().now().nanoseconds * 1e-9
+            message = rm.joint_trajectory_message(self._spec, command, self._period, stamp)
+        else:
+            message = rm.float64_array_message(self._spec, command)
+        self._command_pub.publish(message)
 
     def _publish_events(self) -> None:
         """Each new runtime event (commands, corrections, done) once on ~/language_events, as JSON."""
