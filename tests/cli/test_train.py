@@ -26,7 +26,7 @@ ParseCli = Callable[..., argparse.Namespace]
 
 
 def test_every_preset_validates() -> None:
-    for name in ("beso_kitchen", "flow_kitchen", "ddpm_kitchen", "tiny"):
+    for name in ("beso_kitchen", "flow_kitchen", "ddpm_kitchen", "beso_state", "tiny"):
         config = LowPolicyTrainConfig.from_yaml(preset_path("train", name))
         options = generator_config_dict(config.policy, action_dim=8, n_tokens=10)  # the core's options validate too
         core = generator_config(config.policy.generator, options)
