@@ -196,7 +196,7 @@ class ExactNoise(nn.Module):
 
 
 def _exact_ddpm(timesteps: int) -> DdpmGenerator:
-    ddpm = DdpmGenerator(DdpmConfig(network=NETWORK, num_train_timesteps=timesteps, steps=timesteps))
+    ddpm = DdpmGenerator(DdpmConfig(network=NETWORK, num_train_timesteps=timesteps, steps=timesteps, clip_sample=None))
     ddpm.network = ExactNoise(ddpm.ddpm.alphas_cumprod, timesteps)
     return ddpm
 

@@ -43,7 +43,9 @@ class DdpmConfig(Config):
     network: NetworkConfig = field(default_factory=NetworkConfig)  # the noise-prediction network
     num_train_timesteps: int = 100  # T, diffusion steps of the training chain
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"  # diffusers' β_t
-    clip_sample: float | None = None  # clip x0_hat to [-v, v] at each step (diffusion_policy: 1.0); None: no clip
+    # clip x0_hat to [-v, v] at each step, as diffusion_policy (actions min-max normalised to [-1, 1]): at t = T-1,
+    # ᾱ ≈ 1e-7 and x0_hat = (x - sqrt(1 - ᾱ) ε) / sqrt(ᾱ) multiplies any error of ε by ~3000. None: no clip.
+    clip_sample: float | None = 1.0
     data_std: float = 0.5  # std of the normalised actions assumed by the guidance step scale
     cond_dropout: float = 0.1  # probability of training on the null tokens (classifier-free guidance)
     sampler: Literal["ddpm", "ddim"] = "ddpm"  # default sampler
