@@ -268,6 +268,7 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
                 device=device,
             )
             figures[f"{name}.sample_ms.{count}"] = sample.median_ms
+            figures[f"{name}.sample_cpu_ms.{count}"] = sample.cpu_ms
             figures[f"{name}.chunk_ms.{count}"] = chunk.median_ms
             figures[f"{name}.chunk_cpu_ms.{count}"] = chunk.cpu_ms
             figures[f"{name}.sampler_ratio.{count}"] = basis(sample) / (count * basis(forward))
@@ -402,26 +403,34 @@ def run_lowlevel_benchmark(
 
 
 def plot_latency(figures: Mapping[str, Any], path: Path) -> Path:
-    """Chunk and sampler latency against network evaluations (log-log), the peers as marked points."""
+    """Chunk and sampler latency against network evaluations (log-log), the peers as marked points.
+
+    Plots CPU times when the ratios were taken on them (``--threads 1``), else median wall times.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = sorted(int(key.rsplit(".", 1)[1]) for key in figures if key.startswith("beso.chunk_ms."))
+    cpu = figures.get("ratio_basis") == "cpu_time"
+    chunk, sample, forward = (
+        ("chunk_cpu_ms", "sample_cpu_ms", "forward_cpu_ms") if cpu else ("chunk_ms", "sample_ms", "forward_ms")
+    )
+    counts = sorted(int(key.rsplit(".", 1)[1]) for key in figures if key.startswith(f"beso.{chunk}."))
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    axis.plot(counts, [figures[f"beso.chunk_ms.{n}"] for n in counts], "o-", label="BESO chunk (encoders + sampler)")
-    axis.plot(counts, [figures[f"beso.sample_ms.{n}"] for n in counts], "s--", label="BESO sampler only")
-    axis.plot(counts, [n * figures["beso.forward_ms"] for n in counts], ":", color="gray", label="N × one forward")
+    axis.plot(counts, [figures[f"beso.{chunk}.{n}"] for n in counts], "o-", label="BESO chunk (encoders + sampler)")
+    if all(f"beso.{sample}.{n}" in figures for n in counts):
+        axis.plot(counts, [figures[f"beso.{sample}.{n}"] for n in counts], "s--", label="BESO sampler only")
+    axis.plot(counts, [n * figures[f"beso.{forward}"] for n in counts], ":", color="gray", label="N × one forward")
     for name, marker in (("flow", "^"), ("ddpm", "v"), ("lerobot_diffusion", "*")):
-        if f"{name}.chunk_ms" in figures:
+        if f"{name}.{chunk}" in figures:
             axis.plot(
-                figures[f"{name}.network_evaluations"], figures[f"{name}.chunk_ms"], marker, markersize=11, label=name
+                figures[f"{name}.network_evaluations"], figures[f"{name}.{chunk}"], marker, markersize=11, label=name
             )
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("network evaluations per chunk")
-    axis.set_ylabel("latency per chunk, ms (median)")
+    axis.set_ylabel(f"{'CPU time (1 thread)' if cpu else 'latency (median)'} per chunk, ms")
     axis.set_title(f"tiers bench lowlevel ({figures.get('device')}, {figures.get('preset')} networks)")
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8)
