@@ -281,6 +281,7 @@ def test_fuzzed_policy_outputs_never_reach_the_command_topic(graph: Any) -> None
                 "controller": "probe:3",
                 "command_interface": "forward_position",
                 "control_rate_hz": 50.0,
+                "tick_source": "joint_states",  # a tick per joint state (100 Hz here), filtered at the 50 Hz period
                 "instruction": "probe the safety filter",
             }
         },

@@ -7,7 +7,8 @@ negligible, so the figures are the ROS layer's, not a policy's). Figures (ms unl
 
 - ``joint_state_transport_*``: DDS hop of a JointState, publish -> the node's callback;
 - ``obs_to_command_*``: a joint state's arrival in the node -> the command computed from it is published
-  (includes the wait for the next control tick, up to one period);
+  (includes the wait for the next control tick, up to one period); ``obs_to_command_on_state_*``: the same
+  with ``tick_source: joint_states`` (a tick on each new state, no wait);
 - ``tick_processing_*``: the tick itself: observation assembly (with FK), controller, safety filter, message;
 - ``control_jitter_*``: |period - 1/rate| of the node's control timer at ``rate_hz`` (50 Hz by default);
 - ``hold_latency_*``: the last joint state -> the watchdog holds (trials of a dying publisher; timeout 50 ms);
@@ -89,6 +90,25 @@ def run_ros_benchmark(
             Parameter("status_rate_hz", value=0.0),
         ],
     )
+    # the same node ticking on each joint state instead of a timer: no wait for the next tick
+    event_node = HierarchyNode(
+        "hierarchy_node_on_state",
+        context=context,
+        parameter_overrides=[
+            Parameter("autostart", value=True),
+            Parameter("controller", value="sweep"),
+            Parameter("instruction", value="sweep"),
+            Parameter("cameras", value=["front"]),
+            Parameter("watch_cameras", value=False),
+            Parameter("control_rate_hz", value=rate_hz),
+            Parameter("tick_source", value="joint_states"),
+            Parameter("command_interface", value="forward_position"),
+            Parameter("command_topic", value="/bench/on_state_commands"),
+            Parameter("stale_timeout_s", value=0.05),
+            Parameter("stop_after_s", value=10.0),
+            Parameter("status_rate_hz", value=0.0),
+        ],
+    )
     robot = rclpy.create_node("bench_robot", context=context)
     publisher = robot.create_publisher(JointState, "/joint_states", SENSOR_QOS)
     transport: list[float] = []
@@ -111,7 +131,7 @@ def run_ros_benchmark(
     robot.create_subscription(Image, "/bench/image", on_image, 10)
     image_publisher = robot.create_publisher(Image, "/bench/image", 10)
     executors = []
-    for member in (node, robot):
+    for member in (node, event_node, robot):
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(member)
         executors.append(executor)
@@ -141,11 +161,13 @@ def run_ros_benchmark(
             time.sleep(0.05)
         node.latencies.clear()
         node.tick_latencies.clear()
+        event_node.latencies.clear()
         transport.clear()
         node.jitter.reset()
         time.sleep(seconds)
         figures.update(_percentiles("joint_state_transport", transport))
         figures.update(_percentiles("obs_to_command", node.latencies))
+        figures.update(_percentiles("obs_to_command_on_state", event_node.latencies))
         figures.update(_percentiles("tick_processing", node.tick_latencies))
         jitter = node.jitter.summary()
         figures.update(
@@ -197,6 +219,7 @@ def run_ros_benchmark(
     for executor in executors:
         executor.shutdown()
     node.destroy_node()
+    event_node.destroy_node()
     robot.destroy_node()
     rclpy.try_shutdown(context=context)
     return figures

@@ -68,6 +68,7 @@ DEFAULT_COMMAND_TOPICS = {
     rm.FORWARD_POSITION: "/forward_position_controller/commands",
 }
 PROFILES = ("sim", "real")
+TICK_SOURCES = ("timer", "joint_states")
 # sensor data: keep only the newest sample; a late joint state is worth less than the next one
 SENSOR_QOS = _qos.QoSProfile(
     depth=1, reliability=_qos.ReliabilityPolicy.BEST_EFFORT, history=_qos.HistoryPolicy.KEEP_LAST
@@ -117,6 +118,7 @@ HIERARCHY_PARAMETERS: dict[str, tuple[Any, int, str]] = {
     "autostart": (False, _T.PARAMETER_BOOL, "configure and activate at startup (no lifecycle manager needed)"),
     "status_rate_hz": (5.0, _T.PARAMETER_DOUBLE, "~/status publications per second (also on every state change)"),
     "watchdog_rate_hz": (100.0, _T.PARAMETER_DOUBLE, "watchdog checks per second between control ticks (0: per tick)"),
+    "tick_source": ("timer", _T.PARAMETER_STRING, "timer (control_rate_hz) | joint_states (tick on each new state)"),
 }
 _RANGES = {
     "control_rate_hz": (0.0, 1000.0),
@@ -143,6 +145,8 @@ class HierarchyNode(LifecycleNode):
         self._timer: Any = None
         self._status_timer: Any = None
         self._watch_timer: Any = None
+        self._tick_on_state = False
+        self._tick_lock = threading.Lock()  # one tick or watchdog check at a time, whichever thread runs it
         self._events_sent = 0
         self._last_state = ControlState.WAITING
         self._pending_corrections: list[tuple[str, int]] = []  # (text, tick when received)
@@ -175,7 +179,9 @@ class HierarchyNode(LifecycleNode):
 
     def on_activate(self, state: Any) -> Any:
         assert self._loop is not None
-        self._timer = self.create_timer(self._period, self._on_tick, callback_group=self._control_group)
+        self._tick_on_state = self.get_parameter("tick_source").value == "joint_states"
+        if not self._tick_on_state:
+            self._timer = self.create_timer(self._period, self._on_tick, callback_group=self._control_group)
         watch_rate = float(self.get_parameter("watchdog_rate_hz").value)
         if watch_rate > 0:  # same callback group as the tick: the two never run at once
             self._watch_timer = self.create_timer(1.0 / watch_rate, self._on_watch, callback_group=self._control_group)
@@ -227,6 +233,13 @@ class HierarchyNode(LifecycleNode):
             raise ConfigError(
                 f"parameter controller={value['controller']!r}: the safety probe emits garbage on purpose and "
                 "runs in simulation only, never with profile='real'"
+            )
+        if value["tick_source"] not in TICK_SOURCES:
+            raise ConfigError(f"parameter tick_source={value['tick_source']!r}: must be one of {TICK_SOURCES}")
+        if value["tick_source"] == "joint_states" and not float(value["watchdog_rate_hz"]) > 0:
+            raise ConfigError(
+                "parameter tick_source='joint_states' needs watchdog_rate_hz > 0: without joint states there would be "
+                "no tick to notice that they stopped"
             )
         if value["command_interface"] not in rm.COMMAND_INTERFACES:
             raise ConfigError(
@@ -311,6 +324,13 @@ class HierarchyNode(LifecycleNode):
             return
         self._joint_arrival = time.perf_counter()
         self._loop.watchdog.feed("joint_states")
+        # tick right away on the new state (while active: the watch timer exists only then); a tick still
+        # running makes this state skip its tick rather than queue behind it
+        if self._tick_on_state and self._watch_timer is not None and self._tick_lock.acquire(blocking=False):
+            try:
+                self._tick_locked()
+            finally:
+                self._tick_lock.release()
 
     def _on_image(self, camera: str, message: Any) -> None:
         if self._assembler is None or self._loop is None:
@@ -372,6 +392,10 @@ class HierarchyNode(LifecycleNode):
     # -- the control tick ---------------------------------------------------------------------------------
 
     def _on_tick(self) -> None:
+        with self._tick_lock:
+            self._tick_locked()
+
+    def _tick_locked(self) -> None:
         loop, assembler, spec = self._loop, self._assembler, self._spec
         if loop is None or assembler is None or spec is None:
             return
@@ -403,9 +427,10 @@ class HierarchyNode(LifecycleNode):
         loop = self._loop
         if loop is None:
             return
-        result = loop.watch()
-        if result is not None and result.command is not None:
-            self._send(result.command)
+        with self._tick_lock:
+            result = loop.watch()
+            if result is not None and result.command is not None:
+                self._send(result.command)
         state = loop.watchdog.state
         if state is not self._last_state:
             self._last_state = state
