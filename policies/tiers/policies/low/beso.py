@@ -174,7 +174,7 @@ class BesoGenerator(nn.Module):
             denoiser,
             noise,
             sampler=sampler or c.sampler,
-            steps=steps or c.steps,
+            steps=c.steps if steps is None else steps,
             schedule=schedule or c.schedule,
             sigma_min=c.sigma_min,
             sigma_max=c.sigma_max,

@@ -126,7 +126,7 @@ class DdpmGenerator(nn.Module):
         the schedulers hold the step grid of the call in progress.
         """
         c = self.config
-        steps = steps or c.steps
+        steps = c.steps if steps is None else steps
         if not 1 <= steps <= c.num_train_timesteps:
             raise ValueError(f"steps must be in [1, {c.num_train_timesteps}], got {steps}")
         sampler = sampler or c.sampler

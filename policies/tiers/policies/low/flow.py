@@ -106,7 +106,7 @@ class FlowMatchingGenerator(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """(B, Ta, A) normalised chunks by Euler integration from t = 0 to 1; see :meth:`ActionGenerator.sample`."""
-        steps = steps or self.config.steps
+        steps = self.config.steps if steps is None else steps
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         net = self.config.network
