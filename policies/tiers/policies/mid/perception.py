@@ -40,15 +40,37 @@ BACKGROUND = -1  # label of points that belong to no object
 
 
 def import_open3d() -> Any:
-    """Import Open3D, or fail with a message naming what is missing (its wheel needs the system libusb)."""
+    """Import Open3D, or fail with a message naming what is missing.
+
+    Open3D's wheel links the system's libusb (Debian's ``libusb-1.0-0``), which a bare machine lacks. The
+    ``libusb-package`` wheel (a dependency of tiers) carries the same library: when the first import fails
+    for want of it, that copy is loaded under its soname first, so the dynamic loader reuses it for Open3D.
+    """
     try:
         import open3d
     except ImportError as error:
-        raise ImportError(
-            f"Open3D cannot be imported ({error}); the mid tier's point clouds need it. Install it with "
-            "`pip install open3d` and, on Debian/Ubuntu, its system library: `apt install libusb-1.0-0`."
-        ) from error
+        if "libusb" not in str(error) or not _preload_packaged_libusb():
+            raise ImportError(
+                f"Open3D cannot be imported ({error}); the mid tier's point clouds need it. Install it with "
+                "`pip install open3d libusb-package` or, on Debian/Ubuntu, `apt install libusb-1.0-0`."
+            ) from error
+        import open3d
     return open3d
+
+
+def _preload_packaged_libusb() -> bool:
+    """Load libusb from the ``libusb-package`` wheel with global symbols; False when that wheel is absent."""
+    import ctypes
+
+    try:
+        import libusb_package
+    except ImportError:
+        return False
+    path = libusb_package.get_library_path()
+    if path is None:
+        return False
+    ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    return True
 
 
 class SegmentationSource(StrEnum):
