@@ -79,14 +79,16 @@ class PolicyDriver:
         self._command = ""
         self._path: EEPath | None = None
         self._started = 0.0
+        self._idle = False
 
     def reset(self) -> None:
         """A new episode: forget the observation history and queued actions."""
         self.policy.reset()
 
     def start(self, plan: MidLevelPlan, observation: Observation) -> None:
-        if self.path_conditioned and plan.path is None:
-            raise ContractError("this low tier is path-conditioned: its hierarchy needs a mid tier that plans paths")
+        # a path-conditioned policy with no path (the mid tier found none, and says why) has nothing to do:
+        # the command ends at once and the planner moves on
+        self._idle = self.path_conditioned and plan.path is None
         self._command = plan.command.text
         self._path = plan.path
         self._started = float(observation.timestamp)
@@ -109,6 +111,8 @@ class PolicyDriver:
         return result
 
     def finished(self, observation: Observation) -> bool:
+        if self._idle:
+            return True
         elapsed = float(observation.timestamp) - self._started
         if self._path is not None:
             return elapsed >= self._path.duration + PATH_SETTLE_S

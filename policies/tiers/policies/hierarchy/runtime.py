@@ -252,7 +252,8 @@ class HierarchyRuntime:
             self._event(now, "timeout", self.command, f"after {self.settings.command_timeout_s:.1f} s")
         if timed_out or self.low.finished(observation):
             self._next_command(observation)
-            if self.command is None:
+            if self.command is None or self.low.finished(observation):
+                # done, or the new command has nothing to execute (its mid tier found no path): hold this tick
                 return self._hold(observation), True
         elif period is not None and now - self._planner_asked >= period:
             self._replan(observation)
