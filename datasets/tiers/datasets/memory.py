@@ -58,6 +58,12 @@ class InMemoryWindows(torch.utils.data.Dataset[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self._first)
 
+    @property
+    def episode_indices(self) -> torch.Tensor:
+        """(N,) int64 episode index of every window's frame."""
+        column: torch.Tensor = self._columns["episode_index"]
+        return column
+
     def __getitem__(self, row: int) -> dict[str, Any]:
         first, last = int(self._first[row]), int(self._last[row])
         state_key = self._source[FeatureKey.STATE.value]

@@ -83,9 +83,10 @@ class HierarchyEpisodeRunner:
         if episode.corrections:
             result.extra["said"] = [text for _, text in episode.corrections]
         for tier in ("planner", "mid", "low", "step"):
-            p50 = episode.timings.get(tier, {}).get("p50_ms")
-            if p50 is not None:
-                result.extra[f"{tier}_p50_ms"] = p50
+            for statistic in ("p50_ms", "p99_ms"):
+                value = episode.timings.get(tier, {}).get(statistic)
+                if value is not None:
+                    result.extra[f"{tier}_{statistic}"] = value
         return result
 
     def _score_planner(self, job: EpisodeJob) -> EpisodeResult:
