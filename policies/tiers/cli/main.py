@@ -16,7 +16,19 @@ from types import ModuleType
 
 from tiers.core.errors import TiersError
 
-VERBS: tuple[str, ...] = ("info", "demo", "eval", "bench", "record", "dataset", "train", "improve", "export", "run", "ros")
+VERBS: tuple[str, ...] = (
+    "info",
+    "demo",
+    "eval",
+    "bench",
+    "record",
+    "dataset",
+    "train",
+    "improve",
+    "export",
+    "run",
+    "ros",
+)
 
 
 def _verb_module(verb: str) -> ModuleType:

@@ -45,7 +45,9 @@ def test_unknown_kinds_and_settings_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown kind 'teleport'.*known low kinds: .*ik_path"):
         load_hierarchy(_write(tmp_path, "name: x\nplanner: {kind: grammar}\nlow: {kind: teleport}\n"))
     with pytest.raises(ConfigError, match=r"grammar: takes no settings"):
-        load_hierarchy(_write(tmp_path, "name: x\nplanner: {kind: grammar, settings: {depth: 2}}\nlow: {kind: expert}\n"))
+        load_hierarchy(
+            _write(tmp_path, "name: x\nplanner: {kind: grammar, settings: {depth: 2}}\nlow: {kind: expert}\n")
+        )
     with pytest.raises(ConfigError, match=r"expert: needs the kitchen simulator"):
         load_hierarchy(_write(tmp_path, "name: x\nplanner: {kind: grammar}\nlow: {kind: expert}\n"))
 
