@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 
 HELP = (
-    "train a low-tier policy (beso | flow | ddpm | lerobot_diffusion | lerobot_act) on a LeRobotDataset; "
+    "train a low-tier policy (beso | flow | ddpm | lerobot_diffusion | lerobot_act) or the RT-H motion predictor "
+    "(motion) on a LeRobotDataset; "
     "checkpoints, resume, learning curve"
 )
 LEROBOT_POLICIES = ("lerobot_diffusion", "lerobot_act")  # lerobot's own policies, run through the lerobot adapter
@@ -27,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="LeRobotDataset folder (holds meta/info.json)")
     parser.add_argument(
         "--policy",
-        choices=["beso", "flow", "ddpm", *LEROBOT_POLICIES],
+        choices=["beso", "flow", "ddpm", *LEROBOT_POLICIES, "motion"],
         default=None,
-        help="generative core or lerobot policy",
+        help="generative core, lerobot policy, or 'motion' (the high tier's RT-H language-motion predictor)",
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, plot)")
     parser.add_argument(
@@ -84,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
     from tiers.core.errors import ConfigError
     from tiers.policies.training import RUN_CONFIG, LowPolicyTrainConfig, launched_main_process, train_low_policy
 
+    if args.policy == "motion":  # the high tier's language-motion predictor has its own trainer and preset
+        from tiers.policies.high.motion_predictor import run_train
+
+        return run_train(args)
     # several processes under torchrun / accelerate launch: rank 0 checks the folder and speaks for the run
     main = launched_main_process()
     console = Console(stderr=True, quiet=not main)
