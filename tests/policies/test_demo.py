@@ -36,3 +36,18 @@ def test_the_demo_records_trains_evaluates_every_mode_and_reports(tmp_path: Path
     assert "<video" in report and "tiers record" in report
     assert json.loads((out / "summary.json").read_text())["modes"] == summary["modes"]
     assert "| controller alone" in (out / "report.md").read_text()
+
+
+def test_the_quick_demo_evaluates_the_shipped_checkpoint_in_every_mode(tmp_path: Path) -> None:
+    config = DemoConfig(tasks=["open/drawer/0"], eval_tasks=1, planner_tasks=2, videos=0, seed=5)
+    summary = run_demo(tmp_path / "quick", config, quick=True, echo=lambda text: None)
+    assert [step["name"] for step in summary["steps"]][:2] == ["planner mode", "control mode"]
+    assert {row["mode"] for row in summary["modes"]} == {
+        "planner",
+        "control",
+        "integrated",
+        "corrections",
+        "offline_paths",
+    }
+    assert summary["checkpoint"].endswith("kitchen_paths_beso")
+    assert (tmp_path / "quick" / "report.html").is_file()

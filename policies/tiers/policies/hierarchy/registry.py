@@ -22,6 +22,8 @@ from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ConfigError
 from tiers.core.features import CommandStyle
 
+PRETRAINED_PREFIX = "pretrained:"  # checkpoint paths naming a checkpoint shipped with tiers
+
 
 @dataclass
 class HierarchyContext:
@@ -42,7 +44,10 @@ class HierarchyContext:
     device: str = "cpu"
 
     def resolve(self, path: str | Path) -> Path:
-        """``path`` as given if absolute or present from the cwd, else relative to the YAML's folder."""
+        """``pretrained:<name>`` is a checkpoint shipped in ``tiers/policies/pretrained/``; other paths are taken
+        as given if absolute or present from the cwd, else relative to the YAML's folder."""
+        if str(path).startswith(PRETRAINED_PREFIX):
+            return Path(__file__).resolve().parents[1] / "pretrained" / str(path).removeprefix(PRETRAINED_PREFIX)
         candidate = Path(path)
         if candidate.is_absolute() or candidate.exists():
             return candidate
