@@ -92,7 +92,6 @@ def test_every_module_imports() -> None:
         importlib.import_module(name)
 
 
-@pytest.mark.slow
 def test_wheel_merges_one_tiers_tree(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],

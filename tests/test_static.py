@@ -27,7 +27,6 @@ def test_ruff() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.slow
 def test_mypy() -> None:
     """mypy over every container (strict for tiers.core, see pyproject.toml)."""
     result = subprocess.run([*_tool("mypy")], cwd=ROOT, capture_output=True, text=True)

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 
-@pytest.mark.slow
 def test_bench_lowlevel_writes_latency_ratio_speedup_and_training_figures(
     tmp_path: Path, parse_cli: Callable[..., Any]
 ) -> None:

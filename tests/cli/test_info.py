@@ -33,7 +33,6 @@ def test_unknown_verb_fails_with_usage() -> None:
     assert "invalid choice: 'fly'" in result.stderr
 
 
-@pytest.mark.slow
 def test_info_reports_backends_without_a_traceback() -> None:
     result = _tiers("info", "--json")
     assert result.returncode == 0, result.stderr
@@ -59,7 +58,6 @@ def _cuda_visible() -> bool:
     return bool(torch.cuda.is_available())
 
 
-@pytest.mark.slow
 def test_info_table_is_readable() -> None:
     result = _tiers("info")
     assert result.returncode == 0, result.stderr
@@ -67,7 +65,6 @@ def test_info_table_is_readable() -> None:
     assert "tiers[isaacsim]" in result.stdout  # rich markup must not eat the extra's brackets
 
 
-@pytest.mark.slow
 def test_info_reports_a_missing_config_dir(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TIERS_CONFIG_DIR", "/nonexistent/configs")
     assert main(["info", "--json"]) == 0  # a missing config dir is reported, not raised

@@ -16,7 +16,6 @@ import pytest
 from tiers.datasets.check import check_dataset
 
 
-@pytest.mark.slow
 def test_a_recorded_camera_dataset_passes(
     camera_dataset: Path, parse_cli: Callable[..., argparse.Namespace], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -224,7 +224,6 @@ for episode in range(100):
 """
 
 
-@pytest.mark.slow
 def test_a_killed_writer_keeps_every_finished_episode_and_its_corrections(
     tmp_path: Path, expert_frames: tuple[CorrectionsSpec, list[Any]]
 ) -> None:

@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tiers.datasets import staging
 from tiers.datasets.check import check_dataset
 from tiers.datasets.recorder import read_episode_log
@@ -25,7 +23,6 @@ def _committed(root: Path) -> int:
     return int(json.loads(info.read_text())["total_episodes"]) if info.is_file() else 0
 
 
-@pytest.mark.slow
 def test_sigkill_mid_episode_keeps_every_finished_episode(
     tmp_path: Path, tiers_command: Callable[..., list[str]]
 ) -> None:

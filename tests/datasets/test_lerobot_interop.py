@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 
-@pytest.mark.slow
 def test_lerobot_diffusion_policy_trains_on_a_tiers_dataset(camera_dataset: Path) -> None:
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.datasets.factory import resolve_delta_timestamps

@@ -25,7 +25,6 @@ def _load(root: Path):  # type: ignore[no-untyped-def]
     return LeRobotDataset("local/test", root=root, video_backend="pyav", depth_output_unit="m")
 
 
-@pytest.mark.slow
 def test_lerobot_loads_the_recording_with_every_feature(camera_dataset: Path) -> None:
     dataset = _load(camera_dataset)
     assert dataset.num_episodes == 2
@@ -60,7 +59,6 @@ def test_lerobot_loads_the_recording_with_every_feature(camera_dataset: Path) ->
     assert not (camera_dataset / staging.WORK_DIR).exists()
 
 
-@pytest.mark.slow
 def test_language_motions_agree_with_the_expert(camera_dataset: Path) -> None:
     agreement = dataset_agreement(str(camera_dataset))
     assert agreement.frames == _load(camera_dataset).num_frames

@@ -56,7 +56,6 @@ def test_bad_selection_lists_the_valid_choices() -> None:
     assert "unknown task family 'juggle'" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
 def test_control_mode_with_the_expert_writes_a_report_and_a_video(tmp_path: Path) -> None:
     result = _tiers(
         "eval", "--mode", "control", "--policy", "expert", *[f"--task={t}" for t in QUICK_TASKS],
@@ -70,7 +69,6 @@ def test_control_mode_with_the_expert_writes_a_report_and_a_video(tmp_path: Path
     assert (tmp_path / "success_by_family.png").exists()
 
 
-@pytest.mark.slow
 def test_integrated_mode_fails_a_wrong_plan() -> None:
     """A shuffled 'open, put inside, close' plan that does not end with closing leaves the drawer open."""
     task = next(t for t in all_tasks() if t.id.startswith("open_place_close/") and "drawer" in t.id)
@@ -81,7 +79,6 @@ def test_integrated_mode_fails_a_wrong_plan() -> None:
     assert result.extra["plan_exact"] == 0.0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("backend", [ParallelBackend.PROCESS, ParallelBackend.RAY])
 def test_same_results_whatever_the_workers(backend: ParallelBackend) -> None:
     settings = EvalSettings(EvalMode.CONTROL, controller="expert")

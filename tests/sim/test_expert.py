@@ -79,7 +79,6 @@ FAMILY_TASKS = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("family", "task_id"), FAMILY_TASKS, ids=[task for _, task in FAMILY_TASKS])
 def test_expert_solves_each_family(kitchen: MujocoKitchen, family: TaskFamily, task_id: str) -> None:
     assert get_task(task_id).family is family
@@ -115,7 +114,6 @@ REGRESSIONS = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("task_id", "seed"), REGRESSIONS, ids=[f"{task}@{seed}" for task, seed in REGRESSIONS])
 def test_expert_regressions(kitchen: MujocoKitchen, task_id: str, seed: int) -> None:
     success, reason, steps = _episode(kitchen, task_id, seed=seed)

@@ -64,7 +64,6 @@ def _frame(windows: Any, index: int) -> dict[str, torch.Tensor]:
     return {key: item[key][-1:] for key in ("observation.state", "observation.images.front")}
 
 
-@pytest.mark.slow
 def test_lerobot_diffusion_trains_with_tiers_train_loads_checked_and_acts(
     camera_dataset: Path, tmp_path: Path, parse_cli: Callable[..., Any]
 ) -> None:
@@ -132,7 +131,6 @@ def test_lerobot_diffusion_trains_with_tiers_train_loads_checked_and_acts(
         )
 
 
-@pytest.mark.slow
 def test_lerobot_act_learns_from_tiers_windows_and_acts_in_chunks(camera_dataset: Path) -> None:
     from tiers.datasets.loading import load_training_dataset
 
