@@ -81,9 +81,13 @@ def improve(config: ImproveConfig, out: Path, *, echo: Any = print) -> dict[str,
     hierarchy = HierarchyConfig.load(config.hierarchy)
     if hierarchy.low.kind != "policy" or "checkpoint" not in hierarchy.low.settings:
         raise ConfigError(f"{config.hierarchy}: tiers improve retrains a learned low tier (low.kind: policy)")
-    base = Path(hierarchy.low.settings["checkpoint"])
-    if not base.is_absolute():
-        base = Path(config.hierarchy).parent / base
+    from tiers.core.embodiment import EmbodimentSpec
+    from tiers.core.locations import preset_path
+    from tiers.policies.hierarchy.registry import HierarchyContext
+
+    yaml_path = preset_path("hierarchies", config.hierarchy)
+    context = HierarchyContext(embodiment=EmbodimentSpec.load(hierarchy.robot), base_dir=Path(yaml_path).parent)
+    base = context.resolve(hierarchy.low.settings["checkpoint"]).resolve()
     log = read_corrections(config.corrections)
     episodes = sorted({event.episode_index for event in log.events})
     if not episodes:
