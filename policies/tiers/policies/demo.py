@@ -114,7 +114,7 @@ def run_demo(
     common = ["--seed", str(config.seed), "--workers", str(config.workers), "--videos", str(config.videos)]
     tasks = []
     for token in config.tasks:
-        tasks += ["--task", token] if "/" in token else ["--family", _family_of(token)]
+        tasks += ["--task", token] if "/" in token else ["--family", token]  # record's families are eval's
     planner_common = [
         "--limit",
         str(config.planner_tasks),
@@ -149,11 +149,6 @@ def learned_hierarchy_yaml(checkpoint: Path) -> str:
         f"low: {{kind: policy, settings: {{checkpoint: {json.dumps(str(checkpoint.resolve()))}}}}}\n"
         "runtime: {command_timeout_s: 30}\n"
     )
-
-
-def _family_of(token: str) -> str:
-    """Record's family groups (``open_close``) are eval families (``open_close``) too; pass others through."""
-    return token
 
 
 def _last_checkpoint(train_dir: Path) -> Path:
