@@ -133,6 +133,18 @@ def _correct(client: HierarchyClient, statuses: Recorder, text: str) -> dict[str
     pytest.fail(f"no language event for the correction {text!r}")
 
 
+def _collect(recorder: Recorder, start: float, count: int, timeout: float = 20.0) -> list[Any]:
+    """The values ``recorder`` got since ``start`` (monotonic s), once there are ``count`` of them: a loaded machine
+    can stall the node or this process for a moment, so the checks wait for data rather than read a fixed window."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        values = [value for _, value in recorder.since(start)]
+        if len(values) >= count:
+            return values
+        time.sleep(0.02)
+    pytest.fail(f"only {len(recorder.since(start))} of {count} messages arrived within {timeout:.0f} s")
+
+
 class JointStatePublisher:
     """The test as the robot: publishes a fixed arm pose on /joint_states at 100 Hz while ``running``."""
 
@@ -198,18 +210,17 @@ def test_corrections_act_within_one_tick_and_stale_joint_states_hold(graph: Any)
     try:
         graph.wait_for(lambda: len(commands) > 20, 90, "commands from the hierarchy node")
         _ensure_running(client, statuses)
-        time.sleep(0.3)
-        moving = commands.since(time.monotonic() - 0.3)
-        assert max(np.max(np.abs(b[1] - a[1])) for a, b in itertools.pairwise(moving)) > 1e-3, "the sweep is still"
+        moving = _collect(commands, time.monotonic(), 15)
+        assert max(np.max(np.abs(b - a)) for a, b in itertools.pairwise(moving)) > 1e-3, "the sweep is still"
 
         event = _correct(client, statuses, "stop")
         assert event["tick"] - event["received_tick"] <= 1, event
         assert event["command"]["style"] == "stop"
-        time.sleep(0.3)
+        time.sleep(0.1)
         # no _ensure_running here: its "resume" would also lift the stop; a watchdog hold in between (a gap in
         # the test's own joint states) sends the held command, which is just as still
-        settled = [command for _, command in commands.since(time.monotonic() - 0.2)]
-        assert settled and all(np.array_equal(c, settled[0]) for c in settled), "commands still move after stop"
+        settled = _collect(commands, time.monotonic(), 10)
+        assert all(np.array_equal(c, settled[0]) for c in settled), "commands still move after stop"
 
         fk = mujoco_tcp_kinematics(SPEC)
         before = fk(settled[-1][:7])
@@ -249,12 +260,11 @@ def test_corrections_act_within_one_tick_and_stale_joint_states_hold(graph: Any)
             holding_at = _first_state(statuses, "holding", last)
             assert holding_at is not None
             latencies.append(holding_at - last)
-            time.sleep(0.3)
-            held = [command for _, command in commands.since(holding_at + 0.03)]
-            assert held and all(np.array_equal(c, held[0]) for c in held), "motion after the hold"
+            held = _collect(commands, holding_at + 0.03, 10)
+            assert all(np.array_equal(c, held[0]) for c in held), "motion after the hold"
             publisher.running.set()  # fresh data again: the hold is latched until an explicit resume
-            time.sleep(0.2)
-            again = [command for _, command in commands.since(time.monotonic() - 0.15)]
+            time.sleep(0.05)
+            again = _collect(commands, time.monotonic(), 5)
             assert all(np.array_equal(c, held[0]) for c in again), "the node resumed without being told"
             assert _first_state(statuses, "running", holding_at) is None
     finally:

@@ -732,34 +732,30 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def spin(nodes: Sequence[Any], *, threads: int = 4) -> None:
-    """Spin ``nodes`` until Ctrl-C or an external shutdown.
+def spin(nodes: Sequence[Any]) -> None:
+    """Spin ``nodes`` until Ctrl-C or an external shutdown, each on a single-threaded executor in its own thread.
 
-    A :class:`MujocoSimNode` gets a single-threaded executor in its own thread (MuJoCo's EGL renderer is
-    bound to the thread that first renders); the other nodes share a multi-threaded executor, so a slow
-    control tick never delays the arrival of joint states (whose arrival time feeds the watchdog).
+    One executor a node, so a slow sim step never delays the controller's tick (a :class:`MujocoSimNode` also
+    needs it: MuJoCo's EGL renderer is bound to the thread that first renders). Not rclpy's
+    MultiThreadedExecutor: with the Kilted wheels (rclpy 9.1) a node's timers there fired at a few Hz instead
+    of 50 (a timer's task is made but waits for some other entity to wake the executor), which starved the
+    control loop; a single thread per node ticks on time. Within the hierarchy node the joint-state callback
+    waits for a running tick, so its arrival stamp (the watchdog's clock) can be late by at most one tick.
     """
-    sims = [node for node in nodes if isinstance(node, MujocoSimNode)]
-    others = [node for node in nodes if not isinstance(node, MujocoSimNode)]
     executors: list[Any] = []
     workers: list[threading.Thread] = []
-    for sim in sims:
-        single = _executors.SingleThreadedExecutor()
-        single.add_node(sim)
-        executors.append(single)
-        workers.append(threading.Thread(target=_spin_sim, args=(single, sim), name=sim.get_name(), daemon=True))
-    multi = _executors.MultiThreadedExecutor(num_threads=threads)
-    for node in others:
-        multi.add_node(node)
-    executors.append(multi)
+    for node in nodes:
+        executor = _executors.SingleThreadedExecutor()
+        executor.add_node(node)
+        executors.append(executor)
+        target = _spin_sim if isinstance(node, MujocoSimNode) else _spin_quietly
+        arguments = (executor, node) if isinstance(node, MujocoSimNode) else (executor,)
+        workers.append(threading.Thread(target=target, args=arguments, name=node.get_name(), daemon=True))
     for worker in workers:
         worker.start()
     try:
-        if others:
-            _spin_quietly(multi)
-        else:
-            while rclpy.ok() and any(worker.is_alive() for worker in workers):
-                time.sleep(0.1)
+        while rclpy.ok() and any(worker.is_alive() for worker in workers):
+            time.sleep(0.1)
     except KeyboardInterrupt:
         pass
     finally:
