@@ -165,6 +165,15 @@ def test_data_benchmark_returns_finite_figures(camera_dataset: Path) -> None:
 
     figures = run_data_benchmark(camera_dataset, batch_size=2, batches=1, horizon=4, image_size=(32, 32))
     assert figures["camera"] == FRONT
-    for name in ("state_samples_per_s", "video_samples_per_s_workers_0", "video_samples_per_s_workers_2"):
-        assert 0 < float(figures[name]) < float("inf")
-    assert 0 <= float(figures["data_wait_share"]) <= 1 and float(figures["train_step_ms"]) > 0
+    for name in (
+        "state_samples_per_s",
+        "video_samples_per_s_workers_0",
+        "video_samples_per_s_workers_2",
+        "cached_samples_per_s_workers_0",
+        "frame_cache_decode_s",
+        "frame_cache_mb",
+    ):
+        assert 0 < float(figures[name]) < float("inf"), name
+    for name in ("data_wait_share", "data_wait_share_in_process", "data_wait_share_decoding"):
+        assert 0 <= float(figures[name]) <= 1, name
+    assert float(figures["train_step_ms"]) > 0

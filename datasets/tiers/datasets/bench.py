@@ -2,10 +2,19 @@
 
 Figures (all on CPU, from :func:`run_data_benchmark`):
     state_samples_per_s                 state + action windows (no cameras), 1 process
-    video_samples_per_s_workers_<N>     windows with one RGB camera, DataLoader with N worker processes
+    video_samples_per_s_workers_<N>     windows with one RGB camera decoded from the video at each read,
+                                        DataLoader with N worker processes
+    frame_cache_decode_s, frame_cache_mb
+                                        decoding every frame of that camera once into memory (the default
+                                        when the frames fit in ``frame_cache_gb``), and the memory it holds
+    cached_samples_per_s_workers_0      windows with that camera served from the decoded frames, 1 process
     train_step_ms                       forward + backward + Adam step of a small CNN/MLP policy on one batch
-    data_wait_ms_per_step               time the training loop blocks on the DataLoader per step (2 workers)
+    data_wait_ms_per_step               time the training loop blocks on the DataLoader per step (2 workers),
+                                        with the frames in memory (``tiers train``'s default)
     data_wait_share                     data wait / (data wait + train step); the goal is <= 0.15
+    data_wait_share_in_process          the same with the windows cut in the training process (0 workers)
+    data_wait_share_decoding            the same with 2 workers when every read decodes from the video
+                                        (frame_cache_gb=0)
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from torch import nn
 
 from tiers.core.features import FeatureKey
 from tiers.datasets.loading import DatasetLoadingConfig, Windows, load_training_dataset
+from tiers.datasets.memory import InMemoryWindows
 
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
 WORKERS = (0, 2)  # DataLoader worker processes compared for video windows
@@ -58,12 +68,25 @@ def run_data_benchmark(
         raise ValueError(f"{root}: no RGB camera (observation.images.*) to time; dataset keys {sorted(meta.features)}")
     state_config = DatasetLoadingConfig(root=root, n_obs_steps=n_obs_steps, horizon=horizon)
     state_windows, _ = load_training_dataset(state_config)
-    video_windows, _ = load_training_dataset(replace(state_config, cameras=[rgb[0]], image_size=image_size))
+    camera_config = replace(state_config, cameras=[rgb[0]], image_size=image_size)
+    video_windows, _ = load_training_dataset(replace(camera_config, frame_cache_gb=0))
+    start = time.perf_counter()
+    cached_windows, _ = load_training_dataset(camera_config)
+    if not isinstance(cached_windows, InMemoryWindows):
+        raise ValueError(f"{root}: the frames of {rgb[0]} do not fit in {camera_config.frame_cache_gb} GB")
     figures: dict[str, float | int | str] = {"camera": rgb[0], "batch_size": batch_size, "frames": len(state_windows)}
+    figures["frame_cache_decode_s"] = time.perf_counter() - start
+    figures["frame_cache_mb"] = sum(f.numel() * f.element_size() for f in cached_windows.frames.values()) / 1e6
     figures["state_samples_per_s"] = _samples_per_s(state_windows, batch_size, batches, workers=0)
     for workers in WORKERS:
         figures[f"video_samples_per_s_workers_{workers}"] = _samples_per_s(video_windows, batch_size, batches, workers)
-    figures.update(_data_wait(video_windows, rgb[0], batch_size, batches, workers=WORKERS[-1]))
+    figures["cached_samples_per_s_workers_0"] = _samples_per_s(cached_windows, batch_size, batches, workers=0)
+    figures.update(_data_wait(cached_windows, rgb[0], batch_size, batches, workers=WORKERS[-1]))
+    in_process = _data_wait(cached_windows, rgb[0], batch_size, batches, workers=0)
+    figures["data_wait_share_in_process"] = in_process["data_wait_share"]
+    decoding = _data_wait(video_windows, rgb[0], batch_size, batches, workers=WORKERS[-1])
+    figures["data_wait_share_decoding"] = decoding["data_wait_share"]
+    figures["data_wait_ms_per_step_decoding"] = decoding["data_wait_ms_per_step"]
     return figures
 
 

@@ -14,7 +14,7 @@ Steps before the episode start or after its end repeat the first or last frame a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 from tiers.core.config import Config
 from tiers.core.errors import ContractError
 from tiers.core.features import FeatureKey
-from tiers.datasets.memory import InMemoryWindows
+from tiers.datasets.memory import InMemoryWindows, decode_camera_frames, frame_cache_bytes
 
 STATS_NAMES = ("mean", "std", "min", "max")  # the statistics returned per feature
 PAD_SUFFIX = "_is_pad"  # lerobot's padding flag: ``<key>_is_pad`` (T,) bool
@@ -44,8 +44,13 @@ class DatasetLoadingConfig(Config):
     horizon: int = 16  # Ta: action steps per window, the first one at t
     image_size: tuple[int, int] | None = None  # (H, W) pixels to resize images to; None keeps the recorded size
     video_backend: str = "pyav"  # lerobot's decoder; torchcodec needs FFmpeg's shared libraries installed
+    # decode every camera frame once and serve windows from memory when the frames (uint8 RGB, float16 depth,
+    # at image_size) fit in this many GB; 0 always decodes from the videos at each read
+    frame_cache_gb: float = 4.0
 
     def __post_init__(self) -> None:
+        if self.frame_cache_gb < 0:
+            raise ValueError(f"frame_cache_gb must be >= 0, got {self.frame_cache_gb}")
         if self.n_obs_steps < 1:
             raise ValueError(f"n_obs_steps must be >= 1, got {self.n_obs_steps}")
         if self.horizon < 1:
@@ -111,12 +116,20 @@ class TrainingWindows(torch.utils.data.Dataset[dict[str, Any]]):
 Windows = TrainingWindows | InMemoryWindows  # what load_training_dataset returns: the same items either way
 
 
-def load_training_dataset(config: DatasetLoadingConfig) -> tuple[Windows, dict[str, dict[str, torch.Tensor]]]:
+def load_training_dataset(
+    config: DatasetLoadingConfig, *, progress: Callable[[int, int], None] | None = None
+) -> tuple[Windows, dict[str, dict[str, torch.Tensor]]]:
     """Open ``config.root`` as training windows and return them with their normalisation statistics.
 
+    Args:
+        config: where the dataset is and which windows to cut.
+        progress: called with (episodes decoded, episodes) while camera frames are decoded into memory.
+
     Returns:
-        windows: the dataset of windows (see :class:`TrainingWindows` for the entries and shapes); without
-            cameras, an :class:`~tiers.datasets.memory.InMemoryWindows` with the same items, served from memory.
+        windows: the dataset of windows (see :class:`TrainingWindows` for the entries and shapes). Served
+            from memory (:class:`~tiers.datasets.memory.InMemoryWindows`, the same items) when there is no
+            camera, or the cameras are videos whose decoded frames fit in ``config.frame_cache_gb``;
+            otherwise read and decoded at each access.
         stats: tiers key -> {"mean", "std", "min", "max"} float32 tensors, per feature component
             ((S,) for the state, (A,) for the action, (C, 1, 1) for images), for the state, the action,
             the loaded cameras and every other feature the map renames.
@@ -135,12 +148,22 @@ def load_training_dataset(config: DatasetLoadingConfig) -> tuple[Windows, dict[s
     source = {tiers: dataset for dataset, tiers in rename.items()}
     loaded = [FeatureKey.STATE.value, FeatureKey.ACTION.value, *config.cameras]
     loaded += [tiers for tiers in config.feature_map.values() if tiers not in loaded]
-    if not config.cameras:  # no video to decode: serve windows from the table in memory (same items, ~50x faster)
-        from tiers.datasets.memory import InMemoryWindows
-
-        plain = LeRobotDataset(config.resolved_repo_id, root=root, video_backend=config.video_backend)
+    cameras = [source[camera] for camera in config.cameras]
+    cache_bytes = frame_cache_bytes(
+        meta.total_frames, _frame_shapes(meta, cameras, config.image_size), set(meta.depth_keys)
+    )
+    # cameras stored as images in the table (not videos) are read per row by lerobot, never cached
+    cacheable = all(key in meta.video_keys for key in cameras) and cache_bytes <= config.frame_cache_gb * 1e9
+    if not cameras or cacheable:
+        # the table (and the decoded frames) in memory: the same items, tens of times faster
+        plain = LeRobotDataset(
+            config.resolved_repo_id, root=root, video_backend=config.video_backend, depth_output_unit="m"
+        )
         stats = select_stats(plain.meta.stats, {key: source[key] for key in loaded}, root=root)
-        return InMemoryWindows(plain, config, rename), stats
+        rgb, depth = _resizers(config.image_size)
+        resize = {key: depth if key in meta.depth_keys else rgb for key in cameras}
+        frames = decode_camera_frames(plain, cameras, resize, progress=progress) if cameras else {}
+        return InMemoryWindows(plain, config, rename, frames), stats
     dataset = LeRobotDataset(
         config.resolved_repo_id,
         root=root,
@@ -148,7 +171,7 @@ def load_training_dataset(config: DatasetLoadingConfig) -> tuple[Windows, dict[s
         video_backend=config.video_backend,
         depth_output_unit="m",
     )
-    _skip_unloaded_videos(dataset, keep={source[camera] for camera in config.cameras})
+    _skip_unloaded_videos(dataset, keep=set(cameras))
     stats = select_stats(dataset.meta.stats, {key: source[key] for key in loaded}, root=root)
     return TrainingWindows(dataset, config, rename), stats
 
@@ -218,6 +241,19 @@ def _require_keys(config: DatasetLoadingConfig, rename: Mapping[str, str], root:
             f"{root}: tiers keys {absent} are not in the dataset after feature_map; "
             f"renamed dataset keys are {sorted(rename.values())} (map dataset keys to them in feature_map)"
         )
+
+
+def _frame_shapes(meta: Any, cameras: list[str], image_size: tuple[int, int] | None) -> dict[str, tuple[int, int, int]]:
+    """(C, H, W) of each camera's frames after resizing to ``image_size`` (the recorded size when None)."""
+    shapes = {}
+    for key in cameras:
+        names = meta.features[key].get("names") or []
+        shape = tuple(meta.features[key]["shape"])  # lerobot writes video shapes as (H, W, C)
+        height, width, channels = shape if names[:1] != ["channels"] else (shape[1], shape[2], shape[0])
+        if image_size is not None:
+            height, width = image_size
+        shapes[key] = (int(channels), int(height), int(width))
+    return shapes
 
 
 def _skip_unloaded_videos(dataset: Any, keep: set[str]) -> None:

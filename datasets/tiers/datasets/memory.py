@@ -1,16 +1,19 @@
-"""Training windows served from memory, for datasets read without cameras (proprioception and language).
+"""Training windows served from memory: the table always, the camera frames when they fit.
 
-lerobot answers every item by querying its parquet-backed table for each delta timestamp: about 50 ms per
-window on a busy 2-core machine, which starves a small state-based policy (a 64-window batch takes seconds,
-the network step milliseconds). Without cameras the whole table is a few MB, so :class:`InMemoryWindows`
-reads it once and cuts windows by indexing, giving the same items as
-:class:`~tiers.datasets.loading.TrainingWindows` (same keys, dtypes, padding rule and flags) at
-microseconds each. :func:`~tiers.datasets.loading.load_training_dataset` uses it whenever no camera is loaded.
+lerobot answers every item by querying its parquet-backed table for each delta timestamp (about 50 ms per
+window on a busy 2-core machine) and, with cameras, by seeking into the videos and decoding a group of
+pictures for every frame of the window. A training step of a small policy is milliseconds, so it waits
+for data most of the time. :class:`InMemoryWindows` reads the table once and cuts windows by indexing,
+giving the same items as :class:`~tiers.datasets.loading.TrainingWindows` (same keys, dtypes, padding rule
+and flags) at microseconds each. Camera frames are decoded once, episode by episode in one forward pass
+each (:func:`decode_camera_frames`), resized to the policy's image size and kept as uint8 RGB / float16
+depth (robomimic's "cache everything" mode); :func:`~tiers.datasets.loading.load_training_dataset` does
+this when the frames fit in ``frame_cache_gb`` and otherwise decodes from the videos at every read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,16 +25,21 @@ PAD_SUFFIX = "_is_pad"
 
 
 class InMemoryWindows(torch.utils.data.Dataset[dict[str, Any]]):
-    """Windows of a camera-free LeRobotDataset, from its table loaded once (see the module docstring).
+    """Windows of a LeRobotDataset from its table loaded once and decoded frames (see the module docstring).
 
     Attributes (as :class:`~tiers.datasets.loading.TrainingWindows`): ``dataset`` (lerobot's dataset, opened
     without delta timestamps), ``config`` (the loading config), ``rename`` (dataset key -> tiers key).
+    ``frames``: dataset camera key -> (N, C, H, W) frames of every row, uint8 RGB or float16 depth in metres
+    (from :func:`decode_camera_frames`); served as (To, C, H, W) float32 windows, RGB scaled to [0, 1].
     """
 
-    def __init__(self, dataset: Any, config: Any, rename: Mapping[str, str]) -> None:
+    def __init__(
+        self, dataset: Any, config: Any, rename: Mapping[str, str], frames: Mapping[str, torch.Tensor] | None = None
+    ) -> None:
         self.dataset = dataset
         self.config = config
         self.rename = dict(rename)
+        self.frames = dict(frames or {})
         table = dataset.hf_dataset.with_format("numpy")[:]
         self._columns: dict[str, Any] = {}
         for key, values in table.items():
@@ -83,5 +91,53 @@ class InMemoryWindows(torch.utils.data.Dataset[dict[str, Any]]):
                 item[name] = column[row]
             else:
                 item[name] = str(column[row])
+        rows = row + self._history_offsets
+        for key, frames in self.frames.items():
+            name = self.rename.get(key, key)
+            window = frames[rows.clamp(min=first)].float()  # (To, C, H, W)
+            item[name] = window / 255.0 if frames.dtype == torch.uint8 else window
+            item[name + PAD_SUFFIX] = rows < first
         item["task"] = self._task_text[int(self._columns["task_index"][row])]
         return item
+
+
+def frame_cache_bytes(num_frames: int, shapes: Mapping[str, tuple[int, int, int]], depth: set[str]) -> int:
+    """Bytes :func:`decode_camera_frames` holds: ``num_frames`` × (C·H·W) per camera, 1 byte RGB, 2 bytes depth."""
+    return sum(num_frames * c * h * w * (2 if key in depth else 1) for key, (c, h, w) in shapes.items())
+
+
+def decode_camera_frames(
+    dataset: Any,
+    keys: list[str],
+    resize: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every frame of the cameras ``keys`` of ``dataset`` (lerobot's, opened without delta timestamps).
+
+    Each episode's frames are decoded with lerobot's own reader (its timestamp tolerance and depth
+    dequantisation) in one forward pass per camera, resized with ``resize[key]`` ((T, C, H, W) -> resized),
+    and stored as uint8 RGB or float16 depth in metres.
+
+    Returns:
+        dataset key -> (N, C, H, W) tensor, row ``i`` the frame of table row ``i``.
+    """
+    reader = dataset.reader
+    depth = set(dataset.meta.depth_keys)
+    timestamps = dataset.hf_dataset.with_format("numpy")["timestamp"]
+    out: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
+    episodes = dataset.meta.episodes
+    for number, episode in enumerate(episodes):
+        first, end = int(episode["dataset_from_index"]), int(episode["dataset_to_index"])
+        query = [float(t) for t in timestamps[first:end]]
+        decoded = reader._query_videos({key: query for key in keys}, int(episode["episode_index"]))
+        for key in keys:
+            frames = decoded[key].reshape(len(query), *decoded[key].shape[-3:])  # one-frame episodes lose T
+            frames = resize[key](frames)
+            if key in depth:
+                out[key].append(frames.to(torch.float16))
+            else:
+                out[key].append((frames * 255.0).round_().clamp_(0, 255).to(torch.uint8))
+        if progress is not None:
+            progress(number + 1, len(episodes))
+    return {key: torch.cat(parts) for key, parts in out.items()}

@@ -118,6 +118,9 @@ class LowPolicyTrainConfig(Config):
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: KitchenEvalConfig = field(default_factory=KitchenEvalConfig)  # checkpoints evaluated in the kitchen
     video_backend: str = "pyav"  # lerobot's video decoder for camera datasets ("pyav" | "torchcodec")
+    # camera frames decoded once into memory when they fit in this many GB (uint8 at the policy's image size);
+    # 0 decodes from the videos at every read (DataLoader workers then do the decoding)
+    frame_cache_gb: float = 4.0
 
 
 @dataclass
@@ -326,6 +329,7 @@ def train_low_policy(
         horizon=policy_config.horizon,
         image_size=conditioning.image_size,
         video_backend=config.video_backend,
+        frame_cache_gb=config.frame_cache_gb,
     )
     features = PolicyFeatures.from_dataset(
         dataset,
@@ -334,7 +338,8 @@ def train_low_policy(
         language_key=conditioning.language_key,
     )
     features.check_dataset(dataset)
-    windows, stats = load_training_dataset(loading)
+    with _DecodeBar(progress and launched_main_process()) as bar:
+        windows, stats = load_training_dataset(loading, progress=bar.update)
     data: torch.utils.data.Dataset[Any] = windows
     if conditioning.goal or conditioning.path_waypoints:
         data = HindsightConditions(windows, goal=conditioning.goal, path_waypoints=conditioning.path_waypoints)
@@ -605,6 +610,35 @@ class _Bar:
 
     def close(self) -> None:
         self._progress.stop()
+
+
+class _DecodeBar:
+    """A rich progress bar for decoding camera frames into memory; shown from the first episode decoded."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _DecodeBar:
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if self._progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("decode frames (episodes)"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+            )
+            self._task = self._progress.add_task("decode", total=total)
+            self._progress.start()
+        self._progress.update(self._task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
 
 
 def _progress(enabled: bool, *, total: int, completed: int) -> _Bar | None:
