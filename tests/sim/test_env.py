@@ -71,6 +71,26 @@ def test_reset_reports_the_task_and_does_not_start_solved(env: KitchenEnv) -> No
         assert state.objects[name].color == colour
 
 
+def test_a_layout_with_no_counter_room_for_a_spatial_placement_is_resampled(env: KitchenEnv) -> None:
+    """Seed 0's first unsolved layout of this task leaves no free spot left of the apple big enough for the
+    plate (attempts 0 and 1 start solved, attempt 2 has no room): reset goes on to attempt 3."""
+    from tiers.sim.kitchen.expert import spatial_room
+
+    task = get_task("spatial/plate-left_of-apple/0")
+    states = []
+    for attempt in range(3):
+        env.backend.reset(layout_for_task(task, 0, attempt=attempt), render=False)
+        states.append(env.backend.scene_state())
+    assert [bool(task.check(state, state)) for state in states] == [True, True, False]
+    assert spatial_room(task.plan, states[2]) == "no free counter spot to the left of the apple for the plate"
+    env.reset(seed=0, options={"task": task})
+    assert spatial_room(task.plan, env.initial_state) is None and not task.check(env.initial_state, env.initial_state)
+    first = env.initial_state.objects["plate"].position
+    assert not np.allclose(first[:2], states[2].objects["plate"].position[:2])
+    env.reset(seed=0, options={"task": task})  # the resampling is deterministic
+    np.testing.assert_array_equal(env.initial_state.objects["plate"].position, first)
+
+
 def test_nan_actions_are_rejected_and_out_of_range_clipped(env: KitchenEnv) -> None:
     observation, _ = env.reset(seed=0)
     hold = _hold(env, observation)

@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lowlevel.add_argument("--success", action="store_true", help="train each policy on --dataset and run the kitchen")
     lowlevel.add_argument("--seeds", type=int, default=3, help="--success: training seeds per policy")
     lowlevel.add_argument("--episodes", type=int, default=5, help="--success: episodes per task and seed")
-    lowlevel.add_argument("--batch-size", type=int, default=32, help="--success: windows per training step")
+    lowlevel.add_argument(
+        "--batch-size", type=int, default=None, help="windows per batch (lowlevel --success: 32, data: 8)"
+    )
     lowlevel.add_argument("--max-steps", type=int, default=None, help="--success: per-episode control-step limit")
     steering = parser.add_argument_group("steering")
     steering.add_argument("--frames", type=int, default=20, help="640x480 scenes timed for path planning")
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "data":
         from tiers.datasets.bench import run_data_benchmark
 
-        figures = run_data_benchmark(args.dataset)
+        figures = run_data_benchmark(args.dataset, batch_size=args.batch_size or 8)
     elif args.target == "planner":
         from tiers.policies.high.bench import run_planner_benchmark
 
@@ -117,7 +119,7 @@ def _run_lowlevel(args: argparse.Namespace) -> int:
         success = bench.SuccessBenchConfig(
             dataset=args.dataset,
             steps=args.steps,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or 32,
             seeds=args.seeds,
             episodes=args.episodes,
             preset=args.preset,

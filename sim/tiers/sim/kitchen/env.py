@@ -1,7 +1,9 @@
 """KitchenEnv: one benchmark task as a Gymnasium environment (``tiers.sim.make``).
 
 An episode: ``reset(seed=s)`` picks the task (the one given, or one of several drawn with ``s``), samples
-a layout that meets the task's initial requirements from ``s``, and returns the core ``Observation``;
+a layout that meets the task's initial requirements from ``s`` (resampled, deterministically, while it
+already satisfies the task or leaves no counter room for one of its spatial placements: see
+:func:`~tiers.sim.kitchen.expert.spatial_room`), and returns the core ``Observation``;
 ``step(action)`` applies one action for one control period. The episode terminates on success (reward 1)
 and is truncated after ``max_steps``. Same seed and actions -> same trajectory.
 
@@ -45,7 +47,7 @@ from tiers.sim.scene_state import SceneState
 MAX_EE_TRANSLATION = 0.05  # m per step (1 m/s at 20 Hz): bound of the ee_delta translation
 MAX_EE_ROTATION = 0.25  # rad per step: bound of each ee_delta rotation-vector component
 STEPS_PER_SUBTASK = 300  # control steps (15 s at 20 Hz) granted per gold-plan subtask before truncation
-LAYOUT_ATTEMPTS = 20  # resamples of a layout that already satisfies the task before giving up
+LAYOUT_ATTEMPTS = 20  # resamples of a layout that already satisfies the task or has no room for it
 
 
 def layout_for_task(task: Task, seed: int, *, attempt: int = 0) -> KitchenLayout:
@@ -139,13 +141,24 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
             self.task = options["task"] if isinstance(options["task"], Task) else get_task(str(options["task"]))
         else:
             self.task = self._tasks[int(self.np_random.integers(len(self._tasks)))]
+        from tiers.sim.kitchen.expert import spatial_room
+
+        refusals: list[str] = []
         for attempt in range(LAYOUT_ATTEMPTS):
             observation = self.backend.reset(layout_for_task(self.task, episode_seed, attempt=attempt), render=False)
             self._initial = self._state = self.backend.scene_state()
-            if not self.task.check(self._initial, self._initial):
+            # a layout must pose the task: not solved already, and with counter room for its spatial placements
+            if self.task.check(self._initial, self._initial):
+                refusals.append("already satisfied")
+            elif (no_room := spatial_room(self.task.plan, self._initial)) is not None:
+                refusals.append(no_room)
+            else:
                 break
         else:
-            raise ContractError(f"task {self.task.id!r}: every layout of seed {episode_seed} already satisfies it")
+            raise ContractError(
+                f"task {self.task.id!r}: no layout of seed {episode_seed} poses it in {LAYOUT_ATTEMPTS} attempts "
+                f"({'; '.join(sorted(set(refusals)))})"
+            )
         if self._render_images:
             observation = self.backend.observe(render=True)
         observation = replace(observation, instruction=self.task.instruction)

@@ -56,7 +56,7 @@ from tiers.sim.kitchen.motions import (
 )
 from tiers.sim.kitchen.predicates import Placed
 from tiers.sim.kitchen.subtasks import Action, Subtask
-from tiers.sim.kitchen.vocabulary import PUSH_VECTORS, RELATION_VECTORS, FixtureName, Relation
+from tiers.sim.kitchen.vocabulary import PUSH_VECTORS, RELATION_TEXT, RELATION_VECTORS, FixtureName, Relation
 from tiers.sim.scene_state import Box, ObjectState, SceneState
 
 if TYPE_CHECKING:
@@ -1106,6 +1106,33 @@ JOINT_MARGIN = 0.15  # rad, joints closer than this to a limit make a swing cost
 
 BASKET_SIDE_OFFSET = 0.03  # m, off the basket's handle line (its x axis) where objects are lowered
 BASKET_FLOOR = 0.008  # m, basket floor above its bottom
+
+
+def spatial_room(plan: Sequence[Subtask], state: SceneState) -> str | None:
+    """Why layout ``state`` leaves no room for a spatial placement of ``plan``; None when each has some.
+
+    The most permissive form of the expert's own search (:func:`spatial_spot` relaxed, either footprint
+    orientation, no hand-clearance gap) on the initial layout: where it finds nothing, the counter has no
+    free spot of the object's size in the relation's cone, so no robot could succeed without clearing the
+    counter first. :class:`~tiers.sim.kitchen.env.KitchenEnv` resamples such layouts.
+    """
+    for subtask in plan:
+        relation, anchor = subtask.relation, subtask.target
+        if subtask.action is not Action.PLACE or anchor is None or anchor not in state.objects:
+            continue
+        if relation not in RELATION_VECTORS and relation is not Relation.NEXT_TO:
+            continue
+        obj, ref = state.objects[subtask.object], state.objects[anchor]
+        directions = [RELATION_VECTORS[relation]] if relation in RELATION_VECTORS else list(RELATION_VECTORS.values())
+        others = [o.bounds for n, o in state.objects.items() if n not in (subtask.object, anchor)]
+        half = obj.bounds.size[:2] / 2
+        if all(
+            spatial_spot(ref.bounds, footprint, direction, others, state, relaxed=True) is None
+            for direction in directions
+            for footprint in (half, half[::-1])
+        ):
+            return f"no free counter spot {RELATION_TEXT[relation]} the {anchor} for the {subtask.object}"
+    return None
 
 
 def spatial_spot(
