@@ -138,6 +138,15 @@ def test_goal_path_and_language_conditions_train_from_hindsight_with_cfg(
     last = windows.dataset.meta.episodes[0]["dataset_to_index"] - 1
     assert torch.allclose(item[GOAL_STATE_KEY], torch.as_tensor(windows.dataset.hf_dataset[last][STATE]))
     assert item[EE_PATH_KEY].shape == (4, 8) and (item[EE_PATH_KEY][:, 3] >= 0).all()
+    # the path's gripper values are the commanded openings (the action's last component), as a planned path's
+    # are, not the measured ones (the state's last component): checked where the fingers are closing on the handle
+    table = windows.dataset.hf_dataset.with_format("numpy")[: int(last) + 1]
+    commanded, measured = np.stack(table[ACTION])[:, -1], np.stack(table[STATE])[:, -1]
+    start = int(np.flatnonzero(np.abs(commanded - measured) > 0.005)[0])
+    frames = start + np.round(np.linspace(0, int(windows.config.horizon) - 1, 4)).astype(int)
+    path = data[start][EE_PATH_KEY]
+    assert torch.allclose(path[:, 7], torch.as_tensor(commanded[frames], dtype=torch.float32))
+    assert not torch.allclose(path[:, 7], torch.as_tensor(measured[frames], dtype=torch.float32))
     policy = make_tiny_policy(
         conditioning={"goal": True, "path_waypoints": 4, "language_key": "subtask"},
         cfg_scale=2.0,

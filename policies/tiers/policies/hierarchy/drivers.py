@@ -7,8 +7,12 @@ text and, for path-conditioned policies, on the part of the mid tier's path that
 (the end-effector poses of the next Ta frames of a demonstration, see
 :class:`tiers.policies.low.conditioning.HindsightConditions`).
 
-A command is done when its path has been followed (the path's duration plus a short settle), or, for a
-policy without a path, when its time budget is spent — both work on a real robot, with no privileged state.
+A path-conditioned command is done once the path's time is over (plus a short settle) and the tool has
+reached the path's end: within PATH_END_TOLERANCE_M of its last position and, when the path ends with the
+gripper open, opened to that width. A learned policy lags a planned path now and then; it gets up to
+PATH_GIVE_UP_S beyond the path's end to catch up before the command counts as done anyway. A policy
+without a path is done when its time budget is spent. All of it works on a real robot: only the robot's own
+measured tool pose and gripper, no privileged state.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from tiers.core.observation import Observation
 from tiers.core.protocols import MidLevelPlan
 
 PATH_SETTLE_S = 1.0  # s a path-following command keeps running after the path's end (the arm catches up)
+PATH_GIVE_UP_S = 4.0  # s after the path's end when a command that has not reached the end counts as done anyway
+PATH_END_TOLERANCE_M = 0.02  # m between the measured tool and the path's last position that counts as arrived
+GRIPPER_OPEN_TOLERANCE_M = 0.01  # m short of the path's final opening that counts as opened
 MIN_SAMPLER_STEPS = 1  # degradation stops here
 
 
@@ -114,9 +121,22 @@ class PolicyDriver:
         if self._idle:
             return True
         elapsed = float(observation.timestamp) - self._started
-        if self._path is not None:
-            return elapsed >= self._path.duration + PATH_SETTLE_S
-        return elapsed >= self.command_budget_s
+        if self._path is None:
+            return elapsed >= self.command_budget_s
+        over = elapsed - self._path.duration
+        if over < PATH_SETTLE_S:
+            return False
+        return over >= PATH_GIVE_UP_S or self._reached_end(observation)
+
+    def _reached_end(self, observation: Observation) -> bool:
+        """Whether the measured tool is at the path's last position and, if it ends open, the gripper is open."""
+        assert self._path is not None
+        end = self._path.waypoints[-1, :3]
+        if float(np.linalg.norm(observation.ee_pose[:3] - end)) > PATH_END_TOLERANCE_M:
+            return False
+        opening = float(self._path.gripper[-1])
+        opens = opening > float(self._path.gripper.min())  # a path that ends wider than it ever was: a release
+        return not opens or observation.gripper_opening >= opening - GRIPPER_OPEN_TOLERANCE_M
 
     def drop_queued_actions(self) -> None:
         self.policy.drop_queued_actions()

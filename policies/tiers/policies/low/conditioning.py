@@ -296,7 +296,7 @@ def hindsight_path(
 
     Args:
         ee_poses: (T, 7) the end-effector poses of the coming frames (xyz m, wxyz), base frame.
-        gripper: (T,) gripper openings (m) at those frames.
+        gripper: (T,) commanded gripper openings (m) at those frames.
         waypoints: K.
 
     Returns:
@@ -323,8 +323,11 @@ class HindsightConditions(torch.utils.data.Dataset[dict[str, Any]]):
 
     ``goal.state`` (S,) is the state at the episode's last frame, where the demonstration ended up;
     ``ee_path`` (K, 8) is the end-effector path the demonstration actually took over the window's action
-    horizon (frames t .. t+Ta-1, clamped to the episode), from ``observation.ee_pose`` and the gripper
-    opening (the state's last component). Both read the dataset's parquet columns, never its videos.
+    horizon (frames t .. t+Ta-1, clamped to the episode), from ``observation.ee_pose`` and the commanded
+    gripper opening (the action's last component). Commanded, not measured: a planned path's gripper values
+    are targets too (0 m to squeeze what is held, the release opening to let go), while the measured opening
+    of a hand holding a cup only moves between the cup's width and a centimetre more, so a policy trained on
+    it never learns the mid tier's "open now". Both read the dataset's parquet columns, never its videos.
 
     Args:
         windows: :class:`tiers.datasets.loading.TrainingWindows` of a dataset with tiers keys.
@@ -343,6 +346,8 @@ class HindsightConditions(torch.utils.data.Dataset[dict[str, Any]]):
         source = {tiers: dataset for dataset, tiers in windows.rename.items()}
         table = windows.dataset.hf_dataset
         self._state = np.stack([np.asarray(row) for row in table[source[FeatureKey.STATE.value]]]).astype(np.float32)
+        actions = np.stack([np.asarray(row) for row in table[source[FeatureKey.ACTION.value]]])
+        self._gripper_target = actions[:, -1].astype(np.float32)  # (N,) m, the commanded opening
         self._ee_pose: NDArray[np.float32] | None = None
         if path_waypoints:
             key = source.get(FeatureKey.EE_POSE.value)
@@ -367,6 +372,6 @@ class HindsightConditions(torch.utils.data.Dataset[dict[str, Any]]):
             item[GOAL_STATE_KEY] = torch.from_numpy(self._state[self._rows[last]])
         if self._ee_pose is not None:
             frames = [self._rows[min(frame + step, last)] for step in range(self.horizon)]
-            path = hindsight_path(self._ee_pose[frames], self._state[frames, -1], self.path_waypoints)
+            path = hindsight_path(self._ee_pose[frames], self._gripper_target[frames], self.path_waypoints)
             item[EE_PATH_KEY] = torch.from_numpy(path)
         return item
