@@ -73,6 +73,14 @@ def test_cameras_follow_the_spec_and_see_the_counter(backend: SimBackend) -> Non
         assert 0 <= u < spec_camera.width and 0 <= v < spec_camera.height, (fixed, u, v)
 
 
+def test_a_single_camera_frame_for_videos_matches_the_observation(backend: SimBackend) -> None:
+    observation = backend.reset(LAYOUT, render=True)
+    for camera in ("front", "wrist"):
+        np.testing.assert_array_equal(backend.render_rgb(camera), observation.images[camera])
+    with pytest.raises(KeyError, match=r"no camera 'side'.*front"):
+        backend.render_rgb("side")
+
+
 def test_action_rule(backend: SimBackend) -> None:
     spec = backend.embodiment
     backend.reset(LAYOUT, render=False)

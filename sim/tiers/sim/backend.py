@@ -65,6 +65,14 @@ class SimBackend(Protocol):
         """Current observation; with ``render=False`` no images (proprioception and camera models only)."""
         ...
 
+    def render_rgb(self, camera: str) -> NDArray[np.uint8]:
+        """(H, W, 3) RGB image of one camera at the current state, for videos (cheaper than ``observe``).
+
+        Raises:
+            KeyError: ``camera`` is not one of the robot's cameras (the message lists them).
+        """
+        ...
+
     def scene_state(self) -> SceneState:
         """Privileged state of the scene (present objects, fixtures, regions, grasp)."""
         ...

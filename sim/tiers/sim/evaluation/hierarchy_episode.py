@@ -79,10 +79,10 @@ def run_hierarchy_episode(
     if corrector is not None:  # give the person time to object when the hierarchy stops short
         settle_steps += round(corrector.settings.grace_s * env.embodiment.control_rate_hz) + 1
     while steps < limit:
-        if video_path is not None:
-            frames.append(_with_images(env, observation).images["front"])
-        elif runtime.needs_images(observation):
+        if runtime.needs_images(observation):
             observation = _with_images(env, observation)
+        if video_path is not None:  # the front camera alone, unless this tick rendered every camera anyway
+            frames.append(observation.images["front"] if observation.images else env.backend.render_rgb("front"))
         step = runtime.step(observation)
         if on_tick is not None:
             on_tick(observation, step, said)

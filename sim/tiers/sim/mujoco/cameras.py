@@ -109,6 +109,16 @@ class CameraRig:
                 segmentation[spec.name] = self._geom_object[geom_ids].astype(np.int32)
         return images, depths, segmentation
 
+    def render_rgb(self, data: mujoco.MjData, name: str) -> NDArray[np.uint8]:
+        """(H, W, 3) uint8 RGB of camera ``name`` only (no depth, no segmentation): a video frame."""
+        spec = next((spec for spec in self._specs if spec.name == name), None)
+        if spec is None:
+            raise KeyError(f"no camera {name!r}; the robot's cameras are {self.names}")
+        renderer = self._renderer(spec)
+        renderer.update_scene(data, camera=self._ids[name])
+        image: NDArray[np.uint8] = renderer.render()
+        return image
+
     def _renderer(self, spec: CameraSpec) -> mujoco.Renderer:
         key = (spec.height, spec.width)
         if key not in self._renderers:

@@ -229,6 +229,10 @@ class MujocoKitchen:
             object_names=object_names,
         )
 
+    def render_rgb(self, camera: str) -> NDArray[np.uint8]:
+        self._check_reset()
+        return self._rig.render_rgb(self._data, camera)
+
     def scene_state(self) -> SceneState:
         """Privileged state. Object ``position``/``quaternion``: the object's base frame (centre of the face it
         stands on, z = 0 on the counter); ``bounds``: tight AABB of its geoms; regions: AABBs of the region
