@@ -51,7 +51,7 @@ class DemoConfig(Config):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-QUICK = DemoConfig(episodes=1, eval_tasks=3, planner_tasks=20, videos=1)
+QUICK = DemoConfig(episodes=1, eval_tasks=6, planner_tasks=20, videos=1)
 
 
 @dataclass
