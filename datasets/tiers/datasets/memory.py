@@ -116,8 +116,9 @@ def decode_camera_frames(
     """Every frame of the cameras ``keys`` of ``dataset`` (lerobot's, opened without delta timestamps).
 
     Each episode's frames are decoded with lerobot's own reader (its timestamp tolerance and depth
-    dequantisation) in one forward pass per camera, resized with ``resize[key]`` ((T, C, H, W) -> resized),
-    and stored as uint8 RGB or float16 depth in metres.
+    dequantisation; ``DatasetReader._query_videos``, private in lerobot 0.6, hence the pin in pyproject.toml
+    and the equality test against decoding at each read) in one forward pass per camera, resized with
+    ``resize[key]`` ((T, C, H, W) -> resized), and stored as uint8 RGB or float16 depth in metres.
 
     Returns:
         dataset key -> (N, C, H, W) tensor, row ``i`` the frame of table row ``i``.
