@@ -76,13 +76,14 @@ class InMemoryWindows(torch.utils.data.Dataset[dict[str, Any]]):
         first, last = int(self._first[row]), int(self._last[row])
         state_key = self._source[FeatureKey.STATE.value]
         action_key = self._source[FeatureKey.ACTION.value]
+        history = row + self._history_offsets  # (To,) rows of the observation window, state and cameras alike
+        past, history_pad = history.clamp(min=first), history < first
         item: dict[str, Any] = {}
         for key, column in self._columns.items():
             name = self.rename.get(key, key)
             if key == state_key:
-                rows = row + self._history_offsets
-                item[name] = column[rows.clamp(min=first)]
-                item[name + PAD_SUFFIX] = rows < first
+                item[name] = column[past]
+                item[name + PAD_SUFFIX] = history_pad
             elif key == action_key:
                 rows = row + self._future_offsets
                 item[name] = column[rows.clamp(max=last)]
@@ -91,12 +92,11 @@ class InMemoryWindows(torch.utils.data.Dataset[dict[str, Any]]):
                 item[name] = column[row]
             else:
                 item[name] = str(column[row])
-        rows = row + self._history_offsets
         for key, frames in self.frames.items():
             name = self.rename.get(key, key)
-            window = frames[rows.clamp(min=first)].float()  # (To, C, H, W)
+            window = frames[past].float()  # (To, C, H, W)
             item[name] = window / 255.0 if frames.dtype == torch.uint8 else window
-            item[name + PAD_SUFFIX] = rows < first
+            item[name + PAD_SUFFIX] = history_pad
         item["task"] = self._task_text[int(self._columns["task_index"][row])]
         return item
 
