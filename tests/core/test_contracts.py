@@ -47,6 +47,14 @@ def test_observation_state_is_joints_then_gripper() -> None:
     np.testing.assert_allclose(observation.state, [0, 1, 2, 3, 4, 5, 6, 0.08])
 
 
+def test_with_instruction_shares_the_arrays_and_leaves_the_original() -> None:
+    observation = _observation(joint_positions=np.arange(7.0))
+    told = observation.with_instruction("open the drawer")
+    assert told.instruction == "open the drawer" and observation.instruction == ""
+    assert told.joint_positions is observation.joint_positions  # no copy, no second validation
+    assert told.timestamp == observation.timestamp
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

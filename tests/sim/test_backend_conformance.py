@@ -2,7 +2,8 @@
 
 Same layout -> same initial state; observation keys, shapes, dtypes and frames from the EmbodimentSpec;
 camera intrinsics; the action rule (clip out-of-range, reject non-finite); privileged state that the
-success predicates read. A new backend (Isaac Sim) passes this file before it is listed in BACKENDS.
+success predicates read. A new backend passes this file before it is listed in BACKENDS; Isaac Sim's
+parameters are skipped, with the reason, on machines without isaacsim and an RTX GPU.
 """
 
 from __future__ import annotations
@@ -13,13 +14,30 @@ import pytest
 from tiers.core import CameraModel, ContractError
 from tiers.sim.backend import SimBackend
 from tiers.sim.backends import BACKENDS, make_backend
+from tiers.sim.isaac.preflight import check_isaac_requirements
 from tiers.sim.kitchen.layout import ARTICULATIONS, sample_layout
 from tiers.sim.kitchen.predicates import is_closed, is_open
 
 LAYOUT = sample_layout(3, objects=["apple", "bowl", "cup"], n_distractors=1)
 
 
-@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def _backend_params() -> list[object]:
+    """Every registered backend; Isaac Sim's carries the ``isaacsim`` marker and, where it cannot start,
+    a skip whose reason is the preflight's list of what is missing (run on an RTX machine: -m isaacsim)."""
+    params: list[object] = []
+    for name in sorted(BACKENDS):
+        if name != "isaacsim":
+            params.append(name)
+            continue
+        missing = check_isaac_requirements()
+        reason = "the Isaac Sim backend cannot start here: " + "; ".join(missing)
+        params.append(
+            pytest.param(name, marks=[pytest.mark.isaacsim, pytest.mark.skipif(bool(missing), reason=reason)])
+        )
+    return params
+
+
+@pytest.fixture(scope="module", params=_backend_params())
 def backend(request: pytest.FixtureRequest) -> SimBackend:
     simulator = make_backend(request.param)
     yield simulator

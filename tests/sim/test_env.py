@@ -91,6 +91,17 @@ def test_a_layout_with_no_counter_room_for_a_spatial_placement_is_resampled(env:
     np.testing.assert_array_equal(env.initial_state.objects["plate"].position, first)
 
 
+def test_reset_starts_from_a_given_layout_and_refuses_one_that_does_not_pose_the_task(env: KitchenEnv) -> None:
+    layout = layout_for_task(COLOURED, seed=7, attempt=3)
+    env.reset(seed=0, options={"task": COLOURED, "layout": layout})
+    for name, placement in layout.objects.items():  # the given scene, not the one seed 0 samples
+        np.testing.assert_allclose(env.initial_state.objects[name].position[:2], placement.position[:2], atol=0.01)
+    task = get_task("spatial/plate-left_of-apple/0")
+    solved = layout_for_task(task, 0, attempt=0)  # starts solved (see the resampling test below)
+    with pytest.raises(ContractError, match=r"the given layout does not pose it \(already satisfied\)"):
+        env.reset(seed=0, options={"task": task, "layout": solved})
+
+
 def test_nan_actions_are_rejected_and_out_of_range_clipped(env: KitchenEnv) -> None:
     observation, _ = env.reset(seed=0)
     hold = _hold(env, observation)

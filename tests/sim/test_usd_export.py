@@ -91,7 +91,9 @@ def test_every_joint_has_its_counterpart(exported: tuple[Usd.Stage, MujocoKitche
         child = model.jnt_bodyid[joint]
         parent = model.body_parentid[child]
         assert usd_joint.GetBody1Rel().GetTargets() == [f"/World/{model.body(child).name}"]
-        # the joint frame seen from both bodies is one frame: at the MuJoCo anchor, X along the MuJoCo axis
+        # both frames sit at the MuJoCo anchor with X along the MuJoCo axis; the child's is body 0's moved by
+        # the joint value (so the stage reads MuJoCo's value): undo that motion, and they are one frame
+        value = data.qpos[model.jnt_qposadr[joint]]
         frames = []
         for body, position_attr, rotation_attr in (
             (parent, usd_joint.GetLocalPos0Attr(), usd_joint.GetLocalRot0Attr()),
@@ -100,10 +102,17 @@ def test_every_joint_has_its_counterpart(exported: tuple[Usd.Stage, MujocoKitche
             body_position, body_rotation = (data.xpos[body], data.xmat[body].reshape(3, 3))
             anchor = body_position + body_rotation @ np.array(position_attr.Get())
             frames.append((anchor, body_rotation @ _rotation(rotation_attr.Get())))
-        for anchor, rotation in frames:
-            np.testing.assert_allclose(anchor, data.xanchor[joint], atol=1e-5, err_msg=name)
-            np.testing.assert_allclose(rotation[:, 0], data.xaxis[joint], atol=1e-5, err_msg=name)
-        np.testing.assert_allclose(frames[0][1], frames[1][1], atol=1e-5, err_msg=name)
+        (anchor, rotation), (child_anchor, child_rotation) = frames
+        np.testing.assert_allclose(anchor, data.xanchor[joint], atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(rotation[:, 0], data.xaxis[joint], atol=1e-5, err_msg=name)
+        if revolute:
+            c, s = math.cos(value), math.sin(value)
+            turn = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])  # about the frame's X
+            np.testing.assert_allclose(child_rotation, rotation @ turn, atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(child_anchor, anchor, atol=1e-5, err_msg=name)
+        else:
+            np.testing.assert_allclose(child_rotation, rotation, atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(child_anchor, anchor + value * rotation[:, 0], atol=1e-5, err_msg=name)
         initial = prim.GetAttribute("tiers:initial_position").Get()
         assert initial == pytest.approx(to_usd(data.qpos[model.jnt_qposadr[joint]]), abs=1e-4), name
         checked += 1

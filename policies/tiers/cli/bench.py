@@ -6,7 +6,8 @@ recorded dataset (see :mod:`tiers.datasets.bench`); ``planner`` the high tier's 
 :mod:`tiers.policies.high.bench`); ``lowlevel`` the low tier's policies: latency against network evaluations,
 BESO-3 against DDPM-100 and lerobot's diffusion policy, training throughput and memory, and with ``--success``
 success in the kitchen after equal training (see :mod:`tiers.policies.low.bench`); ``steering`` the mid
-tier's path planning per 640x480 frame, guidance cost and IK-execution success (see :mod:`tiers.policies.mid.bench`).
+tier's path planning per 640x480 frame, guidance cost and IK-execution success, and with ``--shift-episodes``
+the test-time-shift suite with a frozen learned policy, unsteered vs steered (see :mod:`tiers.policies.mid.bench`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 HELP = "run a speed benchmark (sim, data, planner, lowlevel, steering, ros) and write its figures as JSON"
 
@@ -38,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lowlevel.add_argument("--repeats", type=int, default=20, help="timed chunks per latency figure (median)")
     lowlevel.add_argument("--lerobot-repeats", type=int, default=3, help="timed chunks of lerobot's diffusion policy")
     lowlevel.add_argument("--warmup", type=int, default=2, help="untimed calls before each latency figure")
-    lowlevel.add_argument("--threads", type=int, default=None, help="torch CPU threads (1: CPU-time figures)")
+    lowlevel.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (1: CPU-time figures; also steering's shift suite)"
+    )
     lowlevel.add_argument("--train-steps", type=int, default=5, help="timed training steps per policy")
     lowlevel.add_argument("--train-batch", type=int, default=8, help="windows per timed training step")
     lowlevel.add_argument("--policies", nargs="+", default=None, help="subset of beso flow ddpm lerobot_diffusion")
@@ -48,10 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lowlevel.add_argument(
         "--batch-size", type=int, default=None, help="windows per batch (lowlevel --success: 32, data: 8)"
     )
-    lowlevel.add_argument("--max-steps", type=int, default=None, help="--success: per-episode control-step limit")
+    lowlevel.add_argument(
+        "--max-steps", type=int, default=None, help="per-episode control-step limit (--success, --shift-episodes)"
+    )
     steering = parser.add_argument_group("steering")
     steering.add_argument("--frames", type=int, default=20, help="640x480 scenes timed for path planning")
     steering.add_argument("--ik-episodes", type=int, default=0, help="IK-execution seeds per task (0: skip)")
+    steering.add_argument(
+        "--shift-episodes",
+        type=int,
+        default=0,
+        help="frozen-policy test-time-shift suite: layout seeds per (shift, task), each run by 3 arms (0: skip)",
+    )
+    steering.add_argument("--vls-weight", type=float, default=10.0, help="--shift-episodes: weight of the VLS arm")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,9 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
         figures = run_ros_benchmark()
     elif args.target == "steering":
-        from tiers.policies.mid.bench import run_steering_benchmark
-
-        figures = run_steering_benchmark(frames=args.frames, episodes=args.ik_episodes)
+        figures = _run_steering(args, console)
     else:
         from tiers.sim.bench import run_sim_benchmark
 
@@ -94,10 +105,77 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for name, value in figures.items():
+        if name.startswith(FROZEN_PREFIX):  # the shift suite has its own table below
+            continue
         table.add_row(escape(name), f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
+    if figures.get("frozen_episodes"):
+        console.print(_shift_table(figures))
     console.print(f"figures written to {out}")
     return 0
+
+
+FROZEN_PREFIX = "frozen_"  # figure keys of the steering bench's frozen-policy shift suite
+
+
+def _run_steering(args: argparse.Namespace, console: Any) -> dict[str, Any]:
+    """``tiers bench steering``, with a progress bar over the shift suite's episodes when it runs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tiers.policies.mid.bench import run_steering_benchmark
+
+    if args.shift_episodes <= 0:
+        return run_steering_benchmark(frames=args.frames, episodes=args.ik_episodes)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    ) as progress:
+        bar = progress.add_task("shift suite (frozen policy)", total=None)
+        outcomes: dict[str, list[bool]] = {}
+
+        def on_episode(done: int, total: int, episode: Any) -> None:
+            outcomes.setdefault(episode.arm, []).append(episode.success)
+            rates = "  ".join(f"{arm} {100 * sum(v) / len(v):.0f}%" for arm, v in outcomes.items())
+            progress.update(bar, completed=done, total=total, description=f"shift suite  {rates}")
+
+        return run_steering_benchmark(
+            frames=args.frames,
+            episodes=args.ik_episodes,
+            shift_episodes=args.shift_episodes,
+            vls_weight=args.vls_weight,
+            shift_max_steps=args.max_steps,
+            threads=args.threads,
+            on_shift_episode=on_episode,
+        )
+
+
+def _shift_table(figures: dict[str, Any]) -> Any:
+    """Success per shift and arm, sampler latency and its ratio to the unsteered arm, gain and goal."""
+    from rich.table import Table
+
+    arms = [key.removeprefix("frozen_success/all/") for key in figures if key.startswith("frozen_success/all/")]
+    shifts = [key.removeprefix("frozen_scenes/") for key in figures if key.startswith("frozen_scenes/")]
+    table = Table(
+        title=f"test-time shifts, frozen policy ({figures.get('frozen_hierarchy')}, "
+        f"vls_weight {figures.get('frozen_vls_weight')}, {figures.get('frozen_threads')} torch thread(s))"
+    )
+    table.add_column("figure")
+    for arm in arms:
+        table.add_column(arm, justify="right")
+
+    def row(label: str, key: str, fmt: str) -> None:
+        values = [figures.get(f"{key}/{arm}") for arm in arms]
+        table.add_row(label, *("" if value is None else format(value, fmt) for value in values))
+
+    for shift in [*shifts, "all"]:
+        scenes = figures.get(f"frozen_scenes/{shift}", sum(figures.get(f"frozen_scenes/{s}", 0) for s in shifts))
+        row(f"success {shift} ({scenes} scenes)", f"frozen_success/{shift}", ".1%")
+    row("sampler ms per chunk, mean", "frozen_chunk_ms_mean", ".1f")
+    row("sampler ms per chunk, p95", "frozen_chunk_ms_p95", ".1f")
+    row("latency ratio to unsteered", "frozen_latency_ratio", ".2f")
+    row("reward evaluations per chunk", "frozen_reward_calls_per_chunk", ".1f")
+    row("gain over unsteered (points)", "frozen_gain_points", "+.1f")
+    row("goal met (>= +20 points at <= 3x)", "frozen_goal_met", "")
+    return table
 
 
 def _run_lowlevel(args: argparse.Namespace) -> int:

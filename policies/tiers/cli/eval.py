@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evenly spaced sample of at most N tasks")
     parser.add_argument("--seeds", type=int, default=1, help="episodes per task, seeds 0..N-1 (+ --seed)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
-    parser.add_argument("--backend", default="mujoco", help="simulator backend (tiers.sim.backends.BACKENDS)")
+    parser.add_argument(
+        "--backend", default="mujoco", help="simulator backend: mujoco, or isaacsim (Isaac Sim 6.2, RTX GPU)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="parallel workers")
     parser.add_argument("--parallel", choices=["process", "ray"], default="process", help="worker backend")
     parser.add_argument("--videos", type=int, default=2, help="rollout videos for an evenly spaced sample")
@@ -81,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from tiers.sim.backends import check_backend_available
     from tiers.sim.evaluation.parallel import ParallelBackend, run_jobs
     from tiers.sim.evaluation.report import EpisodeResult, EvalMode, EvalReport
     from tiers.sim.evaluation.runner import EpisodeJob, EvalSettings, make_runner
 
+    check_backend_available(args.backend)  # a missing simulator fails here, with why, before any worker starts
     console = Console()
     mode = EvalMode(args.mode)
     out = args.out or Path("outputs") / "eval" / f"{mode.value}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--realtime", action="store_true", help="pace at the control rate (on with --interactive)")
     parser.add_argument("--max-steps", type=int, default=None, help="truncate the episode after this many steps")
     parser.add_argument("--device", default="cpu", help="torch device of learned tiers")
+    parser.add_argument(
+        "--backend", default="mujoco", help="simulator backend: mujoco, or isaacsim (Isaac Sim 6.2, RTX GPU)"
+    )
     parser.add_argument("--list-kinds", action="store_true", help="list the tier kinds a hierarchy may name and exit")
     parser.add_argument("overrides", nargs="*", help="hierarchy overrides key=value (low.settings.sampler_steps=1)")
 
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from tiers.core.errors import ContractError
     from tiers.core.features import CommandSource
     from tiers.policies.hierarchy.build import describe_kinds, hierarchy_embodiment, load_hierarchy
-    from tiers.sim.backends import make_backend
+    from tiers.sim.backends import check_backend_available, make_backend
     from tiers.sim.evaluation.hierarchy_episode import run_hierarchy_episode
     from tiers.sim.kitchen.env import KitchenEnv
     from tiers.sim.kitchen.tasks import get_task, task_for_instruction
@@ -88,10 +91,11 @@ def run(args: argparse.Namespace) -> int:
     if args.list_kinds:
         console.print(describe_kinds(), markup=False)
         return 0
+    check_backend_available(args.backend)
     replay = load_replay(args.corrections) if args.corrections else []
     task = task_for_instruction(args.instruction) if args.instruction else get_task(args.task or "open/drawer/0")
     spec = hierarchy_embodiment(args.hierarchy)
-    env = KitchenEnv(None, backend=make_backend("mujoco", spec), render=False, max_steps=args.max_steps)
+    env = KitchenEnv(None, backend=make_backend(args.backend, spec), render=False, max_steps=args.max_steps)
     hierarchy = load_hierarchy(args.hierarchy, env=env, task=task, device=args.device, overrides=args.overrides)
     runtime = hierarchy.runtime_for(task)
     if hierarchy.privileged:

@@ -102,3 +102,21 @@ def test_path_tracking_is_best_on_the_path(fk: ArmFK) -> None:
     assert on_path > float(track(away))
     improved = ascend(track, away, rate=10.0, iterations=30)
     assert float(track(improved)) > float(track(away))
+
+
+def test_terms_of_one_evaluation_share_one_forward_kinematics(fk: ArmFK) -> None:
+    calls: list[int] = []
+    point = np.array([0.45, 0.1, 0.25])
+    terms = [reach_keypoint(fk, point), keep_orientation(fk), stay_above_surface(fk, 0.1)]
+    actions = home_chunk() + 0.05 * torch.randn(2, 6, SPEC.dof + 1)
+    expected = [guidance_gradient([term], actions) for term in terms]  # one term at a time
+    handle = fk.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        reward, gradient = guidance_gradient(terms, actions)
+        assert len(calls) == 1  # one FK (and one autograd graph) for the three terms
+        guidance_gradient(terms, actions)  # a new evaluation (a new leaf tensor): the FK runs again
+        assert len(calls) == 2
+    finally:
+        handle.remove()
+    torch.testing.assert_close(reward, sum(r for r, _ in expected))
+    torch.testing.assert_close(gradient, sum(g for _, g in expected))

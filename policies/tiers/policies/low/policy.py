@@ -328,13 +328,14 @@ class GenerativeLowPolicy(nn.Module):
         At each sampling step the core hands its normalised clean estimate x̂0 (B, Ta, A) to a hook that
         un-normalises it (a = x̂0 · scale + offset), takes the gradient of the weighted rewards with respect
         to a (:func:`~tiers.core.guidance.guidance_gradient`) and maps it back by the chain rule
-        (∂r/∂x̂0 = ∂r/∂a · scale). An empty sequence turns guidance off.
+        (∂r/∂x̂0 = ∂r/∂a · scale). An empty sequence turns guidance off; terms of weight 0 are dropped (they
+        would change nothing and cost a reward gradient at every sampler step).
 
         Args:
             terms: the reward terms, acting on (B, Ta, A) raw actions.
             observation: passed to the reward functions; :meth:`batch_from_observation` updates it.
         """
-        self._guidance = tuple(terms)
+        self._guidance = tuple(term for term in terms if term.weight != 0)
         if observation is not None:
             self._guidance_observation = observation
 

@@ -7,10 +7,13 @@
 * the cost of one VLS guidance step (reward gradients through the torch FK) for P particles;
 * optionally (``episodes`` > 0) the success of IK execution of the planned paths on kitchen tasks, with
   perception from rendered RGB-D, and on the test-time-shift scenes of :mod:`tiers.policies.mid.shifts`
-  (obstacle on the transport line, target moved to a corner, clutter) for two pick-and-place tasks.
-
-The test-time-shift comparison with a frozen learned policy (unsteered vs path-tracking vs VLS rewards)
-needs a trained low-tier checkpoint and is not run here.
+  (obstacle on the transport line, target moved to a corner, clutter) for two pick-and-place tasks;
+* optionally (``shift_episodes`` > 0) the test-time-shift suite with the frozen learned low tier of the
+  ``learned_paths`` hierarchy (the shipped path-conditioned BESO) in three paired arms, unsteered (the path as
+  conditioning only), path-tracking guidance, and path tracking + staged VLS rewards: success (rate) per shift
+  and arm, and the sampler's latency per action chunk (ms, mean and p95) with its ratio to the unsteered arm
+  (see :mod:`tiers.policies.mid.shift_bench`; keys ``frozen_*``). Issue 6's goal: a steered arm >= unsteered
+  + 20 points at <= 3x the latency.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.guidance import guidance_gradient
+from tiers.policies.mid.shift_bench import EpisodeCallback, frozen_shift_benchmark
 
 SHIFT_TASKS = ("pick_place/apple-in-bowl/0", "pick_place/sponge-on-plate/0")  # (held, container) pairs
 BENCH_TASKS = (
@@ -36,7 +40,17 @@ BENCH_TASKS = (
 
 
 def run_steering_benchmark(
-    *, frames: int = 20, width: int = 640, height: int = 480, particles: int = 8, episodes: int = 0
+    *,
+    frames: int = 20,
+    width: int = 640,
+    height: int = 480,
+    particles: int = 8,
+    episodes: int = 0,
+    shift_episodes: int = 0,
+    vls_weight: float = 10.0,
+    shift_max_steps: int | None = None,
+    threads: int | None = None,
+    on_shift_episode: EpisodeCallback | None = None,
 ) -> dict[str, Any]:
     """Figures (ms, rates) as a flat dict; see the module docstring.
 
@@ -45,6 +59,12 @@ def run_steering_benchmark(
         width, height: camera resolution of both RGB-D views.
         particles: P of the guidance-step figure.
         episodes: seeds per task of :data:`BENCH_TASKS` for the IK-execution success figure (0: skip).
+        shift_episodes: seeds per (shift, task) of the frozen-policy shift suite (0: skip); each scene is
+            run by the three arms.
+        vls_weight: weight of the staged VLS rewards in the suite's ``vls`` arm.
+        shift_max_steps: control steps per suite episode (None: the kitchen's 300 per subtask).
+        threads: torch CPU threads during the suite (None: unchanged).
+        on_shift_episode: progress callback of the suite, (done, planned, episode).
     """
     from tiers.policies.mid.execution import evaluate, perception_embodiment
     from tiers.policies.mid.planner import KeypointPathPlanner
@@ -96,7 +116,7 @@ def run_steering_benchmark(
             keep_clear_of_points(fk, last_cloud.points, margin=0.04),
         ]
         actions = torch.tensor(np.tile(np.append(spec.home, 0.08), (particles, 16, 1)), dtype=torch.float32)
-        threads = torch.get_num_threads()
+        previous_threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tensors this small lose to thread hand-offs (4x slower with 2 threads here)
         try:
             guidance_gradient(terms, actions)
@@ -106,7 +126,7 @@ def run_steering_benchmark(
                 guidance_gradient(terms, actions)
             wall, cpu_time = time.perf_counter() - started, time.process_time() - cpu_started
         finally:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(previous_threads)
         figures[f"vls_gradient_ms_per_step_P{particles}_Ta16"] = 1000 * wall / repeats
         figures[f"vls_gradient_cpu_ms_per_step_P{particles}_Ta16"] = 1000 * cpu_time / repeats
     if episodes > 0:
@@ -117,6 +137,16 @@ def run_steering_benchmark(
         figures["ik_success_rate"] = float(np.mean([o.success for o in outcomes]))
         figures["ik_episodes"] = len(outcomes)
         figures.update(shift_success(list(range(episodes))))
+    if shift_episodes > 0:
+        figures.update(
+            frozen_shift_benchmark(
+                list(range(shift_episodes)),
+                vls_weight=vls_weight,
+                max_steps=shift_max_steps,
+                threads=threads,
+                on_episode=on_shift_episode,
+            )
+        )
     return figures
 
 

@@ -45,6 +45,8 @@ class ArmFK(torch.nn.Module):
     rotations: torch.Tensor  # (L, 3, 3) body orientations in their parents
     axes: torch.Tensor  # (L, 3) hinge axes in the body frames
     anchors: torch.Tensor  # (L, 3) hinge anchors in the body frames, m
+    crosses: torch.Tensor  # (L, 3, 3) cross-product matrices of the axes
+    outers: torch.Tensor  # (L, 3, 3) outer products of the axes with themselves
     site_offset: torch.Tensor  # (3,) tool site in the last body, m
     site_rotation: torch.Tensor  # (3, 3)
 
@@ -58,6 +60,13 @@ class ArmFK(torch.nn.Module):
         )
         self.register_buffer("axes", torch.tensor(np.stack([link.axis for link in links]), dtype=torch.float32))
         self.register_buffer("anchors", torch.tensor(np.stack([link.anchor for link in links]), dtype=torch.float32))
+        axes = np.stack([link.axis for link in links])  # (L, 3)
+        crosses = np.zeros((len(links), 3, 3))  # (L, 3, 3) [a]x, the cross-product matrix of each axis
+        crosses[:, 0, 1], crosses[:, 0, 2], crosses[:, 1, 2] = -axes[:, 2], axes[:, 1], -axes[:, 0]
+        crosses -= np.transpose(crosses, (0, 2, 1))
+        self.register_buffer("crosses", torch.tensor(crosses, dtype=torch.float32))
+        self.register_buffer("outers", torch.tensor(np.einsum("li,lj->lij", axes, axes), dtype=torch.float32))
+        self._anchored = [bool(np.any(link.anchor != 0.0)) for link in links]
         self.register_buffer("site_offset", torch.tensor(site_offset, dtype=torch.float32))
         self.register_buffer("site_rotation", torch.tensor(site_rotation, dtype=torch.float32))
         self.dof = sum(1 for joint in self._joints if joint >= 0)
@@ -134,6 +143,24 @@ class ArmFK(torch.nn.Module):
         Returns:
             positions (..., L, 3) m and rotations (..., L, 3, 3), root first.
         """
+        positions, rotations = self._walk(q, keep_frames=True)
+        return torch.stack(positions, dim=-2), torch.stack(rotations, dim=-3)
+
+    def forward(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tool site pose: q (..., J) rad -> position (..., 3) m, rotation matrix (..., 3, 3), world frame."""
+        positions, rotations = self._walk(q, keep_frames=False)
+        position, rotation = positions[-1], rotations[-1]
+        site_offset, site_rotation = self.site_offset.to(q.dtype), self.site_rotation.to(q.dtype)
+        return position + rotation @ site_offset, rotation @ site_rotation
+
+    def _walk(self, q: torch.Tensor, *, keep_frames: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Body frames down the chain: every one with ``keep_frames``, else the last one only.
+
+        Runs on every reward gradient of a steered sampler step, on small batches where the number of torch
+        ops, not their size, sets the cost: the per-link constants of the Rodrigues formula are precomputed,
+        hinge anchors at the body origin (all of the Panda's) skip their shift, and no frame is kept that the
+        caller does not need.
+        """
         if q.shape[-1] != self.dof:
             raise ValueError(f"ArmFK takes (..., {self.dof}) joint values, got shape {tuple(q.shape)}")
         batch = q.shape[:-1]
@@ -141,37 +168,24 @@ class ArmFK(torch.nn.Module):
         rotation = torch.eye(3, dtype=q.dtype, device=q.device).expand(*batch, 3, 3)
         positions, rotations = [], []
         offsets, fixed = self.offsets.to(q.dtype), self.rotations.to(q.dtype)
-        axes, anchors = self.axes.to(q.dtype), self.anchors.to(q.dtype)
+        crosses, outers, anchors = self.crosses.to(q.dtype), self.outers.to(q.dtype), self.anchors.to(q.dtype)
+        eye = torch.eye(3, dtype=q.dtype, device=q.device)
         for index, joint in enumerate(self._joints):
-            position = position + (rotation @ offsets[index].unsqueeze(-1)).squeeze(-1)
+            position = position + rotation @ offsets[index]
             rotation = rotation @ fixed[index]
             if joint >= 0:
-                turn = _axis_angle(axes[index], q[..., joint])  # (..., 3, 3)
-                # rotating about an anchor p: x -> p + R (x - p), i.e. the origin moves by (I - R) p
-                shift = anchors[index] - (turn @ anchors[index].unsqueeze(-1)).squeeze(-1)
-                position = position + (rotation @ shift.unsqueeze(-1)).squeeze(-1)
+                angle = q[..., joint, None, None]
+                cosine = torch.cos(angle)
+                # Rodrigues: R = I cos + [a]x sin + a a^T (1 - cos), with [a]x and a a^T constant per link
+                turn = cosine * (eye - outers[index]) + torch.sin(angle) * crosses[index] + outers[index]
+                if self._anchored[index]:  # rotating about an anchor p: the origin moves by (I - R) p
+                    shift = anchors[index] - turn @ anchors[index]
+                    position = position + rotation @ shift
                 rotation = rotation @ turn
-            positions.append(position)
-            rotations.append(rotation)
-        return torch.stack(positions, dim=-2), torch.stack(rotations, dim=-3)
-
-    def forward(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tool site pose: q (..., J) rad -> position (..., 3) m, rotation matrix (..., 3, 3), world frame."""
-        positions, rotations = self.link_frames(q)
-        position, rotation = positions[..., -1, :], rotations[..., -1, :, :]
-        site_offset, site_rotation = self.site_offset.to(q.dtype), self.site_rotation.to(q.dtype)
-        return position + (rotation @ site_offset.unsqueeze(-1)).squeeze(-1), rotation @ site_rotation
-
-
-def _axis_angle(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: unit ``axis`` (3,), ``angle`` (...,) rad -> (..., 3, 3)."""
-    x, y, z = axis[0], axis[1], axis[2]
-    zero = torch.zeros((), dtype=axis.dtype, device=axis.device)
-    cross = torch.stack([torch.stack([zero, -z, y]), torch.stack([z, zero, -x]), torch.stack([-y, x, zero])])
-    outer = torch.outer(axis, axis)
-    eye = torch.eye(3, dtype=axis.dtype, device=axis.device)
-    c, s = torch.cos(angle)[..., None, None], torch.sin(angle)[..., None, None]
-    return c * eye + s * cross + (1 - c) * outer
+            if keep_frames or index == len(self._joints) - 1:
+                positions.append(position)
+                rotations.append(rotation)
+        return positions, rotations
 
 
 def rotation_to_quaternion(rotation: NDArray[np.float64]) -> NDArray[np.float64]:

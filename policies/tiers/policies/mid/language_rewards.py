@@ -1,5 +1,5 @@
-"""Rewards from language, offline: a template per subtask verb turns a subtask and its affordance into
-staged VLS rewards (:class:`~tiers.policies.mid.steering.StagedGuidance`).
+"""Rewards from language by template: a template per subtask verb turns a subtask and its affordance into staged
+VLS rewards (:class:`~tiers.policies.mid.steering.StagedGuidance`), offline and deterministically.
 
 ============  ========================================================================================
 subtask       stages (each: reach its keypoint + keep the tool pointing down + keep clear of the other
@@ -14,34 +14,83 @@ push          pre-push (behind the object, fingers shut) -> contact -> push alon
 Falling back: the carry and lower stages of a place fall back (hysteresis ``exit``) when the tool is pushed
 away from their keypoint; approach stages do not (they are left behind on purpose).
 
-LLM-written reward code (the high tier's sandbox) is not used here: templates cover the benchmark's grammar
-offline and deterministically.
+A template is a sequence of calls to the reward-building API of :mod:`tiers.policies.mid.reward_spec` (the
+keypoints ``point``, ``approach_start``, ``lifted``, ``motion_end`` of the affordance, the ``obstacles`` point
+set, term ids listed in stages), the very API a language model's program calls from the high tier's sandbox in
+:mod:`tiers.policies.mid.llm_rewards`; both end in the same builder, :func:`~tiers.policies.mid.reward_spec.
+build_staged`. The prompt's few-shot examples there are these templates written as programs, and the LLM path
+falls back to :func:`subtask_rewards` when the model's program is refused, fails or is invalid.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-from numpy.typing import NDArray
-
-from tiers.core.guidance import Guidance
 from tiers.policies.mid.affordances import Affordance, AffordanceKind
 from tiers.policies.mid.kinematics import ArmFK
 from tiers.policies.mid.perception import SceneCloud
-from tiers.policies.mid.rewards import (
-    gripper_command,
-    keep_clear_of_points,
-    keep_orientation,
-    reach_keypoint,
-    stay_above_surface,
+from tiers.policies.mid.reward_spec import (
+    CLEARANCE_WEIGHT,
+    GRIPPER_WEIGHT,
+    ORIENTATION_WEIGHT,
+    POINTS_MARGIN,
+    REACH_WEIGHT,
+    SURFACE_MARGIN,
+    RewardRecorder,
+    RewardSpec,
+    build_staged,
 )
-from tiers.policies.mid.steering import Stage, StagedGuidance, distance_to
+from tiers.policies.mid.steering import StagedGuidance
 
-APPROACH_HEIGHT = 0.08  # m, pre-grasp / pre-place offset above the keypoint
-LIFT_HEIGHT = 0.12  # m, rise after a grasp or a release
-ENTER = 0.02  # m, a stage is complete within this distance of its keypoint
 EXIT = 0.06  # m, a falling-back stage is re-entered beyond this distance
+
+# subtask kind -> stages as (name, keypoint, gripper opening: "open" (max), "affordance" (its opening) or 0.0,
+# falls back); the keypoint names are those of reward_spec.affordance_keypoints
+TEMPLATES: dict[AffordanceKind, tuple[tuple[str, str, str | float, bool], ...]] = {
+    AffordanceKind.GRASP: (
+        ("pre-grasp", "approach_start", "open", False),
+        ("grasp", "point", 0.0, False),
+        ("lift", "lifted", 0.0, False),
+    ),
+    AffordanceKind.PLACE: (
+        ("carry", "approach_start", 0.0, True),
+        ("lower", "point", 0.0, True),
+        ("release", "lifted", "open", False),
+    ),
+    AffordanceKind.HANDLE: (
+        ("pre-grasp", "approach_start", "affordance", False),
+        ("grasp", "point", 0.0, False),
+        ("pull", "motion_end", 0.0, False),
+    ),
+    AffordanceKind.PUSH: (
+        ("pre-push", "approach_start", 0.0, False),
+        ("contact", "point", 0.0, False),
+        ("push", "motion_end", 0.0, False),
+    ),
+}
+
+
+def template_spec(
+    affordance: Affordance,
+    *,
+    cloud: SceneCloud | None = None,
+    max_opening: float = 0.08,
+    reach_weight: float = REACH_WEIGHT,
+    clearance_weight: float = CLEARANCE_WEIGHT,
+    orientation_weight: float = ORIENTATION_WEIGHT,
+    gripper_weight: float = GRIPPER_WEIGHT,
+) -> RewardSpec:
+    """The template's reward spec for the subtask an affordance serves (arguments as :func:`subtask_rewards`)."""
+    api = RewardRecorder(affordance, cloud=cloud, max_opening=max_opening)
+    common = [api.keep_down(weight=orientation_weight)]
+    if api.support_height is not None:  # a scene cloud: keep clear of what is not the target, stay above the support
+        common.append(api.keep_clear("obstacles", margin=POINTS_MARGIN, weight=clearance_weight))
+        common.append(api.stay_above(api.support_height, margin=SURFACE_MARGIN, weight=clearance_weight))
+    openings = {"open": max_opening, "affordance": affordance.opening}
+    for name, keypoint, opening, falls_back in TEMPLATES[affordance.kind]:
+        # an affordance's opening may come from a detector configured for a wider hand than this one
+        width = min(openings[opening] if isinstance(opening, str) else opening, max_opening)
+        terms = [api.reach(keypoint, weight=reach_weight), api.gripper(width, weight=gripper_weight), *common]
+        api.stage(name, terms, fallback=EXIT if falls_back else None)
+    return api.spec()
 
 
 def subtask_rewards(
@@ -50,10 +99,10 @@ def subtask_rewards(
     *,
     cloud: SceneCloud | None = None,
     max_opening: float = 0.08,
-    reach_weight: float = 10.0,
-    clearance_weight: float = 100.0,
-    orientation_weight: float = 1.0,
-    gripper_weight: float = 10.0,
+    reach_weight: float = REACH_WEIGHT,
+    clearance_weight: float = CLEARANCE_WEIGHT,
+    orientation_weight: float = ORIENTATION_WEIGHT,
+    gripper_weight: float = GRIPPER_WEIGHT,
 ) -> StagedGuidance:
     """Staged rewards for the subtask an affordance serves (see the module table).
 
@@ -65,54 +114,8 @@ def subtask_rewards(
         max_opening: m, the gripper's full opening.
         reach_weight, clearance_weight, orientation_weight, gripper_weight: weights of the term kinds.
     """
-    point = affordance.point
-    above = point - affordance.approach * APPROACH_HEIGHT
-    common: list[Guidance] = [keep_orientation(fk, weight=orientation_weight)]
-    if cloud is not None and len(cloud):
-        margin = 0.015
-        inside = np.all((cloud.points >= affordance.low - margin) & (cloud.points <= affordance.high + margin), axis=1)
-        obstacles = cloud.points[~inside & (cloud.points[:, 2] > cloud.support_height + 0.01)]
-        common.append(keep_clear_of_points(fk, obstacles, margin=0.04, weight=clearance_weight))
-        common.append(stay_above_surface(fk, cloud.support_height, margin=0.01, weight=clearance_weight))
-
-    def stage(
-        name: str, target: NDArray[np.float64], opening: float, *, enter: float = ENTER, exit: float = math.inf
-    ) -> Stage:
-        terms = (
-            reach_keypoint(fk, target, weight=reach_weight, name=f"reach:{name}"),
-            gripper_command(opening, weight=gripper_weight, name=f"gripper:{name}"),
-            *common,
-        )
-        return Stage(name, terms, distance_to(target), enter, exit)
-
-    kind = affordance.kind
-    if kind is AffordanceKind.GRASP:
-        stages = [
-            stage("pre-grasp", above, max_opening),
-            stage("grasp", point, 0.0),
-            stage("lift", point + np.array([0.0, 0.0, LIFT_HEIGHT]), 0.0),
-        ]
-    elif kind is AffordanceKind.PLACE:
-        stages = [
-            stage("carry", above, 0.0, exit=EXIT),
-            stage("lower", point, 0.0, exit=EXIT),
-            stage("release", point + np.array([0.0, 0.0, LIFT_HEIGHT]), max_opening),
-        ]
-    elif kind is AffordanceKind.HANDLE:
-        end = point + affordance.motion
-        if affordance.pivot is not None:
-            from tiers.policies.mid.affordances import rotate_about
-
-            end = rotate_about(point, affordance.pivot, affordance.sweep)
-        stages = [
-            stage("pre-grasp", above, affordance.opening),
-            stage("grasp", point, 0.0),
-            stage("pull", end, 0.0),
-        ]
-    else:
-        stages = [
-            stage("pre-push", above, 0.0),
-            stage("contact", point, 0.0),
-            stage("push", point + affordance.motion, 0.0),
-        ]
-    return StagedGuidance(stages)
+    spec = template_spec(
+        affordance, cloud=cloud, max_opening=max_opening, reach_weight=reach_weight,
+        clearance_weight=clearance_weight, orientation_weight=orientation_weight, gripper_weight=gripper_weight,
+    )  # fmt: skip
+    return build_staged(spec, fk)

@@ -4,7 +4,12 @@
         -> PointCloudBuilder   segmented cloud in the base frame (simulator masks, or plane removal + DBSCAN)
         -> AffordanceDetector  keypoint for the subtask (grasp / handle / push / place)
         -> PathPlanner         collision-aware timed EEPath (straight segments, RRT-Connect detours)
-        -> MidLevelPlan(command, path, guidance=(path tracking, [staged VLS rewards from templates]))
+        -> MidLevelPlan(command, path, guidance=(path tracking, [staged VLS rewards]))
+
+The staged VLS rewards (``vls_weight > 0``) come from templates (``reward_source="templates"``, the default) or
+from a reward program a language model writes and the high tier's sandbox runs (``"llm"``,
+:mod:`~tiers.policies.mid.llm_rewards`; the templates stand in when the model's program fails, and
+:attr:`PlanOutcome.rewards_reason` says why).
 
 The plan's path serves the low tier three ways: as a conditioning input, as the path-tracking guidance term
 in ``guidance`` (for a frozen diffusion/flow policy), or executed directly by
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,12 +35,16 @@ from tiers.core.protocols import MidLevelPlan
 from tiers.policies.mid.affordances import Affordance, AffordanceConfig, AffordanceDetector, FixtureMap
 from tiers.policies.mid.kinematics import ArmFK
 from tiers.policies.mid.language_rewards import subtask_rewards
+from tiers.policies.mid.llm_rewards import LLMRewardConfig, LLMRewardWriter
 from tiers.policies.mid.paths import PathConfig, PathPlanner, PathResult, Reachability
 from tiers.policies.mid.perception import PerceptionConfig, PointCloudBuilder, SceneCloud
+from tiers.policies.mid.reward_spec import RewardSource
 from tiers.policies.mid.rewards import follow_path
+from tiers.policies.mid.steering import StagedGuidance
 from tiers.sim.kitchen.subtasks import Action, Subtask, SubtaskError
 
 if TYPE_CHECKING:
+    from tiers.policies.high.backends import ChatBackend
     from tiers.sim.mujoco.kitchen import MujocoKitchen
 
 
@@ -48,8 +57,18 @@ class MidPlannerConfig(Config):
     paths: PathConfig = field(default_factory=PathConfig)
     held_distance: float = 0.09  # m, an object whose points come this close to the TCP with the fingers shut is held
     tracking_weight: float = 100.0  # weight of the path-tracking guidance term handed to the low tier
-    vls_weight: float = 0.0  # weight of the templated staged VLS rewards added to the guidance (0: tracking only)
+    vls_weight: float = 0.0  # weight of the staged VLS rewards added to the guidance (0: tracking only)
+    # who writes those rewards: "templates" (offline) or "llm" (a model's program in the sandbox; needs vls_weight)
+    reward_source: RewardSource = RewardSource.TEMPLATES
+    llm_rewards: LLMRewardConfig = field(default_factory=LLMRewardConfig)  # endpoint, repairs, sandbox of "llm"
     check_ik: bool = True  # check the keypoint poses with inverse kinematics (when a kinematics model is given)
+
+    def __post_init__(self) -> None:
+        if self.reward_source is RewardSource.LLM and self.vls_weight <= 0:
+            raise ValueError(
+                f"reward_source 'llm' needs vls_weight > 0 (the staged rewards are not used at vls_weight "
+                f"{self.vls_weight})"
+            )
 
 
 @dataclass(frozen=True)
@@ -64,6 +83,8 @@ class PlanOutcome:
         path_result: the path planner's result, None if it was not reached.
         perception_time: s building the cloud and finding the affordance.
         planning_time: s planning the path.
+        rewards_reason: why the staged VLS rewards are the templates' although ``reward_source`` is "llm" ("" when
+            the model's program gave them, or when it was not asked).
     """
 
     plan: MidLevelPlan
@@ -73,6 +94,7 @@ class PlanOutcome:
     path_result: PathResult | None = None
     perception_time: float = 0.0
     planning_time: float = 0.0
+    rewards_reason: str = ""
 
     @property
     def ok(self) -> bool:
@@ -90,6 +112,7 @@ class KeypointPathPlanner:
         arm_fk: ArmFK,
         config: MidPlannerConfig | None = None,
         reachable: Reachability | None = None,
+        reward_backend: ChatBackend | None = None,
     ):
         """
         Args:
@@ -98,6 +121,8 @@ class KeypointPathPlanner:
             arm_fk: torch forward kinematics of the arm (robot self-filtering, guidance terms).
             config: settings.
             reachable: IK check of keypoint poses, None to check the workspace only.
+            reward_backend: the chat model that writes reward programs (``reward_source="llm"``); None: the one
+                ``config.llm_rewards`` or the environment names (TIERS_LLM_BASE_URL / _MODEL / _MODEL_PATH).
         """
         self.config = config or MidPlannerConfig()
         self.embodiment = embodiment
@@ -109,11 +134,22 @@ class KeypointPathPlanner:
             max_ee_speed=embodiment.max_ee_speed,
             reachable=reachable if self.config.check_ik else None,
         )
+        self.reward_writer: LLMRewardWriter | None = None
+        if self.config.reward_source is RewardSource.LLM:
+            if reward_backend is None:
+                from tiers.policies.high.backends import make_backend
+
+                llm = self.config.llm_rewards  # built now, so a missing endpoint fails at construction
+                reward_backend = make_backend(base_url=llm.base_url, model=llm.model, model_path=llm.model_path)
+            self.reward_writer = LLMRewardWriter(reward_backend, self.config.llm_rewards)
         self.last: PlanOutcome | None = None
 
     @classmethod
-    def for_kitchen(cls, kitchen: MujocoKitchen, config: MidPlannerConfig | None = None) -> KeypointPathPlanner:
-        """A planner for a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen`: its model's FK, fixtures and IK."""
+    def for_kitchen(
+        cls, kitchen: MujocoKitchen, config: MidPlannerConfig | None = None, **kwargs: Any
+    ) -> KeypointPathPlanner:
+        """A planner for a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen`: its model's FK, fixtures and IK;
+        ``kwargs`` go to the constructor (``reward_backend``)."""
         from tiers.sim.mujoco.kinematics import ArmKinematics
 
         spec = kitchen.embodiment
@@ -126,7 +162,7 @@ class KeypointPathPlanner:
 
         return cls(
             embodiment=spec, fixtures=FixtureMap.from_model(kitchen.model), arm_fk=fk, config=config,
-            reachable=reachable,
+            reachable=reachable, **kwargs,
         )  # fmt: skip
 
     def reset(self) -> None:
@@ -169,21 +205,29 @@ class KeypointPathPlanner:
         result = self.paths.plan(
             found.affordance, cloud, observation.ee_pose, gripper=observation.gripper_opening, held=held
         )
-        timing = {"perception_time": perceived - started, "planning_time": time.perf_counter() - perceived}
+        timing = (perceived - started, time.perf_counter() - perceived)  # perception_time, planning_time
         if result.path is None:
-            return PlanOutcome(empty, result.reason, cloud, found.affordance, result, **timing)
+            return PlanOutcome(empty, result.reason, cloud, found.affordance, result, *timing)
         tracking = follow_path(
             self.fk, result.path, start_time=observation.timestamp, dt=self.embodiment.control_period,
             weight=self.config.tracking_weight,
         )  # fmt: skip
         guidance = [tracking]
+        rewards_reason = ""
         if self.config.vls_weight > 0:
-            staged = subtask_rewards(
-                found.affordance, self.fk, cloud=cloud, max_opening=self.embodiment.gripper.max_opening
-            )
+            staged, rewards_reason = self._staged_rewards(command.text, found.affordance, cloud)
             guidance.append(staged.guidance(self.config.vls_weight))
         plan = MidLevelPlan(command, result.path, tuple(guidance))
-        return PlanOutcome(plan, "", cloud, found.affordance, result, **timing)
+        return PlanOutcome(plan, "", cloud, found.affordance, result, *timing, rewards_reason)
+
+    def _staged_rewards(self, subtask: str, affordance: Affordance, cloud: SceneCloud) -> tuple[StagedGuidance, str]:
+        """The subtask's staged rewards from the configured source, and why the LLM's are not used ("")."""
+        max_opening = self.embodiment.gripper.max_opening
+        if self.reward_writer is None:
+            return subtask_rewards(affordance, self.fk, cloud=cloud, max_opening=max_opening), ""
+        written = self.reward_writer.write(subtask, affordance, self.fk, cloud=cloud, max_opening=max_opening)
+        assert written.staged is not None  # fallback on: the templates stand in for a failed program
+        return written.staged, written.reason
 
     def _held(self, name: str, cloud: SceneCloud, observation: Observation) -> str | None:
         """``name`` if its points are at the TCP and the fingers are not wide open, else None."""

@@ -10,6 +10,8 @@ Rewards are negative costs in natural units (m, m², rad); ``weight`` sets the s
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -22,12 +24,39 @@ from tiers.core.observation import Observation
 from tiers.policies.mid.kinematics import ArmFK
 
 
+class _LastTrajectory:
+    """The tool trajectory of the last actions tensor seen: every term of one guidance evaluation gets the
+    same tensor (:func:`tiers.core.guidance.guidance_gradient`), so the FK and its autograd graph are built
+    once for all of them instead of once per term."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, int, int, bool] | None = None  # (id(actions), its version, id(fk), grad mode)
+        self.actions: weakref.ref[torch.Tensor] | None = None
+        self.value: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def get(self, fk: ArmFK, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (id(actions), actions._version, id(fk), torch.is_grad_enabled())
+        if self.key == key and self.actions is not None and self.actions() is actions and self.value is not None:
+            return self.value
+        position, rotation = fk(actions[..., : fk.dof])
+        self.key, self.actions, self.value = key, weakref.ref(actions), (position, rotation)
+        return position, rotation
+
+
+_LAST = threading.local()  # one cache per thread: samplers may run in several
+
+
 def tool_trajectory(fk: ArmFK, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, Ta, A) actions -> tool positions (B, Ta, 3) m and rotations (B, Ta, 3, 3), base frame."""
-    position: torch.Tensor
-    rotation: torch.Tensor
-    position, rotation = fk(actions[..., : fk.dof])
-    return position, rotation
+    """(B, Ta, A) actions -> tool positions (B, Ta, 3) m and rotations (B, Ta, 3, 3), base frame.
+
+    Memoised on the last ``actions`` tensor (same object, not modified in place since), ``fk`` and the grad
+    mode.
+    """
+    cache = getattr(_LAST, "trajectory", None)
+    if cache is None:
+        cache = _LAST.trajectory = _LastTrajectory()
+    result: tuple[torch.Tensor, torch.Tensor] = cache.get(fk, actions)
+    return result
 
 
 def _tensor(value: NDArray[np.float64] | list[float], like: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from tiers.sim.evaluation.corrector import SimulatedCorrector
 from tiers.sim.evaluation.report import EpisodeResult
 from tiers.sim.evaluation.video import write_video
 from tiers.sim.kitchen.env import KitchenEnv
+from tiers.sim.kitchen.layout import KitchenLayout
 from tiers.sim.kitchen.tasks import Task
 
 SETTLE_STEPS = 10  # control steps (0.5 s) the hierarchy keeps holding after it says it is done, before judging
@@ -53,6 +54,7 @@ def run_hierarchy_episode(
     video_path: str | Path | None = None,
     on_tick: TickObserver | None = None,
     max_steps: int | None = None,
+    layout: KitchenLayout | None = None,
 ) -> HierarchyEpisode:
     """Run ``task`` from ``seed`` until success, truncation, or the hierarchy is done and settled.
 
@@ -63,9 +65,11 @@ def run_hierarchy_episode(
         video_path: write the front camera as an mp4 here (renders every tick: slower).
         on_tick: called after each tick (for the corrections log).
         max_steps: truncation override; None: the env's limit.
+        layout: start from this scene instead of one sampled for ``task`` from ``seed`` (test-time shifts).
     """
     start = time.perf_counter()
-    observation, _ = env.reset(seed=seed, options={"task": task})
+    options: dict[str, object] = {"task": task} if layout is None else {"task": task, "layout": layout}
+    observation, _ = env.reset(seed=seed, options=options)
     observation = _with_images(env, observation)
     runtime.reset(task.instruction, observation)
     if corrector is not None:

@@ -115,6 +115,7 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         self.render_mode = render_mode
         self._max_steps = max_steps
         self._kinematics: Any = None
+        self._action_bounds = self._bounds()  # (lower, upper) of the action space, float64
         self.action_space = self._make_action_space()  # type: ignore[assignment]
         self.observation_space = self._make_observation_space()  # type: ignore[assignment]
         self.metadata = {**self.metadata, "render_fps": self.embodiment.control_rate_hz}
@@ -133,7 +134,11 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Observation, dict[str, Any]]:
-        """Start an episode. ``options={"task": id}`` picks the task; ``seed`` fixes task draw and layout."""
+        """Start an episode. ``options={"task": id}`` picks the task; ``seed`` fixes task draw and layout.
+
+        ``options={"layout": KitchenLayout}`` starts from that layout instead of one sampled for the task (the
+        test-time-shift scenes); a layout that does not pose the task raises :class:`ContractError`.
+        """
         super().reset(seed=seed)
         episode_seed = int(self.np_random.integers(2**31)) if seed is None else seed
         options = options or {}
@@ -143,9 +148,11 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
             self.task = self._tasks[int(self.np_random.integers(len(self._tasks)))]
         from tiers.sim.kitchen.expert import spatial_room
 
+        given: KitchenLayout | None = options.get("layout")
         refusals: list[str] = []
-        for attempt in range(LAYOUT_ATTEMPTS):
-            observation = self.backend.reset(layout_for_task(self.task, episode_seed, attempt=attempt), render=False)
+        for attempt in range(1 if given is not None else LAYOUT_ATTEMPTS):
+            layout = given if given is not None else layout_for_task(self.task, episode_seed, attempt=attempt)
+            observation = self.backend.reset(layout, render=False)
             self._initial = self._state = self.backend.scene_state()
             # a layout must pose the task: not solved already, and with counter room for its spatial placements
             if self.task.check(self._initial, self._initial):
@@ -155,13 +162,15 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
             else:
                 break
         else:
+            if given is not None:
+                raise ContractError(f"task {self.task.id!r}: the given layout does not pose it ({refusals[0]})")
             raise ContractError(
                 f"task {self.task.id!r}: no layout of seed {episode_seed} poses it in {LAYOUT_ATTEMPTS} attempts "
                 f"({'; '.join(sorted(set(refusals)))})"
             )
         if self._render_images:
             observation = self.backend.observe(render=True)
-        observation = replace(observation, instruction=self.task.instruction)
+        observation = observation.with_instruction(self.task.instruction)
         self._observation = observation
         self._target = np.append(observation.joint_positions, observation.gripper_opening)
         self._ee_target = observation.ee_pose.copy()
@@ -187,7 +196,7 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
             self._state = None  # MuJoCo reset its state: what was cached is stale
             self._steps += 1
             return self._observation, 0.0, False, True, self._info(success=False, reason=str(error))
-        self._observation = replace(observation, instruction=self.task.instruction)
+        self._observation = observation.with_instruction(self.task.instruction)
         self._steps += 1
         assert self._initial is not None
         self._state = self.backend.scene_state()
@@ -282,7 +291,7 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         return gym.spaces.Dict(spaces)
 
     def _joint_target(self, action: NDArray[np.float64]) -> NDArray[np.float64]:
-        lower, upper = self._bounds()
+        lower, upper = self._action_bounds
         clipped = np.clip(action, lower, upper)
         self._clipped += int(np.count_nonzero(clipped != action))
         if self._action_kind is ActionSpace.JOINT_POSITION:

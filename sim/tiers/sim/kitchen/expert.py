@@ -125,6 +125,9 @@ CABINET_NUDGE_REACH = 0.06  # m, how far short of the cabinet interior a release
 CABINET_NUDGE_HEIGHT = 0.02  # m, TCP height above the object's bottom while nudging it (at most half its height)
 CABINET_CORNER_MARGIN = 0.08  # m, carried objects pass the cabinet's side line at least this far in front of it
 DRAWER_FRONT_MARGIN = 0.06  # m, placed object's centre behind the drawer region's front edge (at least)
+FIXTURE_SPOT_STEP = 0.01  # m, grid of candidate spots in a fixture that already holds an object
+FIXTURE_SPOT_MARGIN = 0.005  # m, a placed footprint kept this far inside the fixture's region
+FIXTURE_SPOT_CLEARANCE = 0.03  # m, footprint gap to the objects already in a fixture beyond which spots score the same
 
 
 class ExpertGaveUpError(Exception):
@@ -819,7 +822,9 @@ class ScriptedExpert:
             low = region.low[0] + DRAWER_FRONT_MARGIN
             centre[0] = max(low, min((region.low[0] + front) / 2, region.high[0] - DRAWER_FRONT_MARGIN))
             yaw = nearest_equivalent_yaw(0.0, reference_yaw(np.append(centre, 0.0)))  # long side along y
-            return PlaceGoal(centre, region.low[2] + RELEASE_GAP, yaw=yaw)
+            # along y only: the open drawer is reachable from above only between its front and the unit's front
+            spot = _free_spot_in(region, centre, obj, state, along_x=False)
+            return PlaceGoal(spot, region.low[2] + RELEASE_GAP, yaw=yaw)
         if fixture == FixtureName.CABINET:
             centre[0] = self._fixtures.cabinet_mouth_x + CABINET_DEPTH
             return PlaceGoal(
@@ -829,7 +834,7 @@ class ScriptedExpert:
                 tilt=CABINET_TILTS.get(obj.name, CABINET_TILT),
                 from_front=True,
             )
-        return PlaceGoal(centre, region.low[2] + RELEASE_GAP)
+        return PlaceGoal(_free_spot_in(region, centre, obj, state), region.low[2] + RELEASE_GAP)
 
     def _basket_goal(self, basket: ObjectState, obj: ObjectState) -> PlaceGoal:
         """Beside the basket's carrying handle (which spans its length along its x axis), fingers along it."""
@@ -1177,6 +1182,45 @@ def spatial_spot(
             if best is None or score > best[0]:
                 best = (score, centre)
     return best
+
+
+def _free_spot_in(
+    region: Box, preferred: Vector, obj: ObjectState, state: SceneState, *, along_x: bool = True
+) -> Vector:
+    """Footprint centre (2,) m for ``obj`` in fixture ``region`` beside the objects already in it.
+
+    ``preferred`` when nothing else is in the region; otherwise the spot on a FIXTURE_SPOT_STEP grid that keeps
+    ``obj``'s footprint inside the region (less FIXTURE_SPOT_MARGIN) and farthest from the others' footprints,
+    nearest ``preferred`` among equals: a second object set down on the first one in a drawer or the sink
+    ends up leaning on it, with its centre above the region. ``along_x=False`` keeps ``preferred``'s x.
+    When no spot is free of the others, ``preferred``: a long object (the banana) across a cup settles
+    beside it more often than one pushed against the wall.
+    """
+    occupants = [
+        other.bounds
+        for name, other in state.objects.items()
+        if name != obj.name and region.contains(other.bounds.center, margin=0.02)
+    ]
+    if not occupants:
+        return preferred
+    half = obj.bounds.size[:2] / 2  # (2,) m, as carried: its yaw changes little on the way down
+    low = region.low[:2] + half + FIXTURE_SPOT_MARGIN
+    high = region.high[:2] - half - FIXTURE_SPOT_MARGIN
+    if low[1] > high[1] or (along_x and low[0] > high[0]):
+        return preferred
+    best: tuple[float, float, Vector] | None = None
+    xs = np.arange(low[0], high[0] + 1e-9, FIXTURE_SPOT_STEP) if along_x else [preferred[0]]
+    for x in xs:
+        for y in np.arange(low[1], high[1] + 1e-9, FIXTURE_SPOT_STEP):
+            spot = np.array([x, y])
+            gap = min(footprint_gap(spot, half, box) for box in occupants)
+            key = (min(gap, FIXTURE_SPOT_CLEARANCE), -float(np.linalg.norm(spot - preferred)))
+            if best is None or key > best[:2]:
+                best = (*key, spot)
+    assert best is not None
+    if best[0] < 0.0:  # it overlaps the others wherever it goes: keep the usual spot (it settles against them)
+        return preferred
+    return best[2]
 
 
 def _on_free_counter(centre: Vector, half: Vector, state: SceneState) -> bool:

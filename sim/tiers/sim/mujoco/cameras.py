@@ -54,30 +54,43 @@ class CameraRig:
             model.cam_fovy[camera_id] = spec.fovy_deg
             self._ids[spec.name] = camera_id
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
-        # name -> (camera pose (12,) it was built for, model): fixed cameras are built once, not every step
-        self._models: dict[str, tuple[NDArray[np.float64], CameraModel]] = {}
+        self._models: dict[str, CameraModel] = {}  # name -> the model built at the first call
+        # name -> fixed in the world (on the world body, fixed mode): its model never changes
+        self._fixed = {
+            spec.name: bool(
+                model.cam_bodyid[self._ids[spec.name]] == 0
+                and model.cam_mode[self._ids[spec.name]] == mujoco.mjtCamLight.mjCAMLIGHT_FIXED
+            )
+            for spec in self._specs
+        }
 
     @property
     def names(self) -> list[str]:
         return [spec.name for spec in self._specs]
 
     def camera_models(self, data: mujoco.MjData) -> dict[str, CameraModel]:
-        """Camera name -> pinhole model at the current state (the base frame is the world frame)."""
+        """Camera name -> pinhole model at the current state (the base frame is the world frame).
+
+        Runs every control step, images or not: a camera fixed in the world is built once, a camera on the
+        arm (the wrist) gets its first model moved to the current pose.
+        """
         models = {}
         for spec in self._specs:
             camera_id = self._ids[spec.name]
-            pose = np.concatenate([data.cam_xpos[camera_id], data.cam_xmat[camera_id]])
             cached = self._models.get(spec.name)
-            if cached is not None and np.array_equal(cached[0], pose):
-                models[spec.name] = cached[1]
+            if cached is not None and self._fixed[spec.name]:
+                models[spec.name] = cached
                 continue
             base_from_camera = np.eye(4)
             base_from_camera[:3, :3] = data.cam_xmat[camera_id].reshape(3, 3) @ _MUJOCO_FROM_OPENCV
             base_from_camera[:3, 3] = data.cam_xpos[camera_id]
-            models[spec.name] = CameraModel.from_fovy(
-                width=spec.width, height=spec.height, fovy_deg=spec.fovy_deg, base_from_camera=base_from_camera
-            )
-            self._models[spec.name] = (pose, models[spec.name])
+            if cached is None:
+                models[spec.name] = CameraModel.from_fovy(
+                    width=spec.width, height=spec.height, fovy_deg=spec.fovy_deg, base_from_camera=base_from_camera
+                )
+                self._models[spec.name] = models[spec.name]
+            else:
+                models[spec.name] = cached.moved_to(base_from_camera)
         return models
 
     def render(

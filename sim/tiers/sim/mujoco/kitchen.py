@@ -34,44 +34,60 @@ _DIVERGENCE_WARNINGS = (
 SCENE_XML = Path(__file__).resolve().parents[1] / "assets" / "kitchen" / "scene.xml"
 
 
-def _world_aabb(
-    center_local: NDArray[np.float64],
-    half_local: NDArray[np.float64],
-    xpos: NDArray[np.float64],
-    xmat: NDArray[np.float64],
-) -> Box:
-    """Axis-aligned bounds of a box (centre and half sizes in its frame) posed at xpos (3,), xmat (9,)."""
-    rotation = xmat.reshape(3, 3)
-    center = xpos + rotation @ center_local
-    half = np.abs(rotation) @ half_local
-    return Box(low=center - half, high=center + half)
-
-
-def _geoms_bounds(
-    model: mujoco.MjModel, data: mujoco.MjData, geoms: NDArray[np.int64]
+def _sites_bounds(
+    model: mujoco.MjModel, data: mujoco.MjData, sites: NDArray[np.int64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Tight axis-aligned bounds of several geoms at once (this runs every control step for the success check).
-
-    Exact for spheres, capsules and cylinders, else the bounds of the geom's local box.
+    """Axis-aligned bounds of box sites (half sizes ``site_size``) at their current poses, in one pass.
 
     Returns:
-        low, high: (G, 3) m, world frame.
+        low, high: (S, 3) m, world frame.
     """
-    kinds, sizes = model.geom_type[geoms], model.geom_size[geoms]  # (G,), (G, 3)
-    rotations = data.geom_xmat[geoms].reshape(-1, 3, 3)  # (G, 3, 3)
-    centers = data.geom_xpos[geoms] + np.einsum("gij,gj->gi", rotations, model.geom_aabb[geoms, :3])
-    half = np.einsum("gij,gj->gi", np.abs(rotations), model.geom_aabb[geoms, 3:])  # boxes and the rest
-    axes = rotations[:, :, 2]  # (G, 3) each geom's z axis in the world
-    sphere = kinds == mujoco.mjtGeom.mjGEOM_SPHERE
-    capsule = kinds == mujoco.mjtGeom.mjGEOM_CAPSULE
-    cylinder = kinds == mujoco.mjtGeom.mjGEOM_CYLINDER
-    half[sphere] = sizes[sphere, :1]
-    half[capsule] = sizes[capsule, 1:2] * np.abs(axes[capsule]) + sizes[capsule, :1]
-    radial = np.sqrt(np.clip(1.0 - axes[cylinder] ** 2, 0.0, 1.0))
-    half[cylinder] = sizes[cylinder, 1:2] * np.abs(axes[cylinder]) + sizes[cylinder, :1] * radial
-    round_geoms = sphere | capsule | cylinder
-    centers[round_geoms] = data.geom_xpos[geoms[round_geoms]]  # their local boxes are centred
+    rotations = data.site_xmat[sites].reshape(-1, 3, 3)  # (S, 3, 3)
+    half = np.einsum("sij,sj->si", np.abs(rotations), model.site_size[sites])
+    centers = data.site_xpos[sites]
     return centers - half, centers + half
+
+
+class _ObjectBounds:
+    """Tight axis-aligned bounds of several objects' geoms, vectorised (this runs every control step for the
+    success check); what depends only on the model is gathered once per layout.
+
+    Exact for spheres, capsules and cylinders, else the bounds of the geom's local box.
+    """
+
+    def __init__(self, model: mujoco.MjModel, object_geoms: list[NDArray[np.int64]]):
+        """``object_geoms``: per object, its geom ids (at least one each)."""
+        self.geoms = np.concatenate(object_geoms) if object_geoms else np.zeros(0, dtype=np.int64)  # (G,)
+        self.starts = np.cumsum([0] + [len(geoms) for geoms in object_geoms[:-1]])  # first row of each object
+        kinds, sizes = model.geom_type[self.geoms], model.geom_size[self.geoms]
+        self.box_offset = model.geom_aabb[self.geoms, :3, None]  # (G, 3, 1) local box centre
+        self.box_half = model.geom_aabb[self.geoms, 3:, None]  # (G, 3, 1) local box half sizes
+        self.sphere = kinds == mujoco.mjtGeom.mjGEOM_SPHERE
+        self.capsule = kinds == mujoco.mjtGeom.mjGEOM_CAPSULE
+        self.cylinder = kinds == mujoco.mjtGeom.mjGEOM_CYLINDER
+        self.round = self.sphere | self.capsule | self.cylinder  # their local boxes are centred
+        self.sphere_radius = sizes[self.sphere, :1]
+        self.capsule_size = sizes[self.capsule]
+        self.cylinder_size = sizes[self.cylinder]
+
+    def __call__(self, data: mujoco.MjData) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """low, high: (objects, 3) m, world frame."""
+        if len(self.geoms) == 0:
+            return np.zeros((0, 3)), np.zeros((0, 3))
+        rotations = data.geom_xmat[self.geoms].reshape(-1, 3, 3)  # (G, 3, 3)
+        positions = data.geom_xpos[self.geoms]
+        centers = positions + (rotations @ self.box_offset)[:, :, 0]
+        half = (np.abs(rotations) @ self.box_half)[:, :, 0]  # boxes and the rest
+        axes = rotations[:, :, 2]  # (G, 3) each geom's z axis in the world
+        half[self.sphere] = self.sphere_radius
+        size = self.capsule_size
+        half[self.capsule] = size[:, 1:2] * np.abs(axes[self.capsule]) + size[:, :1]
+        size, axis = self.cylinder_size, axes[self.cylinder]
+        radial = np.sqrt(np.clip(1.0 - axis**2, 0.0, 1.0))
+        half[self.cylinder] = size[:, 1:2] * np.abs(axis) + size[:, :1] * radial
+        centers[self.round] = positions[self.round]
+        low, high = centers - half, centers + half
+        return np.minimum.reduceat(low, self.starts), np.maximum.reduceat(high, self.starts)
 
 
 class MujocoKitchen:
@@ -106,6 +122,7 @@ class MujocoKitchen:
         self._model = mujoco.MjModel.from_xml_path(str(scene_xml))
         self._data = mujoco.MjData(self._model)
         self._index = SceneIndex.build(self._model, self._spec)
+        self._region_site_ids = np.array(list(self._index.region_sites.values()), dtype=np.int64)
         mujoco.mj_forward(self._model, self._data)
         base = self._data.body(self._spec.base_frame)
         if not (np.allclose(base.xpos, 0.0) and np.allclose(base.xquat, [1, 0, 0, 0])):
@@ -124,6 +141,7 @@ class MujocoKitchen:
         self._rig = CameraRig(self._model, camera_specs, geom_object=self._index.geom_object, segmentation=segmentation)
         self._settle_steps = settle_steps
         self._layout: KitchenLayout | None = None
+        self._object_bounds: _ObjectBounds | None = None  # built for the layout at its first scene_state
         self.clipped_components = 0  # action components clipped to limits since construction
         self._closed = False
 
@@ -166,6 +184,7 @@ class MujocoKitchen:
             data.time = 0.0
             mujoco.mj_forward(model, data)
         self._layout = layout
+        self._object_bounds = None
         return self.observe(render=render)
 
     def step(self, action: ArrayLike, *, render: bool = True) -> Observation:
@@ -242,15 +261,10 @@ class MujocoKitchen:
         model, data, index = self._model, self._data, self._index
         objects = {}
         present = self._layout.present
-        # one vectorised pass over every present object's geoms, then per-object min/max
-        lows: NDArray[np.float64] = np.zeros((0, 3))  # (objects, 3) m
-        highs: NDArray[np.float64] = np.zeros((0, 3))
-        if present:
-            geoms = np.concatenate([index.object_geoms[name] for name in present])
-            starts = np.cumsum([0] + [len(index.object_geoms[name]) for name in present[:-1]])
-            geom_low, geom_high = _geoms_bounds(model, data, geoms)
-            lows, highs = np.minimum.reduceat(geom_low, starts), np.maximum.reduceat(geom_high, starts)
-        for name, low, high in zip(present, lows, highs, strict=True):
+        if self._object_bounds is None:  # the present objects change only at reset
+            self._object_bounds = _ObjectBounds(model, [index.object_geoms[name] for name in present])
+        lows, highs = self._object_bounds(data)
+        for name, bounds in zip(present, Box.many(lows, highs), strict=True):
             body = index.object_body[name]
             objects[name] = ObjectState(
                 name=name,
@@ -258,7 +272,7 @@ class MujocoKitchen:
                 color=self._layout.objects[name].color,
                 position=data.xpos[body].copy(),
                 quaternion=data.xquat[body].copy(),
-                bounds=Box(low=low, high=high),
+                bounds=bounds,
             )
         articulations = {
             name: ArticulationState(
@@ -266,10 +280,8 @@ class MujocoKitchen:
             )
             for name, (_, low, high) in ARTICULATIONS.items()
         }
-        regions = {
-            name: _world_aabb(np.zeros(3), model.site_size[site], data.site_xpos[site], data.site_xmat[site])
-            for name, site in index.region_sites.items()
-        }
+        region_low, region_high = _sites_bounds(model, data, self._region_site_ids)
+        regions = dict(zip(index.region_sites, Box.many(region_low, region_high), strict=True))
         return SceneState(
             time=float(data.time),
             objects=objects,
@@ -311,7 +323,7 @@ class MujocoKitchen:
         left, right = self._index.pad_geoms
         touched: list[set[int]] = []
         for pad in (left, right):
-            rows = np.any(pairs == pad, axis=1)
+            rows = (pairs == pad).any(axis=1)
             others = pairs[rows].ravel()
             touched.append({int(i) for i in self._index.geom_object[others[others != pad]] if i >= 0})
         both = touched[0] & touched[1]

@@ -13,8 +13,10 @@ Stage conventions:
       welded to the world are static colliders; the robot base is fixed to the world by a ``FixedJoint`` and
       carries ``ArticulationRootAPI``; a body welded to a movable parent (the hand) is fixed to it.
     - MuJoCo hinge/slide joints become ``RevoluteJoint`` / ``PrismaticJoint`` under ``/World/joints`` with
-      the joint axis as the joint frame's X axis. UsdPhysics measures angles in DEGREES: revolute limits,
-      drive targets, and angular drive gains (N·m/deg = N·m/rad · π/180) are converted.
+      the joint axis as the joint frame's X axis; the two frames coincide at MuJoCo's joint value 0, so a
+      reader measures MuJoCo's joint values (the exported state reads ``tiers:initial_position``).
+      UsdPhysics measures angles in DEGREES: revolute limits, drive targets, and angular drive gains
+      (N·m/deg = N·m/rad · π/180) are converted.
     - MuJoCo position actuators become drives: stiffness = kp, damping = kv (converted as above); the
       gripper's single opening actuator becomes one linear drive per finger with half the opening as target.
     - Cameras are ``UsdGeom.Camera`` (looking along -Z, +Y up: MuJoCo's camera frame too) with apertures
@@ -81,6 +83,27 @@ def _in_body_frame(
     local_quaternion = np.empty(4)
     mujoco.mju_mulQuat(local_quaternion, inverse, quaternion)
     return local_point, local_quaternion
+
+
+def _child_frame_at_zero(
+    local: NDArray[np.float64], quaternion: NDArray[np.float64], value: float, revolute: bool
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The child-side joint frame (position (3,), wxyz (4,) in the child body) moved by the joint's motion
+    at ``value`` (rad about, or m along, the frame's X axis).
+
+    UsdPhysics measures a joint from body 0's frame to body 1's: frames that coincide read 0. At the exported
+    state MuJoCo's joint reads ``value`` (the arm at home, a drawer ajar), and the limits and drive targets
+    written are MuJoCo's absolute values, so the child's frame is set where body 0's frame moved by
+    ``value`` lands: a reader (PhysX) then measures ``value`` there, as MuJoCo does.
+    """
+    if revolute:
+        turn = np.array([math.cos(value / 2), math.sin(value / 2), 0.0, 0.0])  # about the frame's X
+        turned = np.empty(4)
+        mujoco.mju_mulQuat(turned, quaternion, turn)
+        return local, turned
+    x_axis = np.empty(3)
+    mujoco.mju_rotVecQuat(x_axis, np.array([1.0, 0.0, 0.0]), quaternion)
+    return local + value * x_axis, quaternion
 
 
 class _StageWriter:
@@ -234,11 +257,14 @@ class _StageWriter:
         usd_joint = (UsdPhysics.RevoluteJoint if revolute else UsdPhysics.PrismaticJoint).Define(self.stage, path)
         usd_joint.CreateAxisAttr(UsdPhysics.Tokens.x)
         frame = _frame_rotation_with_x_along(np.asarray(data.xaxis[joint], dtype=np.float64))  # in the world
+        value = float(data.qpos[model.jnt_qposadr[joint]])  # rad or m at the exported state
         for body, position_attr, rotation_attr, relation in (
             (parent, usd_joint.CreateLocalPos0Attr, usd_joint.CreateLocalRot0Attr, usd_joint.CreateBody0Rel),
             (child, usd_joint.CreateLocalPos1Attr, usd_joint.CreateLocalRot1Attr, usd_joint.CreateBody1Rel),
         ):
             local, rotation = _in_body_frame(data, body, data.xanchor[joint], frame)
+            if body == child:  # see _child_frame_at_zero
+                local, rotation = _child_frame_at_zero(local, rotation, value, revolute)
             if body != 0:
                 relation().SetTargets([self.body_path(body)])
             position_attr(Gf.Vec3f(*local.tolist()))
