@@ -175,30 +175,9 @@ def test_regions_bounds_and_tool_match_mujoco(indexed: tuple[object, object]) ->
         np.testing.assert_allclose(box.high, state.regions[name].high, atol=1e-6, err_msg=name)
     np.testing.assert_allclose(site_pose(index.tcp)[0], state.ee_position, atol=1e-6)  # type: ignore[attr-defined]
     for name, expected in state.objects.items():
-        shapes = index.object_shapes[name]  # type: ignore[attr-defined]
-        position, rotation = _body_pose(kitchen, name)[0], geometry.quat_to_matrix(_body_pose(kitchen, name)[1])
-        lows, highs = [], []
-        if len(shapes.box_half):
-            low, high = geometry.box_bounds(
-                np.zeros_like(shapes.box_half),
-                shapes.box_half,
-                position + shapes.box_positions @ rotation.T,
-                rotation @ shapes.box_rotations,
-            )
-            lows.append(low)
-            highs.append(high)
-        if len(shapes.round_radius):
-            low, high = geometry.round_bounds(
-                shapes.round_radius,
-                shapes.round_half_length,
-                shapes.round_capsule,
-                position + shapes.round_positions @ rotation.T,
-                rotation @ shapes.round_rotations,
-            )
-            lows.append(low)
-            highs.append(high)
-        np.testing.assert_allclose(np.concatenate(lows).min(axis=0), expected.bounds.low, atol=1e-6, err_msg=name)
-        np.testing.assert_allclose(np.concatenate(highs).max(axis=0), expected.bounds.high, atol=1e-6, err_msg=name)
+        bounds = index.object_shapes[name].bounds(_body_pose(kitchen, name))  # type: ignore[attr-defined]
+        np.testing.assert_allclose(bounds.low, expected.bounds.low, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(bounds.high, expected.bounds.high, atol=1e-6, err_msg=name)
 
 
 def test_camera_models_match_mujocos(indexed: tuple[object, object]) -> None:

@@ -335,29 +335,7 @@ class IsaacKitchen:
         }
 
     def _bounds(self, name: str, pose: geometry.Pose) -> Box:
-        shapes = self._index.object_shapes[name]
-        rotation = geometry.quat_to_matrix(pose[1])
-        lows, highs = [], []
-        if len(shapes.box_half):
-            low, high = geometry.box_bounds(
-                np.zeros_like(shapes.box_half),
-                shapes.box_half,
-                pose[0] + shapes.box_positions @ rotation.T,
-                rotation @ shapes.box_rotations,
-            )
-            lows.append(low)
-            highs.append(high)
-        if len(shapes.round_radius):
-            low, high = geometry.round_bounds(
-                shapes.round_radius,
-                shapes.round_half_length,
-                shapes.round_capsule,
-                pose[0] + shapes.round_positions @ rotation.T,
-                rotation @ shapes.round_rotations,
-            )
-            lows.append(low)
-            highs.append(high)
-        return Box(low=np.concatenate(lows).min(axis=0), high=np.concatenate(highs).max(axis=0))
+        return self._index.object_shapes[name].bounds(pose)
 
     def _grasped(self) -> str | None:
         """The present object touching both finger links, None when there is none."""

@@ -21,9 +21,10 @@ from scipy.spatial.transform import Rotation
 
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import EmbodimentMismatchError
-from tiers.sim.isaac.geometry import IDENTITY, JointKind, Pose, quat_to_matrix
+from tiers.sim.isaac.geometry import IDENTITY, JointKind, Pose, box_bounds, quat_to_matrix, round_bounds
 from tiers.sim.kitchen.layout import ARTICULATIONS, OBJECT_NAMES
 from tiers.sim.mujoco.scene_index import FINGER_PADS, REGION_SITES, TRIM_SUFFIX
+from tiers.sim.scene_state import Box
 
 
 def _pose_of_matrix(matrix: Any) -> Pose:
@@ -65,6 +66,31 @@ class ObjectShapes:
     round_half_length: NDArray[np.float64]
     round_capsule: NDArray[np.bool_]
     paint_paths: tuple[str, ...]
+
+    def bounds(self, pose: Pose) -> Box:
+        """World axis-aligned bounds of the shapes with the body at ``pose`` (position m, wxyz)."""
+        position, rotation = pose[0], quat_to_matrix(pose[1])
+        lows, highs = [], []
+        if len(self.box_half):
+            low, high = box_bounds(
+                np.zeros_like(self.box_half),
+                self.box_half,
+                position + self.box_positions @ rotation.T,
+                rotation @ self.box_rotations,
+            )
+            lows.append(low)
+            highs.append(high)
+        if len(self.round_radius):
+            low, high = round_bounds(
+                self.round_radius,
+                self.round_half_length,
+                self.round_capsule,
+                position + self.round_positions @ rotation.T,
+                rotation @ self.round_rotations,
+            )
+            lows.append(low)
+            highs.append(high)
+        return Box(low=np.concatenate(lows).min(axis=0), high=np.concatenate(highs).max(axis=0))
 
 
 @dataclass(frozen=True)
