@@ -73,10 +73,13 @@ def probe_mujoco() -> Probe:
 
 
 def probe_isaacsim() -> Probe:
-    """Isaac Sim is only looked up, never started: starting it takes minutes and an RTX GPU."""
-    if importlib.util.find_spec("isaacsim") is None:
-        return Probe("isaacsim", False, "not installed (pip install 'tiers[isaacsim]'; needs an RTX GPU)")
-    return Probe("isaacsim", True, f"isaacsim {_version('isaacsim')} installed (starting it needs an RTX GPU)")
+    """Isaac Sim is only checked (package, driver, RT cores, EULA), never started: that takes minutes."""
+    from tiers.sim.isaac.preflight import check_isaac_requirements
+
+    missing = check_isaac_requirements()
+    if missing:
+        return Probe("isaacsim", False, "; ".join(missing))
+    return Probe("isaacsim", True, f"isaacsim {_version('isaacsim')}, driver, RTX GPU and EULA found (not started)")
 
 
 def probe_ros() -> Probe:
