@@ -137,7 +137,7 @@ def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
     from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
     from tiers.policies.low.checkpoint import PolicyFeatures
     from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
-    from tiers.policies.mid.steering import flow_policy_steps, flow_policy_to_state
+    from tiers.policies.mid.steering import flow_policy_steps, policy_to_state
 
     _, stats = load_training_dataset(DatasetLoadingConfig(root=state_dataset, n_obs_steps=2, horizon=8))
     network = {"noise_embed_dim": 16, "transformer": {"width": 32, "depth": 1, "heads": 2}}
@@ -159,7 +159,7 @@ def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
     torch.manual_seed(1)
     plain = policy.predict_action_chunk(batch)
     make_step, noise = flow_policy_steps(policy, batch)
-    steering = FeynmanKacSteering([reward], SteeringConfig(particles=8), to_state=flow_policy_to_state(policy))
+    steering = FeynmanKacSteering([reward], SteeringConfig(particles=8), to_state=policy_to_state(policy))
     result = steering.run(noise=noise, make_step=make_step, steps=config.sampler_steps or 10)
     assert result.actions.shape == plain.shape
     assert float(reward(result.actions)) > float(reward(plain)) + 1e-3
@@ -188,3 +188,44 @@ def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
     tracked = policy.predict_action_chunk(batch)
     policy.set_guidance([])
     assert float(tracking(tracked)) > float(tracking(plain))
+
+
+def test_feynman_kac_steering_of_the_low_tiers_beso_policy(state_dataset: Path) -> None:
+    from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
+    from tiers.policies.low.checkpoint import PolicyFeatures
+    from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
+    from tiers.policies.mid.steering import beso_policy_steps, flow_policy_steps, policy_to_state
+
+    _, stats = load_training_dataset(DatasetLoadingConfig(root=state_dataset, n_obs_steps=2, horizon=8))
+    network = {"noise_embed_dim": 16, "transformer": {"width": 32, "depth": 1, "heads": 2}}
+    config = GenerativeLowPolicyConfig.from_dict(
+        {
+            "generator": "beso",
+            "generator_options": {"network": network, "sampler": "euler_ancestral"},
+            "horizon": 8,
+            "n_action_steps": 4,
+            "conditioning": {"token_dim": 32, "cameras": [], "language_key": None},
+        }
+    )  # fmt: skip
+    torch.manual_seed(0)
+    features = PolicyFeatures.from_dataset(state_dataset, cameras=[], image_size=None, language_key=None)
+    policy = GenerativeLowPolicy(config, features, stats).eval()
+    batch = {"observation.state": stats["observation.state"]["mean"][None].float()}
+    with pytest.raises(TypeError, match="flow-matching"):
+        flow_policy_steps(policy, batch)
+    target = stats["action"]["mean"].float() + 2.0 * stats["action"]["std"].float()  # far from the typical action
+    reward = Guidance("toward", lambda actions, _: -((actions - target) ** 2).sum(dim=(1, 2)), 1.0)
+    make_step, noise = beso_policy_steps(policy, batch)
+    steps = policy.generator.config.steps
+    # no reward, one particle: the step function is the policy's own ancestral sampler (same noise draws)
+    torch.manual_seed(3)
+    plain = policy.predict_action_chunk(batch)
+    torch.manual_seed(3)
+    single = SteeringConfig(particles=1, min_particles=1, guidance=False)
+    alone = FeynmanKacSteering([], single, to_state=policy_to_state(policy))
+    unsteered = alone.run(noise=noise, make_step=make_step, steps=steps).actions
+    torch.testing.assert_close(unsteered, plain, atol=1e-4, rtol=1e-4)
+    steering = FeynmanKacSteering([reward], SteeringConfig(particles=8), to_state=policy_to_state(policy))
+    steered = steering.run(noise=noise, make_step=make_step, steps=steps)
+    assert steered.actions.shape == plain.shape
+    assert float(reward(steered.actions)) > float(reward(plain)) + 1e-3

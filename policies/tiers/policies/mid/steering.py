@@ -7,7 +7,8 @@ The engine works with any sampler through one callable, a single denoising step 
 
 ``hook`` (None, or ``hook(estimate) -> gradient`` in the sampler's state units) is how reward-gradient
 guidance enters the step: the sampler moves its clean estimate up the gradient (as the low tier's
-``GuidanceHook`` does). :func:`flow_policy_steps` builds this step for the low tier's flow-matching policy.
+``GuidanceHook`` does). :func:`flow_policy_steps` and :func:`beso_policy_steps` build this step for the low tier's
+flow-matching and BESO policies.
 
 Feynman–Kac steering (Singhal et al., 2025) with the "difference" potential::
 
@@ -287,7 +288,73 @@ def flow_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tup
     return make_step, noise
 
 
-def flow_policy_to_state(policy: GenerativeLowPolicy) -> Callable[[torch.Tensor], torch.Tensor]:
+def beso_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tuple[StepFactory, Callable[[int], Any]]:
+    """Step-wise sampler over a BESO (score-based diffusion, EDM) low-tier policy.
+
+    k-diffusion's ancestral Euler on the policy's σ schedule, one denoiser evaluation per step, as
+    ``BesoGenerator.sample`` with ``sampler="euler_ancestral"``; guidance moves the denoised estimate D(x; σ)
+    up the reward gradient before the step (the scale of ``sample_edm``). The fresh noise each step adds
+    differs between particles, which gives Feynman–Kac resampling distinct descendants to choose from.
+
+    Returns:
+        (make_step, noise): the step factory and P -> (P, Ta, A) standard-normal starting noise (scaled by
+        σ_max in the first step).
+    """
+    from tiers.core.features import FeatureKey
+    from tiers.policies.low.beso import BesoGenerator
+    from tiers.policies.low.generator import guidance_step_scale
+    from tiers.policies.low.samplers import sigma_schedule
+
+    generator = policy.generator
+    if not isinstance(generator, BesoGenerator):
+        raise TypeError(f"beso_policy_steps needs a BESO policy, got {type(generator).__name__}")
+    if policy.config.cfg_scale != 1.0:
+        raise ValueError(
+            f"beso_policy_steps samples the conditional model alone; the policy has cfg_scale={policy.config.cfg_scale}"
+        )
+    action = FeatureKey.ACTION.value
+    normalizer = policy.normalizer
+    config = generator.config
+    with torch.no_grad():
+        conditioning = policy.encoder(policy._normalized_inputs(batch))
+    horizon, action_dim = config.network.horizon, config.network.action_dim
+
+    def make_step(steps: int) -> SamplerStep:
+        levels = sigma_schedule(
+            steps, schedule=config.schedule, sigma_min=config.sigma_min, sigma_max=config.sigma_max, rho=config.rho
+        )  # σ_max, ..., σ_min, 0
+        cache: dict[int, torch.Tensor] = {}
+
+        def step(x: torch.Tensor, index: int, hook: StateHook | None) -> tuple[torch.Tensor, torch.Tensor]:
+            count = x.shape[0]
+            if count not in cache:
+                cache[count] = conditioning.tokens.expand(count, -1, -1)
+            sigma, sigma_next = levels[index], levels[index + 1]
+            if index == 0:
+                x = x * sigma  # the starting noise is standard normal
+            with torch.no_grad():
+                denoised = generator.denoise(x, x.new_full((count,), sigma), cache[count])
+            if hook is not None:
+                scale = guidance_step_scale(1.0, sigma, config.sigma_data)
+                denoised = denoised + scale * hook(normalizer.unnormalize(action, denoised))
+            # split σ_next² = σ_down² + σ_up²: an Euler step down to σ_down, then σ_up of fresh noise
+            sigma_up = min(sigma_next, (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5)
+            sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
+            x = x + (x - denoised) / sigma * (sigma_down - sigma)
+            if sigma_next > 0.0:
+                x = x + torch.randn_like(x) * sigma_up
+            clean = x if index == steps - 1 else denoised
+            return x, normalizer.unnormalize(action, clean)
+
+        return step
+
+    def noise(count: int) -> torch.Tensor:
+        return torch.randn(count, horizon, action_dim, device=policy.device)
+
+    return make_step, noise
+
+
+def policy_to_state(policy: GenerativeLowPolicy) -> Callable[[torch.Tensor], torch.Tensor]:
     """Chain rule through the policy's action normalisation: ∂r/∂x̂0 = ∂r/∂a · scale."""
     from tiers.core.features import FeatureKey
 
