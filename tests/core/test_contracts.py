@@ -85,6 +85,19 @@ def test_camera_intrinsics_from_fovy() -> None:
     assert camera.intrinsics[0, 2] == 31.5 and camera.intrinsics[1, 2] == 23.5  # pixel centres at integers
 
 
+def test_a_moved_camera_keeps_its_intrinsics_and_refuses_a_bad_pose() -> None:
+    camera = _camera()
+    pose = camera.base_from_camera.copy()
+    pose[:3, 3] += [0.1, 0.0, -0.2]
+    moved = camera.moved_to(pose)
+    assert moved.intrinsics is camera.intrinsics and (moved.width, moved.height) == (64, 48)
+    np.testing.assert_array_equal(moved.base_from_camera, pose)
+    assert camera.base_from_camera[0, 3] == pytest.approx(0.5)  # the original is unchanged
+    pose[0, 0] = np.nan
+    with pytest.raises(ContractError, match="finite"):
+        camera.moved_to(pose)
+
+
 def test_unproject_then_project_returns_the_pixels() -> None:
     camera = _camera()
     depth = np.random.default_rng(0).uniform(0.5, 1.5, size=(48, 64)).astype(np.float32)
