@@ -4,6 +4,7 @@ the latency budget, staged rewards with hysteresis, and steering the low tier's 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ from tiers.policies.mid.steering import (
     SteeringConfig,
     distance_to,
 )
+
+if TYPE_CHECKING:
+    from tiers.policies.low.policy import GenerativeLowPolicy
 
 SHAPE = (4, 3)  # (Ta, A) of the toy chunks
 MODES = torch.stack([torch.ones(SHAPE), -torch.ones(SHAPE)])  # two equally likely clean chunks
@@ -133,18 +137,21 @@ def test_staged_rewards_switch_with_hysteresis() -> None:
         Stage("bad", (), distance_to([0, 0, 0]), enter=0.1, exit=0.05)
 
 
-def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
+def _tiny_policy(
+    state_dataset: Path, generator: str, options: dict[str, object]
+) -> tuple[GenerativeLowPolicy, dict[str, torch.Tensor], Guidance]:
+    """An untrained state-only low-tier policy on the dataset, one observation batch (B = 1), and a reward
+    toward actions 2 std from the mean (far from what the policy samples)."""
     from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
     from tiers.policies.low.checkpoint import PolicyFeatures
     from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
-    from tiers.policies.mid.steering import flow_policy_steps, policy_to_state
 
     _, stats = load_training_dataset(DatasetLoadingConfig(root=state_dataset, n_obs_steps=2, horizon=8))
     network = {"noise_embed_dim": 16, "transformer": {"width": 32, "depth": 1, "heads": 2}}
     config = GenerativeLowPolicyConfig.from_dict(
         {
-            "generator": "flow",
-            "generator_options": {"network": network},
+            "generator": generator,
+            "generator_options": {"network": network, **options},
             "horizon": 8,
             "n_action_steps": 4,
             "conditioning": {"token_dim": 32, "cameras": [], "language_key": None},
@@ -154,8 +161,16 @@ def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
     features = PolicyFeatures.from_dataset(state_dataset, cameras=[], image_size=None, language_key=None)
     policy = GenerativeLowPolicy(config, features, stats).eval()
     batch = {"observation.state": stats["observation.state"]["mean"][None].float()}
-    target = stats["action"]["mean"].float() + 2.0 * stats["action"]["std"].float()  # far from the typical action
+    target = stats["action"]["mean"].float() + 2.0 * stats["action"]["std"].float()
     reward = Guidance("toward", lambda actions, _: -((actions - target) ** 2).sum(dim=(1, 2)), 1.0)
+    return policy, batch, reward
+
+
+def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
+    from tiers.policies.mid.steering import flow_policy_steps, policy_to_state
+
+    policy, batch, reward = _tiny_policy(state_dataset, "flow", {})
+    config = policy.config
     torch.manual_seed(1)
     plain = policy.predict_action_chunk(batch)
     make_step, noise = flow_policy_steps(policy, batch)
@@ -191,30 +206,11 @@ def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
 
 
 def test_feynman_kac_steering_of_the_low_tiers_beso_policy(state_dataset: Path) -> None:
-    from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
-    from tiers.policies.low.checkpoint import PolicyFeatures
-    from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
     from tiers.policies.mid.steering import beso_policy_steps, flow_policy_steps, policy_to_state
 
-    _, stats = load_training_dataset(DatasetLoadingConfig(root=state_dataset, n_obs_steps=2, horizon=8))
-    network = {"noise_embed_dim": 16, "transformer": {"width": 32, "depth": 1, "heads": 2}}
-    config = GenerativeLowPolicyConfig.from_dict(
-        {
-            "generator": "beso",
-            "generator_options": {"network": network, "sampler": "euler_ancestral"},
-            "horizon": 8,
-            "n_action_steps": 4,
-            "conditioning": {"token_dim": 32, "cameras": [], "language_key": None},
-        }
-    )  # fmt: skip
-    torch.manual_seed(0)
-    features = PolicyFeatures.from_dataset(state_dataset, cameras=[], image_size=None, language_key=None)
-    policy = GenerativeLowPolicy(config, features, stats).eval()
-    batch = {"observation.state": stats["observation.state"]["mean"][None].float()}
+    policy, batch, reward = _tiny_policy(state_dataset, "beso", {"sampler": "euler_ancestral"})
     with pytest.raises(TypeError, match="flow-matching"):
         flow_policy_steps(policy, batch)
-    target = stats["action"]["mean"].float() + 2.0 * stats["action"]["std"].float()  # far from the typical action
-    reward = Guidance("toward", lambda actions, _: -((actions - target) ** 2).sum(dim=(1, 2)), 1.0)
     make_step, noise = beso_policy_steps(policy, batch)
     steps = policy.generator.config.steps
     # no reward, one particle: the step function is the policy's own ancestral sampler (same noise draws)

@@ -165,16 +165,35 @@ def _euler_ancestral(
     eta: float,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """k-diffusion's ancestral Euler: an Euler step down to σ_down, then fresh noise back up to σ_next."""
+    """k-diffusion's ancestral Euler over the noise ``levels`` (see :func:`euler_ancestral_step`)."""
     for index in range(len(levels) - 1):
-        sigma, sigma_next = levels[index], levels[index + 1]
         denoised = guided_denoiser(x, index)
-        # split σ_next² = σ_down² + σ_up²: deterministic descent to σ_down, σ_up of fresh noise
-        sigma_up = min(sigma_next, eta * (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5)
-        sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
-        derivative = (x - denoised) / sigma  # dx/dσ of the probability-flow ODE
-        x = x + derivative * (sigma_down - sigma)
-        if sigma_next > 0.0:
-            fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x + fresh * sigma_up
+        x = euler_ancestral_step(x, denoised, levels[index], levels[index + 1], eta=eta, generator=generator)
+    return x
+
+
+def euler_ancestral_step(
+    x: torch.Tensor,
+    denoised: torch.Tensor,
+    sigma: float,
+    sigma_next: float,
+    *,
+    eta: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One ancestral Euler step from noise level ``sigma`` to ``sigma_next``: an Euler step of the
+    probability-flow ODE down to σ_down, then fresh noise back up to σ_next (σ_next² = σ_down² + σ_up²).
+
+    Args:
+        x: (B, Ta, A) state at ``sigma``; denoised: (B, Ta, A) D(x; σ), guidance already applied.
+        eta: share of fresh noise (1: the ancestral step; 0: plain Euler).
+        generator: random source of the fresh noise.
+    """
+    sigma_up = min(sigma_next, eta * (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5)
+    sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
+    derivative = (x - denoised) / sigma  # dx/dσ of the probability-flow ODE
+    x = x + derivative * (sigma_down - sigma)
+    if sigma_next > 0.0:
+        fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = x + fresh * sigma_up
     return x

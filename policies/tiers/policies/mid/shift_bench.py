@@ -165,22 +165,19 @@ def shift_scenes(
 
     The objects the task's instruction names by colour are painted so (the layout sampler's colours otherwise).
     """
+    from tiers.sim.kitchen.env import painted_for_task
+
     scenes: list[ShiftScene] = []
     skipped = dict.fromkeys((shift.value for shift in shifts), 0)
     for shift in shifts:
         for held, target in pairs:
             task = pick_place_task(held, target)
-            colors = task.requirements.colors
             for seed in seeds:
                 layout = shifted_layout(shift, held=held, target=target, seed=seed)
                 if layout is None:
                     skipped[shift.value] += 1
                     continue
-                painted = {
-                    name: replace(placement, color=colors.get(name, placement.color))
-                    for name, placement in layout.objects.items()
-                }
-                scenes.append(ShiftScene(shift, task, seed, replace(layout, objects=painted)))
+                scenes.append(ShiftScene(shift, task, seed, painted_for_task(layout, task)))
     return scenes, skipped
 
 

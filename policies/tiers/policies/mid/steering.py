@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -234,6 +234,38 @@ def _systematic(log_weights: torch.Tensor, generator: torch.Generator | None) ->
 # -- the low tier's flow-matching policy as a step-wise sampler ---------------------------------------------------
 
 
+def _particle_inputs(
+    policy: GenerativeLowPolicy, batch: dict[str, Any], generator_type: type, kind: str, caller: str
+) -> tuple[Callable[[int], torch.Tensor], Callable[[int], torch.Tensor]]:
+    """What every step-wise sampler over a low-tier policy needs, after checking the policy fits.
+
+    Returns:
+        tokens: P -> (P, Tc, D) the observation's conditioning tokens for P particles (encoded once).
+        noise: P -> (P, Ta, A) standard-normal starting noise.
+    """
+    generator = policy.generator
+    if not isinstance(generator, generator_type):
+        raise TypeError(f"{caller} needs a {kind} policy, got {type(generator).__name__}")
+    if policy.config.cfg_scale != 1.0:
+        raise ValueError(
+            f"{caller} samples the conditional model alone; the policy has cfg_scale={policy.config.cfg_scale}"
+        )
+    with torch.no_grad():
+        conditioning = policy.encoder(policy._normalized_inputs(batch))
+    network = cast(Any, generator).config.network  # flow and BESO configs both carry the network's shape
+    expanded: dict[int, torch.Tensor] = {}
+
+    def tokens(count: int) -> torch.Tensor:
+        if count not in expanded:
+            expanded[count] = conditioning.tokens.expand(count, -1, -1)
+        return expanded[count]
+
+    def noise(count: int) -> torch.Tensor:
+        return torch.randn(count, network.horizon, network.action_dim, device=policy.device)
+
+    return tokens, noise
+
+
 def flow_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tuple[StepFactory, Callable[[int], Any]]:
     """Step-wise sampler over a flow-matching :class:`~tiers.policies.low.policy.GenerativeLowPolicy`.
 
@@ -247,30 +279,17 @@ def flow_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tup
     from tiers.policies.low.flow import FlowMatchingGenerator
     from tiers.policies.low.generator import guidance_step_scale
 
-    generator = policy.generator
-    if not isinstance(generator, FlowMatchingGenerator):
-        raise TypeError(f"flow_policy_steps needs a flow-matching policy, got {type(generator).__name__}")
-    if policy.config.cfg_scale != 1.0:
-        raise ValueError(
-            f"flow_policy_steps samples the conditional model alone; the policy has cfg_scale={policy.config.cfg_scale}"
-        )
-    action = FeatureKey.ACTION.value
-    normalizer = policy.normalizer
-    with torch.no_grad():
-        conditioning = policy.encoder(policy._normalized_inputs(batch))
-    horizon, action_dim = generator.config.network.horizon, generator.config.network.action_dim
+    tokens, noise = _particle_inputs(policy, batch, FlowMatchingGenerator, "flow-matching", "flow_policy_steps")
+    generator = cast(FlowMatchingGenerator, policy.generator)
+    action, normalizer = FeatureKey.ACTION.value, policy.normalizer
 
     def make_step(steps: int) -> SamplerStep:
         dt = 1.0 / steps
-        cache: dict[int, torch.Tensor] = {}
 
         def step(x: torch.Tensor, index: int, hook: StateHook | None) -> tuple[torch.Tensor, torch.Tensor]:
-            count = x.shape[0]
-            if count not in cache:
-                cache[count] = conditioning.tokens.expand(count, -1, -1)
             t = index * dt
             with torch.no_grad():
-                v = generator.velocity(x, x.new_full((count,), t), cache[count])
+                v = generator.velocity(x, x.new_full((x.shape[0],), t), tokens(x.shape[0]))
             estimate = x + (1.0 - t) * v
             if hook is not None:
                 scale = guidance_step_scale(t, 1.0 - t, generator.config.data_std)
@@ -282,19 +301,17 @@ def flow_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tup
 
         return step
 
-    def noise(count: int) -> torch.Tensor:
-        return torch.randn(count, horizon, action_dim, device=policy.device)
-
     return make_step, noise
 
 
 def beso_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tuple[StepFactory, Callable[[int], Any]]:
     """Step-wise sampler over a BESO (score-based diffusion, EDM) low-tier policy.
 
-    k-diffusion's ancestral Euler on the policy's σ schedule, one denoiser evaluation per step, as
-    ``BesoGenerator.sample`` with ``sampler="euler_ancestral"``; guidance moves the denoised estimate D(x; σ)
-    up the reward gradient before the step (the scale of ``sample_edm``). The fresh noise each step adds
-    differs between particles, which gives Feynman–Kac resampling distinct descendants to choose from.
+    The policy's ancestral Euler on its σ schedule (:func:`~tiers.policies.low.samplers.euler_ancestral_step`),
+    one denoiser evaluation per step, as ``BesoGenerator.sample`` with ``sampler="euler_ancestral"``; guidance
+    moves the denoised estimate D(x; σ) up the reward gradient before the step (the scale of ``sample_edm``).
+    The fresh noise each step adds differs between particles, which gives Feynman–Kac resampling distinct
+    descendants to choose from.
 
     Returns:
         (make_step, noise): the step factory and P -> (P, Ta, A) standard-normal starting noise (scaled by
@@ -303,53 +320,32 @@ def beso_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tup
     from tiers.core.features import FeatureKey
     from tiers.policies.low.beso import BesoGenerator
     from tiers.policies.low.generator import guidance_step_scale
-    from tiers.policies.low.samplers import sigma_schedule
+    from tiers.policies.low.samplers import euler_ancestral_step, sigma_schedule
 
-    generator = policy.generator
-    if not isinstance(generator, BesoGenerator):
-        raise TypeError(f"beso_policy_steps needs a BESO policy, got {type(generator).__name__}")
-    if policy.config.cfg_scale != 1.0:
-        raise ValueError(
-            f"beso_policy_steps samples the conditional model alone; the policy has cfg_scale={policy.config.cfg_scale}"
-        )
-    action = FeatureKey.ACTION.value
-    normalizer = policy.normalizer
+    tokens, noise = _particle_inputs(policy, batch, BesoGenerator, "BESO", "beso_policy_steps")
+    generator = cast(BesoGenerator, policy.generator)
     config = generator.config
-    with torch.no_grad():
-        conditioning = policy.encoder(policy._normalized_inputs(batch))
-    horizon, action_dim = config.network.horizon, config.network.action_dim
+    action, normalizer = FeatureKey.ACTION.value, policy.normalizer
 
     def make_step(steps: int) -> SamplerStep:
         levels = sigma_schedule(
             steps, schedule=config.schedule, sigma_min=config.sigma_min, sigma_max=config.sigma_max, rho=config.rho
         )  # σ_max, ..., σ_min, 0
-        cache: dict[int, torch.Tensor] = {}
 
         def step(x: torch.Tensor, index: int, hook: StateHook | None) -> tuple[torch.Tensor, torch.Tensor]:
-            count = x.shape[0]
-            if count not in cache:
-                cache[count] = conditioning.tokens.expand(count, -1, -1)
-            sigma, sigma_next = levels[index], levels[index + 1]
+            sigma = levels[index]
             if index == 0:
                 x = x * sigma  # the starting noise is standard normal
             with torch.no_grad():
-                denoised = generator.denoise(x, x.new_full((count,), sigma), cache[count])
+                denoised = generator.denoise(x, x.new_full((x.shape[0],), sigma), tokens(x.shape[0]))
             if hook is not None:
                 scale = guidance_step_scale(1.0, sigma, config.sigma_data)
                 denoised = denoised + scale * hook(normalizer.unnormalize(action, denoised))
-            # split σ_next² = σ_down² + σ_up²: an Euler step down to σ_down, then σ_up of fresh noise
-            sigma_up = min(sigma_next, (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5)
-            sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
-            x = x + (x - denoised) / sigma * (sigma_down - sigma)
-            if sigma_next > 0.0:
-                x = x + torch.randn_like(x) * sigma_up
+            x = euler_ancestral_step(x, denoised, sigma, levels[index + 1])
             clean = x if index == steps - 1 else denoised
             return x, normalizer.unnormalize(action, clean)
 
         return step
-
-    def noise(count: int) -> torch.Tensor:
-        return torch.randn(count, horizon, action_dim, device=policy.device)
 
     return make_step, noise
 

@@ -64,11 +64,16 @@ def layout_for_task(task: Task, seed: int, *, attempt: int = 0) -> KitchenLayout
         objects=list(requirements.objects),
         articulations=requirements.articulation_values(limits),
     )
+    return replace(painted_for_task(layout, task), seed=seed)
+
+
+def painted_for_task(layout: KitchenLayout, task: Task) -> KitchenLayout:
+    """``layout`` with the objects ``task``'s instruction names by colour painted in that colour."""
+    colors = task.requirements.colors
     placements = {
-        name: replace(placement, color=requirements.colors.get(name, placement.color))
-        for name, placement in layout.objects.items()
+        name: replace(placement, color=colors.get(name, placement.color)) for name, placement in layout.objects.items()
     }
-    return replace(layout, objects=placements, seed=seed)
+    return replace(layout, objects=placements)
 
 
 class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
