@@ -46,7 +46,7 @@ TASK = "open/drawer/0"
 def expert_frames() -> tuple[CorrectionsSpec, list[dict[str, Any]]]:
     """One real proprioception-only expert episode in MuJoCo, as frames of a corrections recording."""
     import tiers.sim
-    from tiers.datasets.rollout import roll_out_expert
+    from tiers.apps.record import roll_out_expert
 
     env = tiers.sim.make([TASK], render=False)
     try:
@@ -208,7 +208,7 @@ from tiers.core.language import LanguageCommand
 from tiers.datasets.corrections import CorrectionsWriter
 from tiers.datasets.features import DatasetSpec
 from tiers.datasets.recorder import EpisodeRecord
-from tiers.datasets.rollout import roll_out_expert
+from tiers.apps.record import roll_out_expert
 
 env = tiers.sim.make(["open/drawer/0"], render=False)
 writer = CorrectionsWriter(sys.argv[1], DatasetSpec.from_embodiment(env.embodiment, cameras=False))

@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from tiers.core.errors import ContractError
-from tiers.datasets.language_motion import (
+from tiers.commands.motion_words import (
     CLOSE_GRIPPER,
-    MIN_SEGMENT_FRAMES,
-    MIN_TRANSLATION_SPEED,
     OPEN_GRIPPER,
     ROTATE_CLOCKWISE,
     ROTATE_COUNTERCLOCKWISE,
     STOP,
     VOCABULARY,
+)
+from tiers.core.errors import ContractError
+from tiers.datasets.language_motion import (
+    MIN_SEGMENT_FRAMES,
+    MIN_TRANSLATION_SPEED,
     LabelerSettings,
     label_motions,
     measure_agreement,

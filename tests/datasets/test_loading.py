@@ -161,7 +161,7 @@ def test_config_rejects_bad_values_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_data_benchmark_returns_finite_figures(camera_dataset: Path) -> None:
-    from tiers.datasets.bench import run_data_benchmark
+    from tiers.apps.bench.data import run_data_benchmark
 
     figures = run_data_benchmark(camera_dataset, batch_size=2, batches=1, horizon=4, image_size=(32, 32))
     assert figures["camera"] == FRONT

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tiers.commands.motion_words import VOCABULARY
 from tiers.core.errors import ContractError
 from tiers.core.features import FeatureKey
 from tiers.datasets import staging
 from tiers.datasets.features import EXPERT_MOTION, DatasetSpec
-from tiers.datasets.language_motion import VOCABULARY, dataset_agreement
+from tiers.datasets.language_motion import dataset_agreement
 from tiers.datasets.recorder import DatasetRecorder, read_episode_log
 
 
@@ -98,8 +99,8 @@ def test_an_interrupted_commit_is_rolled_forward(
 ) -> None:
     """A commit stopped after its first renames: lerobot still opens the old episodes; recovery finishes it."""
     import tiers.sim
+    from tiers.apps.record import roll_out_expert
     from tiers.datasets.recorder import EpisodeRecord
-    from tiers.datasets.rollout import roll_out_expert
 
     root = tmp_path / "interrupted"
     shutil.copytree(state_dataset, root)

@@ -12,6 +12,15 @@ import sys
 import numpy as np
 import pytest
 
+from tiers.commands.subtasks import Action, Subtask, SubtaskError, parse_plan, plan_text
+from tiers.commands.vocabulary import (
+    OBJECTS,
+    FixtureName,
+    PushDirection,
+    Relation,
+    fits,
+    object_info,
+)
 from tiers.core.features import CommandStyle
 from tiers.sim.kitchen import predicates as pred
 from tiers.sim.kitchen.instructions import (
@@ -21,7 +30,6 @@ from tiers.sim.kitchen.instructions import (
     TEMPLATE_BY_ID,
     Pattern,
 )
-from tiers.sim.kitchen.subtasks import Action, Subtask, SubtaskError, parse_plan, plan_text
 from tiers.sim.kitchen.tasks import (
     INITIAL_CLOSED,
     INITIAL_OPEN,
@@ -37,14 +45,6 @@ from tiers.sim.kitchen.tasks import (
     success_of,
     task_for_instruction,
     tasks_by_family,
-)
-from tiers.sim.kitchen.vocabulary import (
-    OBJECTS,
-    FixtureName,
-    PushDirection,
-    Relation,
-    fits,
-    object_info,
 )
 from tiers.sim.scene_state import ArticulationState, Box, ObjectState, SceneState
 
@@ -232,7 +232,7 @@ def test_gold_plans_are_physically_sensible(tasks: tuple[Task, ...]) -> None:
 
 
 def test_initial_requirements_follow_the_plan(tasks: tuple[Task, ...]) -> None:
-    from tiers.sim.kitchen.layout import PALETTE
+    from tiers.commands.palette import PALETTE
 
     for task in tasks:
         named = {s.object for s in task.plan} | {s.target for s in task.plan if s.target in OBJECTS}

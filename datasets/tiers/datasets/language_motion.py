@@ -31,12 +31,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import product
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
+from tiers.commands.motion_words import (
+    AXIS_WORDS,
+    CLOSE_GRIPPER,
+    MOVE_PREFIX,
+    OPEN_GRIPPER,
+    ROTATE_CLOCKWISE,
+    ROTATE_COUNTERCLOCKWISE,
+    STOP,
+    is_move,
+    move_directions,
+)
+from tiers.commands.phases import Motion
 from tiers.core.errors import ContractError
 
 # Tuned on 15 scripted-expert kitchen episodes of five families (3365 frames): a 1 cm/s translation threshold
@@ -48,35 +59,6 @@ AXIS_RATIO = 0.5  # an axis is named when its speed is >= this fraction of the f
 MIN_GRIPPER_SPEED = 0.005  # m/s, opening rate below which the gripper is not "opening"/"closing"
 MIN_YAW_SPEED = 0.25  # rad/s, yaw rate below which the gripper is not "rotating"
 MIN_SEGMENT_FRAMES = 3  # frames, shortest run of one label kept as its own segment
-
-STOP = "stop"
-OPEN_GRIPPER = "open gripper"
-CLOSE_GRIPPER = "close gripper"
-ROTATE_CLOCKWISE = "rotate gripper clockwise"
-ROTATE_COUNTERCLOCKWISE = "rotate gripper counterclockwise"
-MOVE_PREFIX = "move arm "
-# (negative word, positive word) per base axis x, y, z
-AXIS_WORDS: tuple[tuple[str, str], ...] = (("backward", "forward"), ("right", "left"), ("down", "up"))
-
-
-def _move_phrases() -> tuple[str, ...]:
-    phrases = []
-    for choice in product(*[(None, *words) for words in AXIS_WORDS]):
-        words = [word for word in choice if word is not None]
-        if words:
-            phrases.append(MOVE_PREFIX + " and ".join(words))
-    return tuple(phrases)
-
-
-MOVE_PHRASES = _move_phrases()  # 26 phrases
-VOCABULARY: tuple[str, ...] = (
-    *MOVE_PHRASES,
-    ROTATE_CLOCKWISE,
-    ROTATE_COUNTERCLOCKWISE,
-    CLOSE_GRIPPER,
-    OPEN_GRIPPER,
-    STOP,
-)
 
 
 @dataclass(frozen=True)
@@ -197,29 +179,16 @@ def merge_short_runs(labels: Sequence[str], min_frames: int) -> list[str]:
     return merged
 
 
-def is_move(phrase: str) -> bool:
-    return phrase.startswith(MOVE_PREFIX)
-
-
-def move_directions(phrase: str) -> frozenset[str]:
-    """Direction words of a "move arm ..." phrase (empty for other phrases)."""
-    if not is_move(phrase):
-        return frozenset()
-    return frozenset(phrase.removeprefix(MOVE_PREFIX).split(" and "))
-
-
 # --- agreement with the scripted expert's primitive phases ---------------------------------------------------
 
 
 def compatible(primitive: str, phrase: str) -> bool:
-    """Whether a language motion fits an expert primitive phase (a :class:`tiers.sim.kitchen.motions.Motion` value).
+    """Whether a language motion fits an expert primitive phase (a :class:`tiers.commands.phases.Motion` value).
 
     grasp -> "close gripper"; release -> "open gripper"; descend/lower -> a move including "down"; lift -> a move
     including "up"; idle -> "stop"; approach/transport/retreat/pull/push (free or contact moves in any direction)
     -> any move or rotation.
     """
-    from tiers.sim.kitchen.motions import Motion
-
     motion = Motion(primitive)
     if motion is Motion.GRASP:
         return phrase == CLOSE_GRIPPER

@@ -340,7 +340,7 @@ def annotate(
 
 def write_episode_video(frames: EpisodeFrames, path: str | Path, *, scale: int = 3) -> Path:
     """The episode's camera frames with captions as an H.264 mp4 at the dataset's fps."""
-    from tiers.sim.evaluation.video import write_video
+    from tiers.services.video import write_video
 
     if frames.images is None:
         raise ContractError("write_episode_video needs decoded images (episode_frames(..., camera=...))")

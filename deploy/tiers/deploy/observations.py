@@ -18,12 +18,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ContractError
 from tiers.core.observation import CameraModel, Observation
+from tiers.services.kinematics import ArmKinematics
 
 
 @dataclass
@@ -49,8 +51,8 @@ class ObservationAssembler:
 
     Attributes:
         spec: the robot (joint order, finger joints, cameras).
-        model_xml: MJCF used for forward kinematics of ``spec.ee_frame``; "": the model shipped for
-            ``spec.name`` in tiers.sim's assets.
+        model_xml: MJCF used for forward kinematics of ``spec.ee_frame``; "": the model the robot's YAML names
+            (:func:`tiers.services.kinematics.robot_model_path`).
     """
 
     spec: EmbodimentSpec
@@ -60,13 +62,11 @@ class ObservationAssembler:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        import mujoco
-
-        from tiers.sim.mujoco.kinematics import ArmKinematics
-
-        path = Path(self.model_xml) if self.model_xml else _shipped_model(self.spec)
-        model = mujoco.MjModel.from_xml_path(str(path))
-        self._kinematics = ArmKinematics(model, joint_names=self.spec.joint_names, site_name=self.spec.ee_frame)
+        if self.model_xml:
+            model = mujoco.MjModel.from_xml_path(str(self.model_xml))
+            self._kinematics = ArmKinematics(model, joint_names=self.spec.joint_names, site_name=self.spec.ee_frame)
+        else:
+            self._kinematics = ArmKinematics.for_robot(self.spec)
 
     # -- updates (from any thread) ----------------------------------------------------------------------
 
@@ -161,12 +161,3 @@ class ObservationAssembler:
             cameras=models,
             instruction=instruction,
         )
-
-
-def _shipped_model(spec: EmbodimentSpec) -> Path:
-    import tiers.sim
-
-    path = Path(next(iter(tiers.sim.__path__))) / "assets" / spec.name / f"{spec.name}.xml"
-    if not path.is_file():
-        raise ContractError(f"robot {spec.name!r}: no MJCF at {path} for forward kinematics; pass model_xml")
-    return path

@@ -38,12 +38,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+import mujoco
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tiers.core.config import Config
 from tiers.core.embodiment import ActionSpace, EmbodimentSpec
 from tiers.core.errors import ContractError
+from tiers.services.kinematics import ArmKinematics, robot_model_path
 
 # (J,) rad -> (3,) m: the tool centre point in the base frame
 ForwardKinematics = Callable[[NDArray[np.float64]], NDArray[np.float64]]
@@ -149,13 +151,9 @@ def mujoco_tcp_kinematics(spec: EmbodimentSpec, model_xml: str | Path = "") -> F
 
     Args:
         spec: the robot; its joint names and ``ee_frame`` site must be in the model.
-        model_xml: MJCF path; "" uses the Panda model shipped with tiers.sim (whose base is the world origin).
+        model_xml: MJCF path; "" uses the model the robot's YAML names (its base is the world origin).
     """
-    import mujoco
-
-    from tiers.sim.mujoco.kinematics import ArmKinematics
-
-    path = Path(model_xml) if model_xml else _shipped_panda_xml()
+    path = Path(model_xml) if model_xml else robot_model_path(spec)
     if not path.is_file():
         raise ContractError(f"safety FK model_xml {str(path)!r} does not exist")
     kinematics = ArmKinematics(
@@ -166,12 +164,6 @@ def mujoco_tcp_kinematics(spec: EmbodimentSpec, model_xml: str | Path = "") -> F
         return kinematics.forward(q)[0]
 
     return tcp_position
-
-
-def _shipped_panda_xml() -> Path:
-    import tiers.sim
-
-    return Path(next(iter(tiers.sim.__path__))) / "assets" / "panda" / "panda.xml"
 
 
 class SafetyFilter:

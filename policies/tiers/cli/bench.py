@@ -1,13 +1,13 @@
 """``tiers bench TARGET``: speed benchmarks that print their figures and write them as JSON.
 
 Targets arrive with the parts they measure; ``sim`` measures the kitchen simulation, the scripted
-expert and the evaluation harness (see :mod:`tiers.sim.bench`); ``data`` the training data loader on a
-recorded dataset (see :mod:`tiers.datasets.bench`); ``planner`` the high tier's planners and sandbox (see
-:mod:`tiers.policies.high.bench`); ``lowlevel`` the low tier's policies: latency against network evaluations,
+expert and the evaluation harness (see :mod:`tiers.apps.bench.sim`); ``data`` the training data loader on a
+recorded dataset (see :mod:`tiers.apps.bench.data`); ``planner`` the high tier's planners and sandbox (see
+:mod:`tiers.apps.bench.planner`); ``lowlevel`` the low tier's policies: latency against network evaluations,
 BESO-3 against DDPM-100 and lerobot's diffusion policy, training throughput and memory, and with ``--success``
-success in the kitchen after equal training (see :mod:`tiers.policies.low.bench`); ``steering`` the mid
+success in the kitchen after equal training (see :mod:`tiers.apps.bench.lowlevel`); ``steering`` the mid
 tier's path planning per 640x480 frame, guidance cost and IK-execution success, and with ``--shift-episodes``
-the test-time-shift suite with a frozen learned policy, unsteered vs steered (see :mod:`tiers.policies.mid.bench`).
+the test-time-shift suite with a frozen learned policy, unsteered vs steered (see :mod:`tiers.apps.bench.steering`).
 """
 
 from __future__ import annotations
@@ -81,21 +81,21 @@ def run(args: argparse.Namespace) -> int:
         return _run_lowlevel(args)
     console.print(f"[bold]tiers bench {args.target}[/bold]: this takes a minute or two")
     if args.target == "data":
-        from tiers.datasets.bench import run_data_benchmark
+        from tiers.apps.bench.data import run_data_benchmark
 
         figures = run_data_benchmark(args.dataset, batch_size=args.batch_size or 8)
     elif args.target == "planner":
-        from tiers.policies.high.bench import run_planner_benchmark
+        from tiers.apps.bench.planner import run_planner_benchmark
 
         figures = run_planner_benchmark(instructions=args.instructions)
     elif args.target == "ros":
-        from tiers.deploy.bench import run_ros_benchmark
+        from tiers.apps.bench.ros import run_ros_benchmark
 
         figures = run_ros_benchmark()
     elif args.target == "steering":
         figures = _run_steering(args, console)
     else:
-        from tiers.sim.bench import run_sim_benchmark
+        from tiers.apps.bench.sim import run_sim_benchmark
 
         figures = run_sim_benchmark(steps=args.steps, tasks=args.tasks, workers=args.workers)
     out = args.out or Path("outputs") / "bench" / f"{args.target}-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -122,7 +122,7 @@ def _run_steering(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     """``tiers bench steering``, with a progress bar over the shift suite's episodes when it runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from tiers.policies.mid.bench import run_steering_benchmark
+    from tiers.apps.bench.steering import run_steering_benchmark
 
     if args.shift_episodes <= 0:
         return run_steering_benchmark(frames=args.frames, episodes=args.ik_episodes)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from tiers.policies.demo import QUICK, DemoConfig, run_demo
+    from tiers.apps.demo import QUICK, DemoConfig, run_demo
 
     console = Console(highlight=False)
     config = QUICK if args.quick else DemoConfig()

@@ -83,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from tiers.apps.evaluation.parallel import ParallelBackend, run_jobs
+    from tiers.apps.evaluation.report import EpisodeResult, EvalMode, EvalReport
+    from tiers.apps.evaluation.runner import EpisodeJob, EvalSettings, make_runner
     from tiers.sim.backends import check_backend_available
-    from tiers.sim.evaluation.parallel import ParallelBackend, run_jobs
-    from tiers.sim.evaluation.report import EpisodeResult, EvalMode, EvalReport
-    from tiers.sim.evaluation.runner import EpisodeJob, EvalSettings, make_runner
 
     check_backend_available(args.backend)  # a missing simulator fails here, with why, before any worker starts
     console = Console()

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from tiers.policies.improve import ImproveConfig, improve
+    from tiers.apps.improve import ImproveConfig, improve
 
     console = Console(highlight=False)
     config = ImproveConfig(

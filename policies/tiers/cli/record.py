@@ -92,10 +92,10 @@ def _record(args: argparse.Namespace, max_attempts: int, console: Any) -> dict[s
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import tiers.sim
+    from tiers.apps.record import roll_out_expert
     from tiers.datasets.features import DatasetSpec
     from tiers.datasets.language_motion import SMOOTHING_WINDOW, Agreement
     from tiers.datasets.recorder import DatasetRecorder, EpisodeRecord
-    from tiers.datasets.rollout import roll_out_expert
 
     task_ids = resolve_tasks(args.tasks)
     cameras = not args.no_cameras

@@ -79,11 +79,11 @@ def load_replay(path: Path) -> list[tuple[float, str]]:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from tiers.apps.evaluation.hierarchy_episode import run_hierarchy_episode
     from tiers.core.errors import ContractError
     from tiers.core.features import CommandSource
     from tiers.policies.hierarchy.build import describe_kinds, hierarchy_embodiment, load_hierarchy
     from tiers.sim.backends import check_backend_available, make_backend
-    from tiers.sim.evaluation.hierarchy_episode import run_hierarchy_episode
     from tiers.sim.kitchen.env import KitchenEnv
     from tiers.sim.kitchen.tasks import get_task, task_for_instruction
 
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     log = None
     if args.log is not None:
-        from tiers.sim.evaluation.corrections_log import EpisodeCorrectionsLog
+        from tiers.apps.evaluation.corrections_log import EpisodeCorrectionsLog
 
         log = EpisodeCorrectionsLog(args.log, runtime, source=hierarchy.config.name)
     realtime = args.realtime or args.interactive

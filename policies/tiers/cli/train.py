@@ -53,7 +53,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[Path, list[str]]:
     """The YAML file and the override list this invocation means (flags become overrides)."""
     from tiers.core.errors import ConfigError
     from tiers.core.locations import preset_path
-    from tiers.policies.training import RUN_CONFIG
+    from tiers.services.training import RUN_CONFIG
 
     overrides = list(args.overrides)
     if args.resume and args.config is None:
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tiers.core.config import load_config
     from tiers.core.errors import ConfigError
-    from tiers.policies.training import RUN_CONFIG, LowPolicyTrainConfig, launched_main_process, train_low_policy
+    from tiers.services.training import RUN_CONFIG, LowPolicyTrainConfig, launched_main_process, train_low_policy
 
     if args.policy == "motion":  # the high tier's language-motion predictor has its own trainer and preset
         from tiers.policies.high.motion_predictor import run_train

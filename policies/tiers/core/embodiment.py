@@ -105,6 +105,9 @@ class EmbodimentSpec(Config):
     max_ee_speed: float = 0.5  # m/s, Cartesian speed cap enforced by the safety filter
     action_space: ActionSpace = ActionSpace.JOINT_POSITION
     cameras: list[CameraSpec] = field(default_factory=list)
+    # kinematic model (MJCF) of the arm: a path relative to the tiers package ("sim/assets/panda/panda.xml")
+    # or an absolute path; "" when the robot has none (kinematics then refuses to build, naming this field)
+    model: str = ""
 
     def __post_init__(self) -> None:
         if not self.joints:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tiers.apps.evaluation.hierarchy_episode import run_hierarchy_episode
 from tiers.core.errors import ConfigError
 from tiers.core.locations import config_dir
 from tiers.policies.hierarchy.build import describe_kinds, hierarchy_embodiment, load_hierarchy
 from tiers.policies.hierarchy.config import HierarchyConfig
-from tiers.sim.evaluation.hierarchy_episode import run_hierarchy_episode
 from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.tasks import get_task
 from tiers.sim.mujoco import MujocoKitchen

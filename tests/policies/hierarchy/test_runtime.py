@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tiers.apps.evaluation.expert_driver import ExpertDriver
+from tiers.apps.evaluation.planning import GoldPlanEcho
 from tiers.core.features import CommandStyle
 from tiers.policies.hierarchy.runtime import HierarchyRuntime, RuntimeSettings
-from tiers.sim.evaluation.planning import GoldPlanEcho
 from tiers.sim.kitchen.env import KitchenEnv
-from tiers.sim.kitchen.expert_driver import ExpertDriver
 from tiers.sim.kitchen.tasks import get_task
 
 TASK = "open/drawer/0"

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tiers.apps.scripted_server import ScriptedChatServer, grammar_code_script
+from tiers.commands.subtasks import Subtask
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.core.protocols import HighLevelPlanner
-from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig, message_text
 from tiers.policies.high.code_as_policies import (
     CodeAsPoliciesConfig,
     CodeAsPoliciesPlanner,
@@ -23,10 +24,9 @@ from tiers.policies.high.code_as_policies import (
     undefined_functions,
 )
 from tiers.policies.high.primitives import ObservationPerception
-from tiers.policies.high.scripted_server import ScriptedChatServer, grammar_code_script
+from tiers.services.chat import OpenAIChatBackend, OpenAIChatConfig, message_text
 from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.expert import ScriptedExpert
-from tiers.sim.kitchen.subtasks import Subtask
 
 POLICY = (
     "```python\nothers = [n for n in get_obj_names() if n not in ['bowl', 'apple']]\n"

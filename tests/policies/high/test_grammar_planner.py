@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tiers.apps.evaluation.planning import collect_plan, score_plan
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.core.protocols import HighLevelPlanner
 from tiers.policies.high import grammar_planner
 from tiers.policies.high.grammar_planner import GrammarPlanner
-from tiers.sim.evaluation.planning import collect_plan, score_plan
 from tiers.sim.kitchen.instructions import HELD_OUT_WORDS
 from tiers.sim.kitchen.tasks import all_tasks, split
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from tiers.apps.evaluation.planning import collect_plan
+from tiers.apps.scripted_server import ScriptedChatServer, grammar_planner_script
 from tiers.core.features import CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import CameraModel, Observation
 from tiers.core.protocols import HighLevelPlanner
-from tiers.policies.high.backends import (
+from tiers.policies.high.grammar_planner import GrammarPlanner
+from tiers.policies.high.llm_planner import LLMPlanner, LLMPlannerConfig, plan_lines
+from tiers.services.chat import (
     OpenAIChatBackend,
     OpenAIChatConfig,
     decode_data_url,
     message_images,
     message_text,
 )
-from tiers.policies.high.grammar_planner import GrammarPlanner
-from tiers.policies.high.llm_planner import LLMPlanner, LLMPlannerConfig, plan_lines
-from tiers.policies.high.scripted_server import ScriptedChatServer, grammar_planner_script
-from tiers.sim.evaluation.planning import collect_plan
 from tiers.sim.kitchen.tasks import all_tasks, split
 
 

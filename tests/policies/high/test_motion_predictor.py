@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from tiers.commands.motion_words import VOCABULARY
 from tiers.core.errors import ConfigError, ContractError
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.core.protocols import HighLevelPlanner
-from tiers.datasets.language_motion import VOCABULARY
 from tiers.policies.high.motion_predictor import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -30,7 +30,7 @@ from tiers.policies.high.motion_predictor import (
     main,
     train_motion_predictor,
 )
-from tiers.policies.text_encoder import TextEncoder
+from tiers.services.text_encoder import TextEncoder
 
 STATE_DIM = 8 + 7  # joint positions + gripper opening, tool pose (the default state_keys)
 TINY = MotionTrainConfig(

@@ -7,8 +7,8 @@ import pytest
 
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.policies.high.safety import UnsafeMotionError, Workspace, check_motion
+from tiers.services.kinematics import ArmKinematics
 from tiers.sim.kitchen.env import KitchenEnv
-from tiers.sim.mujoco.kinematics import ArmKinematics
 
 
 def test_refuses_unsafe_actions_and_passes_safe_ones(kitchen: KitchenEnv) -> None:

@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import numpy as np
 
+from tiers.apps.scripted_server import ScriptedChatServer
 from tiers.core.features import CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.core.protocols import HighLevelPlanner
-from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig, decode_data_url, message_images
-from tiers.policies.high.scripted_server import ScriptedChatServer
 from tiers.policies.high.steering import SteeringConfig, SteeringPlanner
+from tiers.services.chat import OpenAIChatBackend, OpenAIChatConfig, decode_data_url, message_images
 
 
 def _planner(server: ScriptedChatServer, **config: object) -> SteeringPlanner:

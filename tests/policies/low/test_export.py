@@ -66,7 +66,7 @@ def test_tiers_export_writes_a_graph_onnxruntime_runs_like_the_torch_policy(
 ) -> None:
     import onnxruntime
 
-    from tiers.policies.text_encoder import TextEncoder
+    from tiers.services.text_encoder import TextEncoder
 
     policy = _policy(sampler="dpmpp_2m")
     checkpoint = policy.save(tmp_path / "checkpoint")

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from tiers.commands.subtasks import Subtask
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.policies.mid.affordances import AffordanceDetector, AffordanceKind, FixtureMap
 from tiers.policies.mid.execution import perception_embodiment
 from tiers.policies.mid.kinematics import ArmFK
 from tiers.policies.mid.perception import PointCloudBuilder, SceneCloud
 from tiers.sim.kitchen.layout import sample_layout
-from tiers.sim.kitchen.subtasks import Subtask
 from tiers.sim.mujoco import MujocoKitchen
 from tiers.sim.scene_state import SceneState
 

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from tiers.apps.scripted_server import ScriptedChatServer, ScriptedReply
+from tiers.commands.subtasks import Subtask
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig, message_text
-from tiers.policies.high.sandbox import run_sandboxed
-from tiers.policies.high.scripted_server import ScriptedChatServer, ScriptedReply
 from tiers.policies.mid.affordances import Affordance, AffordanceDetector, AffordanceKind, FixtureMap
 from tiers.policies.mid.execution import perception_embodiment
 from tiers.policies.mid.kinematics import ArmFK
@@ -28,8 +27,9 @@ from tiers.policies.mid.perception import BACKGROUND, SceneCloud, SegmentationSo
 from tiers.policies.mid.planner import KeypointPathPlanner, MidPlannerConfig
 from tiers.policies.mid.reward_spec import MAX_TERMS, RewardRecorder, RewardSource, RewardSpecError, build_staged
 from tiers.policies.mid.steering import StagedGuidance
+from tiers.services.chat import OpenAIChatBackend, OpenAIChatConfig, message_text
+from tiers.services.sandbox import run_sandboxed
 from tiers.sim.kitchen.layout import sample_layout
-from tiers.sim.kitchen.subtasks import Subtask
 from tiers.sim.mujoco import SCENE_XML, MujocoKitchen
 
 SPEC = EmbodimentSpec.load("panda")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tiers.commands.subtasks import Subtask
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
@@ -19,7 +20,6 @@ from tiers.policies.mid.language_rewards import subtask_rewards
 from tiers.policies.mid.planner import KeypointPathPlanner, MidPlannerConfig
 from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.layout import sample_layout
-from tiers.sim.kitchen.subtasks import Subtask
 from tiers.sim.mujoco import ArmKinematics, MujocoKitchen
 
 

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tiers.apps.scripted_server import ScriptedChatServer, ScriptedReply
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.observation import Observation
-from tiers.policies.high.backends import OpenAIChatBackend, OpenAIChatConfig
-from tiers.policies.high.scripted_server import ScriptedChatServer, ScriptedReply
 from tiers.policies.mid.execution import perception_embodiment
 from tiers.policies.mid.perception import PointCloudBuilder
 from tiers.policies.mid.vlm_keypoints import VLMKeypointQuery, name_cluster_at, parse_pixel
+from tiers.services.chat import OpenAIChatBackend, OpenAIChatConfig
 from tiers.sim.kitchen.layout import sample_layout
 from tiers.sim.mujoco import MujocoKitchen
 from tiers.sim.scene_state import SceneState

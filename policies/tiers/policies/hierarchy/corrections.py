@@ -6,7 +6,7 @@ A person may say anything at any moment. :func:`interpret_correction` decides wh
     stop      "stop", "freeze", "hold on", "wait"             the robot holds its position; queued actions dropped
     resume    "continue", "go on", "resume", "carry on"       the hierarchy picks up where it was
     motion    "move a bit to the left", "lower", "go up and   a language motion from the RT-H vocabulary
-              forward", "open the gripper", "rotate            (:data:`tiers.datasets.language_motion.VOCABULARY`)
+              forward", "open the gripper", "rotate            (:data:`tiers.commands.motion_words.VOCABULARY`)
               clockwise"                                      overrides the low tier for a short nudge
     subtask   "no, open the cabinet first", "put the apple    replaces the current subtask; the planner is told
               in the bowl instead"                            (``handle_correction``) so its plan can follow

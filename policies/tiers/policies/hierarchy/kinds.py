@@ -42,8 +42,8 @@ def _grammar(settings: dict[str, Any], context: HierarchyContext) -> Any:
 
 
 def _llm(settings: dict[str, Any], context: HierarchyContext) -> Any:
-    from tiers.policies.high.backends import make_backend
     from tiers.policies.high.llm_planner import LLMPlanner, LLMPlannerConfig
+    from tiers.services.chat import make_backend
 
     options = dict(settings)
     endpoint = {key: options.pop(key) for key in ("base_url", "model", "model_path") if key in options}
@@ -51,7 +51,7 @@ def _llm(settings: dict[str, Any], context: HierarchyContext) -> Any:
 
 
 def _gold_plan(settings: dict[str, Any], context: HierarchyContext) -> Any:
-    from tiers.sim.evaluation.planning import GoldPlanEcho
+    from tiers.apps.evaluation.planning import GoldPlanEcho
 
     _no_settings("gold_plan", settings)
     if context.task is None:
@@ -134,22 +134,18 @@ def _policy_needs(settings: dict[str, Any], context: HierarchyContext) -> tuple[
 
 
 def _ik_path(settings: dict[str, Any], context: HierarchyContext) -> Any:
-    import mujoco
-
     from tiers.policies.hierarchy.drivers import PathFollowerDriver
-    from tiers.policies.hierarchy.nudge import robot_model_path
     from tiers.policies.mid.execution import FollowerConfig, PathFollower
-    from tiers.sim.mujoco.kinematics import ArmKinematics
+    from tiers.services.kinematics import ArmKinematics
 
     spec = context.embodiment
-    model = mujoco.MjModel.from_xml_path(str(robot_model_path(spec)))
-    kinematics = ArmKinematics(model, joint_names=spec.joint_names, site_name=spec.ee_frame)
+    kinematics = ArmKinematics.for_robot(spec)
     config = FollowerConfig.from_dict(settings, source="low.settings")
     return PathFollowerDriver(PathFollower(kinematics, spec, config))
 
 
 def _expert(settings: dict[str, Any], context: HierarchyContext) -> Any:
-    from tiers.sim.kitchen.expert_driver import ExpertDriver
+    from tiers.apps.evaluation.expert_driver import ExpertDriver
 
     _no_settings("expert", settings)
     _kitchen(context, "expert")

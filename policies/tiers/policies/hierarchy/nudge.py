@@ -9,8 +9,6 @@ control back to the low tier for the current subtask, re-planned from the new po
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
@@ -19,19 +17,10 @@ from tiers.core.embodiment import ActionSpace, EmbodimentSpec
 from tiers.core.errors import ContractError
 from tiers.core.observation import Observation
 from tiers.policies.hierarchy.corrections import Correction
+from tiers.services.kinematics import ArmKinematics
 
 NUDGE_SPEED = 0.10  # m/s of the tool along a nudge
 MIN_NUDGE_S = 0.5  # s, shortest nudge (gripper and rotation corrections take this long)
-
-
-def robot_model_path(embodiment: EmbodimentSpec) -> Path:
-    """The MJCF of ``embodiment`` shipped with tiers (``tiers/sim/assets/<name>/<name>.xml``)."""
-    import tiers.sim
-
-    path = Path(tiers.sim.__file__).resolve().parent / "assets" / embodiment.name / f"{embodiment.name}.xml"
-    if not path.exists():
-        raise ContractError(f"robot {embodiment.name!r}: no MJCF model at {path} for motion corrections")
-    return path
 
 
 class Nudge:
@@ -42,13 +31,8 @@ class Nudge:
             raise ContractError(
                 f"motion corrections drive joint-position robots; {embodiment.name!r} uses {embodiment.action_space}"
             )
-        import mujoco
-
-        from tiers.sim.mujoco.kinematics import ArmKinematics
-
         self.embodiment = embodiment
-        model = mujoco.MjModel.from_xml_path(str(robot_model_path(embodiment)))
-        self._kinematics = ArmKinematics(model, joint_names=embodiment.joint_names, site_name=embodiment.ee_frame)
+        self._kinematics = ArmKinematics.for_robot(embodiment)
         self._start_pose: NDArray[np.float64] | None = None
         self._correction: Correction | None = None
         self._ticks = 0

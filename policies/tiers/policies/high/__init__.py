@@ -2,15 +2,15 @@
 
 Modules (imported on use; this package imports nothing heavy):
 
-- :mod:`~tiers.policies.high.sandbox`: :func:`~tiers.policies.high.sandbox.run_sandboxed`, the sandbox that runs
+- :mod:`~tiers.services.sandbox`: :func:`~tiers.services.sandbox.run_sandboxed`, the sandbox that runs
   language-model programs against a primitive API in a child process;
-- :mod:`~tiers.policies.high.backends`: chat backends (OpenAI-compatible HTTP, local transformers) and the
+- :mod:`~tiers.services.chat`: chat backends (OpenAI-compatible HTTP, local transformers) and the
   response cache;
-- :mod:`~tiers.policies.high.scripted_server`: a real local chat-completions server with scripted replies;
+- :mod:`~tiers.apps.scripted_server`: a real local chat-completions server with scripted replies;
 - :mod:`~tiers.policies.high.grammar_planner`: the rule-based planner for the kitchen's instruction grammar;
 - :mod:`~tiers.policies.high.llm_planner`: a language model writes the subtask plan;
 - :mod:`~tiers.policies.high.primitives`, :mod:`~tiers.policies.high.code_as_policies`: Code as Policies;
 - :mod:`~tiers.policies.high.steering`: SteerVLA-style steering instructions from a VLM;
 - :mod:`~tiers.policies.high.safety`: the motion check every primitive motion goes through;
-- :mod:`~tiers.policies.high.bench`: ``tiers bench planner``.
+- :mod:`~tiers.apps.bench.planner`: ``tiers bench planner``.
 """

@@ -11,7 +11,7 @@ Pieces, as in the paper:
   calls that is neither defined, nor a builtin, nor an API primitive is written by a second program from its
   call site (``# define function: closest_to(name, names).``), and the new functions are searched again,
   recursively, up to ``max_depth`` levels;
-* execution in the **sandbox** (:func:`tiers.policies.high.sandbox.run_sandboxed`): helper definitions, then the
+* execution in the **sandbox** (:func:`tiers.services.sandbox.run_sandboxed`): helper definitions, then the
   policy code, in a child process that reaches the real primitives only through the JSON bridge.
 
 :class:`CodeAsPoliciesPlanner` is the ``HighLevelPlanner`` view: it runs the program once against
@@ -35,9 +35,9 @@ from tiers.core.errors import TiersError
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.policies.high.backends import ChatBackend, ChatMessage, assistant_message, system_message, user_message
-from tiers.policies.high.sandbox import SandboxLimits, SandboxResult, run_sandboxed
-from tiers.policies.high.sandbox_child import SAFE_BUILTINS
+from tiers.services.chat import ChatBackend, ChatMessage, assistant_message, system_message, user_message
+from tiers.services.sandbox import SandboxLimits, SandboxResult, run_sandboxed
+from tiers.services.sandbox_child import SAFE_BUILTINS
 
 API_DOC = """\
 # The robot's Python API (nothing else is available: no imports; builtins and math.* only).

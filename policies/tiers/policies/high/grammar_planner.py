@@ -3,7 +3,7 @@
 It is not a learned or language-model planner: it is the offline baseline every run can use, and a yardstick
 for how much of the benchmark a fixed grammar covers. It never sees a gold plan.
 
-What it knows (all from :mod:`tiers.sim.kitchen.vocabulary`, **train forms only**, so its held-out score is an
+What it knows (all from :mod:`tiers.commands.vocabulary`, **train forms only**, so its held-out score is an
 honest test of generalisation):
 
 * nouns: the train forms of every object and fixture, and their head words ("soda can" -> "can"), so a new
@@ -36,12 +36,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from tiers.core.errors import ContractError
-from tiers.core.features import CommandSource, CommandStyle
-from tiers.core.language import LanguageCommand
-from tiers.core.observation import Observation
-from tiers.sim.kitchen.subtasks import Action, Subtask, SubtaskError
-from tiers.sim.kitchen.vocabulary import (
+from tiers.commands.subtasks import Action, Subtask, SubtaskError
+from tiers.commands.vocabulary import (
     ARTICULATED,
     COLORS,
     FIXTURES,
@@ -53,6 +49,10 @@ from tiers.sim.kitchen.vocabulary import (
     Relation,
     accepted_relations,
 )
+from tiers.core.errors import ContractError
+from tiers.core.features import CommandSource, CommandStyle
+from tiers.core.language import LanguageCommand
+from tiers.core.observation import Observation
 
 
 class GrammarParseError(ContractError):

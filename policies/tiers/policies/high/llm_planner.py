@@ -1,6 +1,6 @@
-"""LLMPlanner: a chat model (any :class:`~tiers.policies.high.backends.ChatBackend`) writes the subtask plan.
+"""LLMPlanner: a chat model (any :class:`~tiers.services.chat.ChatBackend`) writes the subtask plan.
 
-The prompt states the kitchen's canonical subtask grammar (the forms of :mod:`tiers.sim.kitchen.subtasks`,
+The prompt states the kitchen's canonical subtask grammar (the forms of :mod:`tiers.commands.subtasks`,
 the object, fixture, relation and direction words), then a few worked examples taken from the **train** split,
 then the instruction (and, for a VLM, the current camera images). The reply is read one subtask per line;
 numbering, bullets and code fences are stripped. Lines that are not canonical subtasks are sent back once for
@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tiers.commands.subtasks import CANONICAL_FORMS, Subtask, SubtaskError
+from tiers.commands.vocabulary import ARTICULATED, FIXTURES, PUSH_TEXT, RELATION_TEXT, ObjectName
 from tiers.core.config import Config
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.policies.high.backends import ChatBackend, ChatMessage, assistant_message, system_message, user_message
-from tiers.sim.kitchen.subtasks import CANONICAL_FORMS, Subtask, SubtaskError
-from tiers.sim.kitchen.vocabulary import ARTICULATED, FIXTURES, PUSH_TEXT, RELATION_TEXT, ObjectName
+from tiers.services.chat import ChatBackend, ChatMessage, assistant_message, system_message, user_message
 
 INSTRUCTION_PREFIX = "Instruction: "
 
@@ -204,6 +204,6 @@ def _non_canonical(lines: list[str]) -> list[str]:
 def llm_planner_from_env(**overrides: Any) -> LLMPlanner:
     """An :class:`LLMPlanner` over the backend the environment names (TIERS_LLM_BASE_URL / _MODEL / _API_KEY,
     or TIERS_LLM_MODEL_PATH for a local transformers model); ``overrides`` go to :class:`LLMPlannerConfig`."""
-    from tiers.policies.high.backends import make_backend
+    from tiers.services.chat import make_backend
 
     return LLMPlanner(make_backend(), LLMPlannerConfig.from_dict(overrides))

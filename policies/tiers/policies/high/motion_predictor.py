@@ -12,7 +12,7 @@ concatenated ``state_keys``, by default joint positions + gripper opening (J+1) 
 
     image (B, 3, H, W) in [0, 1] ─ conv3x3/2 ─ GN ─ SiLU ─ ... (len(channels) stages) ─ flatten ─ linear ─┐
     state (B, S) ─ (x - mean) / std ─ linear ─ SiLU ──────────────────────────────────────────────────────┼─ MLP ─┐
-    task (B, 384) MiniLM embedding (tiers.policies.text_encoder) ─ linear ─ SiLU ─────────────────────────┘       │
+    task (B, 384) MiniLM embedding (tiers.services.text_encoder) ─ linear ─ SiLU ─────────────────────────┘       │
                                                                                           logits (B, K) ◀─────────┘
 
 Files of a trained predictor (``save`` / ``MotionPredictor.load``; never pickle): ``model.safetensors`` (weights and
@@ -42,13 +42,13 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from tiers.commands.motion_words import VOCABULARY
 from tiers.core.config import Config, load_config
 from tiers.core.errors import ConfigError, ContractError
 from tiers.core.features import CommandSource, CommandStyle, FeatureKey
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.datasets.language_motion import VOCABULARY
-from tiers.policies.text_encoder import EMBEDDING_DIM, TextEncoder
+from tiers.services.text_encoder import EMBEDDING_DIM, TextEncoder
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

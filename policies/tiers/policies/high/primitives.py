@@ -36,13 +36,13 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.subtasks import CANONICAL_FORMS, Action, Subtask
+from tiers.commands.vocabulary import PUSH_TEXT, RELATION_TEXT
 from tiers.core.config import Config
 from tiers.core.errors import ContractError
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.policies.high.safety import Workspace, check_motion
-from tiers.sim.kitchen.subtasks import CANONICAL_FORMS, Action, Subtask
-from tiers.sim.kitchen.vocabulary import PUSH_TEXT, RELATION_TEXT
 
 MIN_PIXELS = 12  # an object covering fewer pixels than this is not reported as seen
 
@@ -149,8 +149,8 @@ class KitchenPrimitives:
             config: see :class:`PrimitivesConfig`.
             on_say: called with every ``say`` text (e.g. text-to-speech); they are also kept in ``said``.
         """
+        from tiers.services.kinematics import ArmKinematics
         from tiers.sim.kitchen.expert import ScriptedExpert
-        from tiers.sim.mujoco.kinematics import ArmKinematics
 
         self.env = env
         self.spec = env.embodiment
@@ -172,7 +172,7 @@ class KitchenPrimitives:
     # -- the sandbox API ----------------------------------------------------------------------------------
 
     def api(self) -> dict[str, Callable[..., Any]]:
-        """Name -> primitive, for :func:`tiers.policies.high.sandbox.run_sandboxed`."""
+        """Name -> primitive, for :func:`tiers.services.sandbox.run_sandboxed`."""
         return {
             "get_obj_names": self.get_obj_names,
             "get_obj_pos": self.get_obj_pos,

@@ -2,10 +2,10 @@
 
 At most once per ``period_s`` (on the observation clock), :class:`SteeringPlanner` sends the VLM the episode's
 instruction, its own recent steering history and the current camera images (base64 PNG data URLs through any
-:class:`~tiers.policies.high.backends.ChatBackend`), and asks for two levels of instruction:
+:class:`~tiers.services.chat.ChatBackend`), and asks for two levels of instruction:
 
-    subtask: pick up the apple            <- a canonical kitchen subtask (tiers.sim.kitchen.subtasks)
-    motion: move arm forward and down     <- an RT-H language motion (tiers.datasets.language_motion.VOCABULARY)
+    subtask: pick up the apple            <- a canonical kitchen subtask (tiers.commands.subtasks)
+    motion: move arm forward and down     <- an RT-H language motion (tiers.commands.motion_words.VOCABULARY)
 
 or ``done`` when the instruction is complete. The reply's lines become :class:`LanguageCommand` s (style
 ``subtask`` and ``motion``, source ``planner``); each replaces the previous one of its level (``replaces``), so
@@ -27,18 +27,18 @@ import re
 import time
 from dataclasses import dataclass
 
+from tiers.commands.subtasks import CANONICAL_FORMS, Subtask, SubtaskError
 from tiers.core.config import Config
 from tiers.core.errors import ConfigError
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.policies.high.backends import ChatBackend, system_message, user_message
-from tiers.sim.kitchen.subtasks import CANONICAL_FORMS, Subtask, SubtaskError
+from tiers.services.chat import ChatBackend, system_message, user_message
 
 
 def motion_vocabulary() -> tuple[str, ...]:
     """The RT-H language motions the low tier knows (the datasets' auto-labeller vocabulary)."""
-    from tiers.datasets.language_motion import VOCABULARY
+    from tiers.commands.motion_words import VOCABULARY
 
     return tuple(VOCABULARY)
 

@@ -10,7 +10,7 @@ Layout of a checkpoint folder (no pickle anywhere)::
       embodiment.json     what the policy was trained for (:class:`PolicyFeatures`): robot, action space,
                           state / action names (their lengths are S and A), cameras with the (3, H, W) size
                           the policy reads, the language key, fps
-      training_state/     only in training checkpoints, see :mod:`tiers.policies.training`
+      training_state/     only in training checkpoints, see :mod:`tiers.services.training`
 
 Loading checks the checkpoint against the dataset or the environment it meets (:meth:`PolicyFeatures.check_dataset`,
 :meth:`PolicyFeatures.check_embodiment`): a different robot, action space, action or state size, a missing

@@ -13,7 +13,7 @@ unconditional model still knows where the robot is.
 
 Inputs are normalised by the policy before they reach the encoder (state by its dataset statistics,
 images by per-channel statistics); language arrives as text and is embedded here with the offline MiniLM
-:class:`~tiers.policies.text_encoder.TextEncoder` (cached, frozen; not part of the weights).
+:class:`~tiers.services.text_encoder.TextEncoder` (cached, frozen; not part of the weights).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tiers.core.ee_path import EEPath
 from tiers.core.errors import ContractError
 from tiers.core.features import FeatureKey
 from tiers.policies.low.generator import Conditioning
-from tiers.policies.text_encoder import EMBEDDING_DIM, TextEncoder
+from tiers.services.text_encoder import EMBEDDING_DIM, TextEncoder
 
 # Batch keys of the optional conditions (policy batch entries; not dataset columns).
 GOAL_STATE_KEY = "goal.state"  # (B, S) target proprioceptive state, raw units like observation.state

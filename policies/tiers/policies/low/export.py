@@ -47,7 +47,7 @@ from tiers.core.errors import ContractError, MissingExtraError
 from tiers.core.features import FeatureKey
 from tiers.policies.low.conditioning import EE_PATH_KEY, GOAL_STATE_KEY, PATH_WAYPOINT_DIM
 from tiers.policies.low.generator import Conditioning
-from tiers.policies.text_encoder import EMBEDDING_DIM
+from tiers.services.text_encoder import EMBEDDING_DIM
 
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
 DETERMINISTIC_EDM_SAMPLERS = ("ddim", "euler", "dpmpp_2m")  # BESO samplers without fresh noise per step

@@ -5,7 +5,7 @@ own pre/post-processors (rename → batch → device → normalise, and unnormal
 ``lerobot.policies.factory.make_pre_post_processors`` from the tiers dataset's statistics), so that every
 comparison of the low tier has a real, unmodified peer in it. It satisfies
 :class:`tiers.core.protocols.LowLevelPolicy` and trains with the generic trainer
-(:func:`tiers.policies.training.train`; ``tiers train --policy lerobot_diffusion | lerobot_act``).
+(:func:`tiers.services.training.train`; ``tiers train --policy lerobot_diffusion | lerobot_act``).
 
 Training data are tiers windows (:func:`tiers.datasets.loading.load_training_dataset`): state and cameras
 over ``To`` frames ending at t, actions over the window's horizon starting at t. lerobot's diffusion policy
@@ -60,12 +60,12 @@ from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ContractError, EmbodimentMismatchError
 from tiers.core.features import FeatureKey
 from tiers.core.observation import Observation
-from tiers.policies.training import TrainerConfig
+from tiers.services.training import TrainerConfig
 
 if TYPE_CHECKING:
     from tiers.datasets.loading import DatasetLoadingConfig
     from tiers.policies.low.checkpoint import PolicyFeatures
-    from tiers.policies.training import TrainSummary
+    from tiers.services.training import TrainSummary
 
 TIERS_FILE = "tiers_lerobot.json"  # adapter metadata written next to lerobot's own files
 EMBODIMENT_FILE = "embodiment.json"  # PolicyFeatures, as in every tiers low-tier checkpoint
@@ -465,7 +465,7 @@ def train_lerobot_policy(
     comparison differs only by the policy. With ``resume`` the last checkpoint's features must match.
     """
     from tiers.datasets.loading import load_training_dataset
-    from tiers.policies.training import CHECKPOINTS, LAST, RUN_CONFIG, train
+    from tiers.services.training import CHECKPOINTS, LAST, RUN_CONFIG, train
 
     out = Path(out)
     windows, stats = load_training_dataset(

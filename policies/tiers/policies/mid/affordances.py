@@ -32,15 +32,15 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from tiers.core.config import Config
-from tiers.policies.mid.perception import BACKGROUND, SceneCloud
-from tiers.sim.kitchen.subtasks import Action, Subtask
-from tiers.sim.kitchen.vocabulary import (
+from tiers.commands.subtasks import Action, Subtask
+from tiers.commands.vocabulary import (
     PUSH_VECTORS,
     RELATION_VECTORS,
     FixtureName,
     Relation,
 )
+from tiers.core.config import Config
+from tiers.policies.mid.perception import BACKGROUND, SceneCloud
 
 Vector = NDArray[np.float64]
 DOWN = np.array([0.0, 0.0, -1.0])
@@ -213,7 +213,7 @@ class AffordanceDetector:
         """The affordance ``subtask`` needs in ``cloud``.
 
         Args:
-            subtask: a canonical subtask (:class:`~tiers.sim.kitchen.subtasks.Subtask`).
+            subtask: a canonical subtask (:class:`~tiers.commands.subtasks.Subtask`).
             cloud: the segmented scene.
             held_radius: m, footprint radius of the held object (spatial placements keep it off the anchor).
         """

@@ -2,7 +2,7 @@
 
 :class:`PathFollower` is a low-tier-compatible controller: each control step it samples the path at the
 step's time, solves damped-least-squares IK for that tool pose (the kitchen's
-:class:`~tiers.sim.mujoco.kinematics.ArmKinematics`, warm-started from the last solution, null space pulled
+:class:`~tiers.services.kinematics.ArmKinematics`, warm-started from the last solution, null space pulled
 toward home), limits each joint's change to a fraction of its velocity limit, and returns a joint-position
 action (J joint targets rad, then the gripper opening m)::
 
@@ -26,19 +26,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.subtasks import Subtask
 from tiers.core.config import Config
 from tiers.core.ee_path import EEPath
 from tiers.core.embodiment import CameraSpec, EmbodimentSpec
 from tiers.core.features import CommandSource
-from tiers.sim.kitchen.subtasks import Subtask
 
 if TYPE_CHECKING:
     from tiers.policies.mid.planner import KeypointPathPlanner
+    from tiers.services.kinematics import ArmKinematics
     from tiers.sim.backend import SimBackend
     from tiers.sim.kitchen.env import KitchenEnv
     from tiers.sim.kitchen.layout import KitchenLayout
     from tiers.sim.kitchen.tasks import Task
-    from tiers.sim.mujoco.kinematics import ArmKinematics
 
 
 @dataclass

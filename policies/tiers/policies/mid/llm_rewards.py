@@ -28,15 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tiers.core.config import Config
-from tiers.policies.high.backends import ChatBackend, ChatMessage, assistant_message, system_message, user_message
 from tiers.policies.high.code_as_policies import extract_code
-from tiers.policies.high.sandbox import (
-    SandboxLimitError,
-    SandboxLimits,
-    SandboxProgramError,
-    SandboxViolation,
-    run_sandboxed,
-)
 from tiers.policies.mid.affordances import Affordance, AffordanceKind
 from tiers.policies.mid.kinematics import ArmFK
 from tiers.policies.mid.language_rewards import subtask_rewards
@@ -54,6 +46,14 @@ from tiers.policies.mid.reward_spec import (
     build_staged,
 )
 from tiers.policies.mid.steering import StagedGuidance
+from tiers.services.chat import ChatBackend, ChatMessage, assistant_message, system_message, user_message
+from tiers.services.sandbox import (
+    SandboxLimitError,
+    SandboxLimits,
+    SandboxProgramError,
+    SandboxViolation,
+    run_sandboxed,
+)
 
 REWARD_API_DOC = f"""\
 # You write reward programs that steer a robot arm's learned policy through one subtask, in stages.

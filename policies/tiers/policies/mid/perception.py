@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from tiers.commands.palette import PALETTE
 from tiers.core.config import Config
 from tiers.core.observation import Observation
-from tiers.sim.kitchen.layout import PALETTE
 
 if TYPE_CHECKING:
     from tiers.policies.mid.kinematics import ArmFK
@@ -318,7 +318,7 @@ def name_clusters(cloud: SceneCloud, expected: dict[str, str | None]) -> SceneCl
 
     Args:
         cloud: a cloud labelled by :meth:`PointCloudBuilder.cluster`.
-        expected: object name -> its colour word (a :data:`~tiers.sim.kitchen.layout.PALETTE` key) or None.
+        expected: object name -> its colour word (a :data:`~tiers.commands.palette.PALETTE` key) or None.
 
     Returns:
         the cloud with ``names`` replaced where a cluster was matched; each cluster and each name is used at

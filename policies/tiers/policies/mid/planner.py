@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.subtasks import Action, Subtask, SubtaskError
 from tiers.core.config import Config
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.features import CommandStyle
@@ -41,10 +42,9 @@ from tiers.policies.mid.perception import PerceptionConfig, PointCloudBuilder, S
 from tiers.policies.mid.reward_spec import RewardSource
 from tiers.policies.mid.rewards import follow_path
 from tiers.policies.mid.steering import StagedGuidance
-from tiers.sim.kitchen.subtasks import Action, Subtask, SubtaskError
 
 if TYPE_CHECKING:
-    from tiers.policies.high.backends import ChatBackend
+    from tiers.services.chat import ChatBackend
     from tiers.sim.mujoco.kitchen import MujocoKitchen
 
 
@@ -137,7 +137,7 @@ class KeypointPathPlanner:
         self.reward_writer: LLMRewardWriter | None = None
         if self.config.reward_source is RewardSource.LLM:
             if reward_backend is None:
-                from tiers.policies.high.backends import make_backend
+                from tiers.services.chat import make_backend
 
                 llm = self.config.llm_rewards  # built now, so a missing endpoint fails at construction
                 reward_backend = make_backend(base_url=llm.base_url, model=llm.model, model_path=llm.model_path)
@@ -150,7 +150,7 @@ class KeypointPathPlanner:
     ) -> KeypointPathPlanner:
         """A planner for a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen`: its model's FK, fixtures and IK;
         ``kwargs`` go to the constructor (``reward_backend``)."""
-        from tiers.sim.mujoco.kinematics import ArmKinematics
+        from tiers.services.kinematics import ArmKinematics
 
         spec = kitchen.embodiment
         fk = ArmFK.from_model(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame)

@@ -1,7 +1,7 @@
 """An optional VLM keypoint query through the high tier's chat backend: "where is the <object>?" -> 3D point.
 
 A vision-language model served behind any OpenAI-compatible endpoint (the high tier's
-:class:`~tiers.policies.high.backends.ChatBackend`) is shown one camera's RGB image and asked for the pixel of
+:class:`~tiers.services.chat.ChatBackend`) is shown one camera's RGB image and asked for the pixel of
 a named object part as JSON; the pixel is back-projected with that camera's depth and pinhole model into the
 base frame. On a real robot (no segmentation masks) :func:`name_cluster_at` then gives the object's name to
 the DBSCAN cluster under that point, so the affordance detector can use the cluster as the object's segment::
@@ -29,7 +29,7 @@ from tiers.core.observation import Observation
 from tiers.policies.mid.perception import BACKGROUND, SceneCloud
 
 if TYPE_CHECKING:
-    from tiers.policies.high.backends import ChatBackend
+    from tiers.services.chat import ChatBackend
 
 PROMPT = (
     "The image is {width} x {height} pixels, u to the right from 0 at the left edge, v down from 0 at the top. "
@@ -77,7 +77,7 @@ class VLMKeypointQuery:
 
     def locate(self, observation: Observation, target: str, part: str = "the middle") -> KeypointAnswer:
         """The base-frame point of ``part`` of ``target`` in ``observation`` (see the module docstring)."""
-        from tiers.policies.high.backends import BackendError, system_message, user_message
+        from tiers.services.chat import BackendError, system_message, user_message
 
         started = time.perf_counter()
         if self.camera not in observation.images or self.camera not in observation.depths:

@@ -308,7 +308,7 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         rotation vector rad, both in the base frame)."""
         assert self._ee_target is not None and self._target is not None
         if self._kinematics is None:
-            from tiers.sim.mujoco.kinematics import ArmKinematics
+            from tiers.services.kinematics import ArmKinematics
 
             model = getattr(self.backend, "model", None)
             if model is None:

@@ -1,6 +1,6 @@
 """The kitchen benchmark's scripted expert: privileged state + inverse kinematics + motion primitives.
 
-The expert executes a plan of canonical :class:`~tiers.sim.kitchen.subtasks.Subtask` s closed loop, one
+The expert executes a plan of canonical :class:`~tiers.commands.subtasks.Subtask` s closed loop, one
 control step per :meth:`ScriptedExpert.act` call, so that whoever owns the loop (recorder, evaluator,
 environment) decides when to stop. Every step carries the subtask it serves and the primitive phase
 (:class:`~tiers.sim.kitchen.motions.Motion`), which become the dataset's per-frame language labels::
@@ -36,6 +36,8 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.subtasks import Action, Subtask
+from tiers.commands.vocabulary import PUSH_VECTORS, RELATION_TEXT, RELATION_VECTORS, FixtureName, Relation
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.observation import Observation
 from tiers.sim.kitchen.layout import FREE_AREA_X, FREE_AREA_Y
@@ -55,8 +57,6 @@ from tiers.sim.kitchen.motions import (
     wrap_angle,
 )
 from tiers.sim.kitchen.predicates import Placed
-from tiers.sim.kitchen.subtasks import Action, Subtask
-from tiers.sim.kitchen.vocabulary import PUSH_VECTORS, RELATION_TEXT, RELATION_VECTORS, FixtureName, Relation
 from tiers.sim.scene_state import Box, ObjectState, SceneState
 
 if TYPE_CHECKING:
@@ -445,7 +445,7 @@ class ScriptedExpert:
     @classmethod
     def from_kitchen(cls, kitchen: MujocoKitchen) -> ScriptedExpert:
         """An expert for a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen` (its model's kinematics and fixtures)."""
-        from tiers.sim.mujoco.kinematics import ArmKinematics
+        from tiers.services.kinematics import ArmKinematics
 
         spec = kitchen.embodiment
         kinematics = ArmKinematics(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame)

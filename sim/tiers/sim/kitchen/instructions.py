@@ -5,7 +5,7 @@ phrase for an object or fixture ("the red mug", "the cupboard"), a relation phra
 or a push phrase ("away from you"). Every phrase has a key (``noun:cup=mug``) so the split can be checked.
 
 Held-out phrasings: templates marked ``held_out`` and the ``held_out`` words of
-:mod:`tiers.sim.kitchen.vocabulary`. A train instruction uses neither; a held-out instruction uses at least
+:mod:`tiers.commands.vocabulary`. A train instruction uses neither; a held-out instruction uses at least
 one (:func:`is_held_out`). Colour adjectives are not part of the split: both splits use them.
 
 Sampling is deterministic: :func:`phrasings` draws from ``random.Random(seed)`` with a string seed, which
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tiers.sim.kitchen.vocabulary import (
+from tiers.commands.vocabulary import (
     FIXTURES,
     OBJECTS,
     PUSH_WORDS,

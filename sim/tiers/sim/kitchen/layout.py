@@ -20,6 +20,8 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.palette import PALETTE
+
 # Movable objects of the scene, in a fixed order: the order defines segmentation ids.
 OBJECT_NAMES: tuple[str, ...] = ("cup", "bowl", "plate", "apple", "banana", "sponge", "can", "box", "basket")
 # Movable objects other objects can be put in or on.
@@ -49,21 +51,6 @@ MIN_GAP = 0.01  # m, least clearance between two objects' footprints
 # Articulated fixtures: name -> (joint name in the scene, lower, upper); drawer in m, cabinet door in rad.
 ARTICULATIONS: MappingProxyType[str, tuple[str, float, float]] = MappingProxyType(
     {"drawer": ("drawer_slide", 0.0, 0.22), "cabinet": ("cabinet_hinge", 0.0, 1.75)}
-)
-
-# Named colours (RGBA in [0, 1]) objects are painted in; words are what instructions say.
-PALETTE: MappingProxyType[str, tuple[float, float, float, float]] = MappingProxyType(
-    {
-        "red": (0.85, 0.12, 0.1, 1.0),
-        "green": (0.2, 0.68, 0.22, 1.0),
-        "blue": (0.15, 0.32, 0.88, 1.0),
-        "yellow": (0.97, 0.86, 0.12, 1.0),
-        "orange": (0.98, 0.52, 0.08, 1.0),
-        "purple": (0.56, 0.22, 0.72, 1.0),
-        "pink": (0.98, 0.55, 0.75, 1.0),
-        "white": (0.95, 0.95, 0.93, 1.0),
-        "grey": (0.48, 0.5, 0.52, 1.0),
-    }
 )
 
 _PARKING_X = 3.0  # m, far beyond the front camera, on the floor

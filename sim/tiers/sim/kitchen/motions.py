@@ -28,6 +28,7 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.phases import Motion
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.sim.scene_state import SceneState
 
@@ -42,22 +43,6 @@ MAX_SETTLE_STEPS = 12  # control steps a segment may wait for the arm to settle 
 IK_ITERATIONS = 40  # damped-least-squares iterations per control step (warm-started)
 RAMP_FRACTION = 0.25  # fraction of a smooth segment's duration spent accelerating (and as much braking)
 SMOOTH_PEAK = 1.0 / (1.0 - RAMP_FRACTION)  # peak/mean speed ratio of the smooth (trapezoidal-speed) profile
-
-
-class Motion(StrEnum):
-    """Primitive phase labels carried by every expert step (what the arm is doing)."""
-
-    APPROACH = "approach"  # free-space move toward the next contact
-    DESCEND = "descend"  # final straight move onto a grasp
-    GRASP = "grasp"  # closing the fingers
-    LIFT = "lift"  # raising a grasped object
-    TRANSPORT = "transport"  # carrying a grasped object
-    LOWER = "lower"  # setting a carried object down
-    RELEASE = "release"  # opening the fingers
-    RETREAT = "retreat"  # moving away after a release
-    PULL = "pull"  # opening an articulation
-    PUSH = "push"  # pushing an object or closing an articulation
-    IDLE = "idle"  # plan finished or given up: holding still
 
 
 class Profile(StrEnum):
@@ -117,7 +102,7 @@ class Segment:
 
 
 class IKSolution(Protocol):
-    """What the tracker reads of an IK result (:class:`tiers.sim.mujoco.kinematics.IKResult`)."""
+    """What the tracker reads of an IK result (:class:`tiers.services.kinematics.IKResult`)."""
 
     @property
     def qpos(self) -> NDArray[Any]: ...
@@ -127,7 +112,7 @@ class IKSolution(Protocol):
 
 
 class InverseKinematics(Protocol):
-    """What the tracker needs of :class:`tiers.sim.mujoco.kinematics.ArmKinematics`."""
+    """What the tracker needs of :class:`tiers.services.kinematics.ArmKinematics`."""
 
     def forward(self, q: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]]: ...
 

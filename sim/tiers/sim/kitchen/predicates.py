@@ -11,7 +11,7 @@ Two layers:
   ``term(initial, current) -> Verdict``.
 
 All positions are in the base frame (x away from the robot, y left, z up), in metres; see
-:mod:`tiers.sim.kitchen.vocabulary` for what left/right/front/behind mean. Placement predicates read an
+:mod:`tiers.commands.vocabulary` for what left/right/front/behind mean. Placement predicates read an
 object's geometric centre (the centre of ``ObjectState.bounds``, whatever its body frame) and bottom
 (``bounds.low[2]``). A placed object counts only once released: an object still between the fingers is never
 "in" or "on" anything.
@@ -46,8 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from tiers.core.errors import TiersError
-from tiers.sim.kitchen.vocabulary import (
+from tiers.commands.vocabulary import (
     FIXTURES,
     OBJECTS,
     PUSH_VECTORS,
@@ -59,6 +58,7 @@ from tiers.sim.kitchen.vocabulary import (
     PushDirection,
     Relation,
 )
+from tiers.core.errors import TiersError
 from tiers.sim.scene_state import Box, ObjectState, SceneState
 
 REGION_MARGIN = 0.01
@@ -200,7 +200,7 @@ def spatial_relation(state: SceneState, obj: str, relation: Relation, anchor: st
 
     Every spatial relation needs: released, footprints apart (overlap <= FOOTPRINT_OVERLAP), gap <= NEAR_GAP,
     bottoms within SAME_LEVEL in height. A directional relation also needs the centre offset inside the
-    45° cone around its direction (:data:`~tiers.sim.kitchen.vocabulary.RELATION_VECTORS`).
+    45° cone around its direction (:data:`~tiers.commands.vocabulary.RELATION_VECTORS`).
     """
     if relation not in SPATIAL_RELATIONS:
         raise ValueError(f"{relation!r} is not a spatial relation; spatial: {sorted(SPATIAL_RELATIONS)}")

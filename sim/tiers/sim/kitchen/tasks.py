@@ -2,7 +2,7 @@
 
 :func:`generate_tasks` enumerates goals per :class:`~tiers.sim.kitchen.instructions.Pattern` (which objects,
 places, relations and directions are physically sensible), builds each goal's gold plan of canonical
-:class:`~tiers.sim.kitchen.subtasks.Subtask` s, derives from the plan
+:class:`~tiers.commands.subtasks.Subtask` s, derives from the plan
 
 * the success predicate: the conjunction of the plan's final effects (a later step on the same object or
   fixture replaces an earlier one: "open the drawer, put the apple in it, then close it" succeeds when the
@@ -45,11 +45,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from tiers.core.errors import TiersError
-from tiers.sim.kitchen.instructions import Pattern, Slot, SlotValue, is_held_out, phrasings
-from tiers.sim.kitchen.predicates import AllOf, Closed, Goal, Held, Opened, Placed, Pushed, Verdict
-from tiers.sim.kitchen.subtasks import Action, Subtask
-from tiers.sim.kitchen.vocabulary import (
+from tiers.commands.subtasks import Action, Subtask
+from tiers.commands.vocabulary import (
     ARTICULATED,
     FIXTURES,
     OBJECTS,
@@ -61,6 +58,9 @@ from tiers.sim.kitchen.vocabulary import (
     Size,
     fits,
 )
+from tiers.core.errors import TiersError
+from tiers.sim.kitchen.instructions import Pattern, Slot, SlotValue, is_held_out, phrasings
+from tiers.sim.kitchen.predicates import AllOf, Closed, Goal, Held, Opened, Placed, Pushed, Verdict
 from tiers.sim.scene_state import SceneState
 
 

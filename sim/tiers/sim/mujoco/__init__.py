@@ -11,7 +11,7 @@ import os
 if "DISPLAY" not in os.environ:
     os.environ.setdefault("MUJOCO_GL", "egl")
 
-from tiers.sim.mujoco.kinematics import ArmKinematics, IKResult
+from tiers.services.kinematics import ArmKinematics, IKResult
 from tiers.sim.mujoco.kitchen import SCENE_XML, MujocoKitchen
 
 __all__ = ["SCENE_XML", "ArmKinematics", "IKResult", "MujocoKitchen"]

@@ -1,0 +1,212 @@
+"""``tiers improve``: retrain a hierarchy's learned low tier on its demonstrations plus logged corrections (YAY).
+
+Corrections logged by ``tiers run --log`` or ``tiers eval --mode corrections --corrections-log`` are episodes
+of the hierarchy acting under people's corrections: every frame holds what the robot did, with the subtask and
+language motion in force. Retraining mixes them with the original demonstrations at a configurable share
+(:class:`tiers.datasets.corrections.CorrectionsMixConfig`, frames inside intervention spans by default),
+fine-tuning the low tier from its checkpoint with its own normalisation statistics.
+
+The measurement (``--curve``): for each count k of corrections episodes, the low tier is fine-tuned on the
+original data plus the first k episodes of the log, and the hierarchy is evaluated in integrated mode on the
+tasks of the log, the ones where the base hierarchy needed correcting. k = 0 is the base hierarchy.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tiers.core.config import Config
+from tiers.core.errors import ConfigError, ContractError
+
+
+@dataclass
+class ImproveConfig(Config):
+    """One ``tiers improve`` run."""
+
+    hierarchy: str  # the hierarchy YAML whose low tier is retrained (kind: policy)
+    dataset: str  # the original demonstrations (LeRobotDataset folder)
+    corrections: str  # the corrections dataset (tiers run --log / tiers eval --corrections-log)
+    corrections_fraction: float = 0.5  # share of training samples drawn from correction frames
+    interventions_only: bool = True  # draw correction samples only inside intervention spans
+    steps: int = 300  # fine-tuning steps per retrained policy
+    batch_size: int = 64  # samples per step
+    lr: float = 1e-4  # fine-tuning learning rate (AdamW)
+    curve: list[int] = field(default_factory=lambda: [0, -1])  # corrections episodes per point; -1: all
+    seeds: int = 1  # evaluation episodes per task
+    seed: int = 2000  # first evaluation seed (new scenes)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.corrections_fraction <= 1.0:
+            raise ValueError(f"corrections_fraction must be in [0, 1], got {self.corrections_fraction}")
+        if self.steps < 1 or self.batch_size < 1 or self.seeds < 1:
+            raise ValueError(
+                f"steps, batch_size and seeds must be >= 1, got {self.steps}, {self.batch_size}, {self.seeds}"
+            )
+        if any(k < -1 for k in self.curve) or not self.curve:
+            raise ValueError(f"curve lists corrections-episode counts (>= 0, or -1 for all), got {self.curve}")
+
+
+class Resampled(torch.utils.data.Dataset[dict[str, Any]]):
+    """``dataset`` through a fixed list of indices (a mixture drawn once; the trainer shuffles it), each item
+    cut to ``keys`` (the demonstrations and the corrections log have different language columns)."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset[dict[str, Any]], indices: list[int], keys: set[str]) -> None:
+        self.dataset = dataset
+        self.indices = indices
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.dataset[self.indices[index]]
+        return {key: value for key, value in item.items() if key in self.keys}
+
+
+def improve(config: ImproveConfig, out: Path, *, echo: Any = print) -> dict[str, Any]:
+    """Fine-tune and evaluate every point of ``config.curve``; writes ``improve.json`` and ``improve_curve.png``."""
+    from tiers.datasets.corrections import intervention_frame_mask, read_corrections
+    from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
+    from tiers.policies.hierarchy.config import HierarchyConfig
+    from tiers.policies.low.checkpoint import load_policy
+    from tiers.policies.low.conditioning import HindsightConditions
+    from tiers.services.training import TrainerConfig, train
+
+    hierarchy = HierarchyConfig.load(config.hierarchy)
+    if hierarchy.low.kind != "policy" or "checkpoint" not in hierarchy.low.settings:
+        raise ConfigError(f"{config.hierarchy}: tiers improve retrains a learned low tier (low.kind: policy)")
+    from tiers.core.embodiment import EmbodimentSpec
+    from tiers.core.locations import preset_path
+    from tiers.policies.hierarchy.registry import HierarchyContext
+
+    yaml_path = preset_path("hierarchies", config.hierarchy)
+    context = HierarchyContext(embodiment=EmbodimentSpec.load(hierarchy.robot), base_dir=Path(yaml_path).parent)
+    base = context.resolve(hierarchy.low.settings["checkpoint"]).resolve()
+    log = read_corrections(config.corrections)
+    episodes = sorted({event.episode_index for event in log.events})
+    if not episodes:
+        raise ContractError(f"{config.corrections}: no corrections logged; nothing to learn from")
+    task_ids = _logged_tasks(Path(config.corrections))
+    policy = load_policy(base)
+    conditioning = policy.config.conditioning
+    if conditioning.cameras:
+        raise ConfigError("tiers improve fine-tunes camera-free policies here (windows from memory); got cameras")
+
+    def windows(root: str) -> Any:
+        loading = DatasetLoadingConfig(
+            root=Path(root), n_obs_steps=policy.config.n_obs_steps, horizon=policy.config.horizon
+        )
+        data, _ = load_training_dataset(loading)
+        return data
+
+    def conditioned_on(data: Any) -> Any:
+        if conditioning.goal or conditioning.path_waypoints:
+            return HindsightConditions(data, goal=conditioning.goal, path_waypoints=conditioning.path_waypoints)
+        return data
+
+    original, corrected = windows(config.dataset), windows(config.corrections)
+    training_original, training_corrected = conditioned_on(original), conditioned_on(corrected)
+    mask = intervention_frame_mask(config.corrections, corrected) if config.interventions_only else None
+
+    points = []
+    for count in config.curve:
+        k = len(episodes) if count == -1 else min(count, len(episodes))
+        if k == 0:
+            checkpoint = base
+        else:
+            # correction frames of the first k episodes (inside intervention spans unless all are asked for)
+            allowed = corrected.episode_indices < k
+            if mask is not None:
+                allowed &= mask
+            chosen = torch.nonzero(allowed).flatten().tolist()
+            if not chosen:
+                raise ContractError(f"{config.corrections}: the first {k} episodes have no intervention frames")
+            mixed: torch.utils.data.Dataset[dict[str, Any]]
+            mixed = torch.utils.data.ConcatDataset([training_original, training_corrected])
+            indices = _mixture(len(original), [len(original) + i for i in chosen], config.corrections_fraction)
+            run = out / f"corrections_{k}"
+            shutil.rmtree(run, ignore_errors=True)
+            tuned = load_policy(base)
+            trainer = TrainerConfig(
+                steps=config.steps, batch_size=config.batch_size, num_workers=0, device="cpu", lr=config.lr,
+                warmup_steps=min(50, config.steps // 5), ema=False, log_every=max(1, config.steps // 10),
+                save_every=config.steps,
+            )  # fmt: skip
+            echo(f"fine-tuning on the demonstrations + {k} corrections episodes ({len(chosen)} correction frames)")
+            keys = set(training_original[0]) & set(training_corrected[0])
+            summary = train(tuned.train(), Resampled(mixed, indices, keys), trainer, run, progress=False)
+            checkpoint = Path(summary.checkpoint).resolve()
+        success = _evaluate(hierarchy, checkpoint, task_ids, config, out / f"eval_{k}", echo)
+        corrections = sum(1 for event in log.events if event.episode_index < k)
+        points.append({"episodes": k, "corrections": corrections, "success": success, "checkpoint": str(checkpoint)})
+        echo(f"  {corrections:3d} corrections -> success {100 * success:.1f}% on the corrected tasks")
+    result = {"config": config.to_dict(), "tasks": task_ids, "points": points}
+    (out / "improve.json").write_text(json.dumps(result, indent=2))
+    _plot(points, out / "improve_curve.png")
+    return result
+
+
+def _mixture(original: int, corrections: list[int], fraction: float) -> list[int]:
+    """Indices of one epoch: every original frame once, correction frames drawn to make up ``fraction``."""
+    generator = torch.Generator().manual_seed(0)
+    if fraction >= 1.0:
+        return corrections
+    extra = round(original * fraction / (1.0 - fraction))
+    picks = torch.randint(len(corrections), (extra,), generator=generator).tolist()
+    return list(range(original)) + [corrections[i] for i in picks]
+
+
+def _logged_tasks(root: Path) -> list[str]:
+    from tiers.datasets.recorder import read_episode_log
+
+    tasks = sorted({record.task_id for record in read_episode_log(root) if record.episode_index is not None})
+    if not tasks:
+        raise ContractError(f"{root}: the corrections dataset lists no episodes")
+    return tasks
+
+
+def _evaluate(
+    hierarchy: Any, checkpoint: Path, task_ids: list[str], config: ImproveConfig, out: Path, echo: Any
+) -> float:
+    """Integrated-mode success of ``hierarchy`` with its low tier at ``checkpoint`` on ``task_ids``."""
+    from tiers.apps.evaluation.parallel import run_jobs
+    from tiers.apps.evaluation.report import EvalMode
+    from tiers.apps.evaluation.runner import EpisodeJob, EvalSettings, make_runner
+
+    out.mkdir(parents=True, exist_ok=True)
+    variant = replace(
+        hierarchy, low=replace(hierarchy.low, settings={**hierarchy.low.settings, "checkpoint": str(checkpoint)})
+    )
+    path = out / "hierarchy.yaml"
+    variant.to_yaml(path)
+    settings = EvalSettings(mode=EvalMode.INTEGRATED, hierarchy=str(path))
+    jobs = [
+        EpisodeJob(i, task, config.seed + s)
+        for i, (task, s) in enumerate((t, s) for t in task_ids for s in range(config.seeds))
+    ]
+    results = run_jobs(make_runner, settings, jobs, workers=1)
+    (out / "results.json").write_text(json.dumps([vars(r) for r in results], indent=2, default=str))
+    return sum(r.success for r in results) / len(results)
+
+
+def _plot(points: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([p["corrections"] for p in points], [100 * p["success"] for p in points], marker="o")
+    ax.set_xlabel("corrections used for retraining")
+    ax.set_ylabel("success on corrected tasks (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("tiers improve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

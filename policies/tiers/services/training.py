@@ -1,0 +1,645 @@
+"""Training low-tier policies on LeRobotDataset windows: accelerate, AdamW + warmup/cosine, EMA, resume.
+
+The trainer (:func:`train`) is generic: any ``nn.Module`` with ``forward(batch) -> (loss, info)`` and
+``save(path, *, weights, step)`` trains with it (the generative policies here, the lerobot adapter).
+:func:`train_low_policy` is what ``tiers train`` runs: dataset -> :class:`GenerativeLowPolicy` -> :func:`train`.
+
+Output folder::
+
+    <out>/
+      train_config.yaml          the run's full config (resume reads it back)
+      checkpoints/<step>/        a policy checkpoint (see tiers.policies.low.checkpoint) + training_state/
+      checkpoints/last           symlink to the newest checkpoint
+      train_log.json             per-interval loss, learning rate, grad norm, throughput; the summary
+      learning_curve.png         loss against step
+
+``training_state/`` (safetensors + JSON, never pickle): ``model.safetensors`` the raw weights,
+``optimizer.safetensors`` AdamW's moments, ``ema.safetensors`` the EMA shadow weights, ``state.json`` the
+step, the scheduler's counters, the optimiser's param groups, EMA counters, RNG state tensors in
+``rng.safetensors``. Resuming restores all of it; the data order restarts with a fresh shuffle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+
+from tiers.core.config import Config
+from tiers.core.errors import ConfigError, ContractError
+from tiers.policies.low.policy import GenerativeLowPolicyConfig
+
+CHECKPOINTS = "checkpoints"
+LAST = "last"
+TRAINING_STATE = "training_state"
+RUN_CONFIG = "train_config.yaml"
+LOG_FILE = "train_log.json"
+CURVE_FILE = "learning_curve.png"
+
+
+class TrainablePolicy(Protocol):
+    """What :func:`train` needs of a policy (an ``nn.Module``)."""
+
+    def __call__(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any] | None]: ...
+
+    def save(self, path: Path, *, weights: str = "raw", step: int = 0) -> Any: ...
+
+
+@dataclass
+class TrainerConfig(Config):
+    """How to optimise: steps, batches, optimiser, schedule, EMA, logging and checkpoints."""
+
+    steps: int = 100_000  # optimiser steps in total (a resumed run continues up to this number)
+    batch_size: int = 64  # samples per step per process
+    num_workers: int = 4  # DataLoader worker processes (video decoding); 0 loads in the main process
+    seed: int = 0  # seeds torch, numpy and python (accelerate's set_seed) and the data order
+    device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"; multi-GPU: launch with accelerate
+    mixed_precision: str = "no"  # accelerate's "no" | "fp16" | "bf16"
+    lr: float = 1e-4  # AdamW peak learning rate
+    weight_decay: float = 1e-6  # AdamW weight decay
+    betas: tuple[float, float] = (0.95, 0.999)  # AdamW betas (diffusion_policy's)
+    warmup_steps: int = 500  # linear warmup from 0 to lr
+    lr_schedule: str = "cosine"  # diffusers' schedule name: "cosine" | "linear" | "constant_with_warmup"
+    grad_clip: float | None = 10.0  # max global gradient norm; None: no clipping
+    ema: bool = True  # keep an exponential moving average of the weights; checkpoints act with it
+    ema_decay: float = 0.9999  # the EMA's decay ceiling
+    ema_power: float = 0.75  # EMA warmup: decay = 1 - (1 + step)^-power, capped at ema_decay
+    find_unused_parameters: bool = False  # DDP: True for policies with parameters some steps leave unused
+    log_every: int = 50  # steps between log records (mean loss of the interval)
+    save_every: int = 5000  # steps between checkpoints (and one at the end)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0 or self.warmup_steps < 0:
+            raise ValueError(f"num_workers and warmup_steps must be >= 0, got {self.num_workers}, {self.warmup_steps}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive or null, got {self.grad_clip}")
+
+
+@dataclass
+class KitchenEvalConfig(Config):
+    """Evaluation of every checkpoint in the kitchen's control mode while training (off when ``tasks`` is empty)."""
+
+    tasks: list[str] = field(default_factory=list)  # task ids ("open/drawer/0"); the gold plan, subtask by subtask
+    seeds: int = 1  # episodes per task, seeds 0 .. seeds-1 (the layouts tiers eval uses)
+    max_steps: int | None = None  # per-episode control-step limit; None: the task's own (300 per subtask)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+
+
+@dataclass
+class LowPolicyTrainConfig(Config):
+    """A ``tiers train`` run: the policy and the trainer (YAML presets under ``configs/train/``)."""
+
+    policy: GenerativeLowPolicyConfig = field(default_factory=GenerativeLowPolicyConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: KitchenEvalConfig = field(default_factory=KitchenEvalConfig)  # checkpoints evaluated in the kitchen
+    video_backend: str = "pyav"  # lerobot's video decoder for camera datasets ("pyav" | "torchcodec")
+    # camera frames decoded once into memory when they fit in this many GB (uint8 at the policy's image size);
+    # 0 decodes from the videos at every read (DataLoader workers then do the decoding)
+    frame_cache_gb: float = 4.0
+
+
+@dataclass
+class TrainSummary:
+    """The end of a run, for the console and ``train_log.json``."""
+
+    steps: int  # the step count reached (including steps of earlier sessions when resumed)
+    session_steps: int  # steps run in this session
+    samples_per_s: float  # training samples per second in this session (all processes)
+    wall_s: float  # seconds of this session
+    peak_memory_mb: float  # peak CUDA memory allocated (GPU) or peak resident set size (CPU), MiB
+    memory_kind: str  # "cuda_allocated" | "cpu_rss"
+    final_loss: float  # mean loss over the last log interval
+    checkpoint: str  # the last checkpoint folder
+    device: str  # where it trained
+    processes: int  # accelerate processes
+    main_process: bool = True  # whether this process is the one that writes checkpoints and logs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def train(
+    policy: nn.Module,
+    dataset: torch.utils.data.Dataset[Any],
+    config: TrainerConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    on_checkpoint: Callable[[Path, int], dict[str, Any]] | None = None,
+) -> TrainSummary:
+    """Train ``policy`` on ``dataset`` and write checkpoints, the log and the learning curve into ``out``.
+
+    Args:
+        policy: an ``nn.Module`` that is a :class:`TrainablePolicy` (``forward(batch) -> (loss, info)``,
+            ``save(path, *, weights, step)``).
+        dataset: items collated by torch's default collate into the policy's batches.
+        config: the optimisation settings.
+        out: the run folder (see the module docstring).
+        resume: continue from ``out/checkpoints/last`` (weights, optimiser, schedule, EMA, step).
+        progress: show a rich progress bar (main process only).
+        on_log: called with each log record (step, loss, lr, ...).
+        on_checkpoint: called on the main process with (checkpoint folder, step) after each checkpoint; what it
+            returns (e.g. a success rate) is logged under ``"eval"`` in ``train_log.json``.
+
+    Raises:
+        ContractError: ``resume`` without a checkpoint, or a checkpoint that does not fit the policy.
+    """
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    out = Path(out)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but torch sees no CUDA GPU; use device=cpu or auto")
+    accelerator = Accelerator(
+        cpu=config.device == "cpu",
+        mixed_precision=config.mixed_precision,
+        step_scheduler_with_optimizer=False,  # one scheduler step per optimiser step, whatever the process count
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
+    )
+    set_seed(config.seed)
+    data_generator = torch.Generator().manual_seed(config.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(dataset) >= config.batch_size,  # type: ignore[arg-type]
+        num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
+        pin_memory=accelerator.device.type == "cuda",
+        generator=data_generator,
+    )
+    if len(loader) == 0:
+        raise ContractError("the training dataset is empty")
+    decay, no_decay = _parameter_groups(policy)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=config.betas,
+    )
+    scheduler = get_scheduler(
+        config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
+    )
+    model, optimizer, loader, scheduler = accelerator.prepare(policy, optimizer, loader, scheduler)
+    raw = accelerator.unwrap_model(model)
+    ema = None
+    if config.ema:
+        ema = EMAModel(raw.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=config.ema_power)
+        ema.to(accelerator.device)
+    step, log, evals = 0, list[dict[str, Any]](), list[dict[str, Any]]()
+    if resume:
+        step, log, evals = _load_training_state(out, raw, optimizer, scheduler, ema)
+        if accelerator.is_main_process:
+            print(f"resuming from step {step} ({_last(out)})")
+    if step >= config.steps:
+        raise ConfigError(f"the run in {out} already reached step {step}; ask for more with --steps > {step}")
+
+    main = accelerator.is_main_process
+    start_step, start = step, time.perf_counter()
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
+    interval_loss, interval_count, interval_start, grad_norm = 0.0, 0, time.perf_counter(), float("nan")
+    last_checkpoint = _last(out)
+    bar = _progress(main and progress, total=config.steps, completed=step)
+    model.train()
+    try:
+        while step < config.steps:
+            for batch in loader:
+                loss, _ = model(batch)
+                accelerator.backward(loss)
+                if config.grad_clip is not None:
+                    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), config.grad_clip))
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.step(raw.parameters())
+                step += 1
+                interval_loss += float(loss.detach())
+                interval_count += 1
+                if step % config.log_every == 0 or step == config.steps:
+                    elapsed = time.perf_counter() - interval_start
+                    record = {
+                        "step": step,
+                        # the mean over every process's samples (a collective: every rank logs at the same steps)
+                        "loss": float(
+                            accelerator.reduce(
+                                torch.tensor(interval_loss / interval_count, device=accelerator.device), "mean"
+                            )
+                        ),
+                        "lr": scheduler.get_last_lr()[0],
+                        "grad_norm": grad_norm,
+                        "samples_per_s": interval_count * config.batch_size * accelerator.num_processes / elapsed,
+                    }
+                    log.append(record)
+                    if on_log is not None:
+                        on_log(record)
+                    interval_loss, interval_count, interval_start = 0.0, 0, time.perf_counter()
+                if bar is not None:
+                    bar.update(step, loss=float(loss.detach()))
+                if step % config.save_every == 0 or step == config.steps:
+                    accelerator.wait_for_everyone()
+                    if main:
+                        last_checkpoint = _save_checkpoint(out, raw, optimizer, scheduler, ema, step, log, evals)
+                        if on_checkpoint is not None:
+                            evals.append({"step": step, **on_checkpoint(last_checkpoint, step)})
+                            write_log(out, log, None, evals)
+                if step >= config.steps:
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - start
+    if accelerator.device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(accelerator.device) / 2**20, "cuda_allocated"
+    else:
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_rss"
+    summary = TrainSummary(
+        steps=step,
+        session_steps=step - start_step,
+        samples_per_s=(step - start_step) * config.batch_size * accelerator.num_processes / wall,
+        wall_s=wall,
+        peak_memory_mb=peak,
+        memory_kind=kind,
+        final_loss=log[-1]["loss"] if log else float("nan"),
+        checkpoint=str(last_checkpoint),
+        device=str(accelerator.device),
+        processes=accelerator.num_processes,
+        main_process=main,
+    )
+    if main:
+        write_log(out, log, summary, evals)
+    accelerator.end_training()
+    return summary
+
+
+def train_low_policy(
+    dataset: str | Path,
+    config: LowPolicyTrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainSummary:
+    """``tiers train``: a :class:`GenerativeLowPolicy` on the LeRobotDataset at ``dataset``, into ``out``.
+
+    The policy's features (robot, state/action names, cameras, language key) and normalisation
+    statistics come from the dataset; with ``resume`` they are checked against the checkpoint's.
+    """
+    from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
+    from tiers.policies.low.checkpoint import PolicyFeatures
+    from tiers.policies.low.conditioning import HindsightConditions
+    from tiers.policies.low.policy import GenerativeLowPolicy
+
+    out = Path(out)
+    policy_config = config.policy
+    conditioning = policy_config.conditioning
+    loading = DatasetLoadingConfig(
+        root=Path(dataset),
+        cameras=conditioning.camera_keys,
+        n_obs_steps=policy_config.n_obs_steps,
+        horizon=policy_config.horizon,
+        image_size=conditioning.image_size,
+        video_backend=config.video_backend,
+        frame_cache_gb=config.frame_cache_gb,
+    )
+    features = PolicyFeatures.from_dataset(
+        dataset,
+        cameras=conditioning.cameras,
+        image_size=conditioning.image_size,
+        language_key=conditioning.language_key,
+    )
+    features.check_dataset(dataset)
+    with _DecodeBar(progress and launched_main_process()) as bar:
+        windows, stats = load_training_dataset(loading, progress=bar.update)
+    data: torch.utils.data.Dataset[Any] = windows
+    if conditioning.goal or conditioning.path_waypoints:
+        data = HindsightConditions(windows, goal=conditioning.goal, path_waypoints=conditioning.path_waypoints)
+    policy = GenerativeLowPolicy(policy_config, features, stats)
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        _check_resumable(out, features)
+    if launched_main_process():
+        config.to_yaml(out / RUN_CONFIG)
+    evaluate = kitchen_evaluator(config.eval) if config.eval.tasks else None
+    return train(policy, data, config.trainer, out, resume=resume, progress=progress, on_checkpoint=evaluate)
+
+
+def launched_main_process() -> bool:
+    """Whether this is rank 0 of a ``torchrun`` / ``accelerate launch`` job (or a plain single process).
+
+    Read from the launcher's ``RANK`` variable, so it is known before an ``Accelerator`` exists.
+    """
+    return os.environ.get("RANK", "0") == "0"
+
+
+def kitchen_evaluator(config: KitchenEvalConfig) -> Callable[[Path, int], dict[str, Any]]:
+    """A checkpoint callback running ``config.tasks`` in the kitchen's control mode (``tiers eval``'s runner).
+
+    Returns per call: success_rate, subtask_rate (subtasks reached / subtasks), episodes, mean steps.
+    """
+    from tiers.sim.kitchen.tasks import get_task
+
+    jobs = [(get_task(task).id, seed) for task in config.tasks for seed in range(config.seeds)]  # fail early on a typo
+
+    def evaluate(checkpoint: Path, step: int) -> dict[str, Any]:
+        from tiers.apps.evaluation.report import EvalMode
+        from tiers.apps.evaluation.runner import EpisodeJob, EpisodeRunner, EvalSettings
+
+        settings = EvalSettings(mode=EvalMode.CONTROL, controller=str(checkpoint), max_steps=config.max_steps)
+        runner = EpisodeRunner(settings)
+        try:
+            results = [runner(EpisodeJob(index, task, seed)) for index, (task, seed) in enumerate(jobs)]
+        finally:
+            runner.env.close()
+        done = sum(int(result.extra["subtasks_done"]) for result in results)
+        total = sum(int(result.extra["subtasks"]) for result in results)
+        return {
+            "success_rate": sum(result.success for result in results) / len(results),
+            "subtask_rate": done / max(total, 1),
+            "episodes": len(results),
+            "mean_steps": sum(result.steps for result in results) / len(results),
+        }
+
+    return evaluate
+
+
+# -- checkpoints with training state ----------------------------------------------------------------------
+
+
+def _save_checkpoint(
+    out: Path,
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    ema: Any,
+    step: int,
+    log: list[dict[str, Any]],
+    evals: list[dict[str, Any]],
+) -> Path:
+    """Write ``checkpoints/<step>/`` (policy checkpoint + training_state/) and point ``last`` at it."""
+    folder = out / CHECKPOINTS / f"{step:08d}"
+    state_dir = folder / TRAINING_STATE
+    state_dir.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(state_dir / "model.safetensors"))  # the raw weights the optimiser updates
+    optimizer_tensors, optimizer_meta = _optimizer_to_tensors(optimizer.state_dict())
+    save_file(optimizer_tensors, str(state_dir / "optimizer.safetensors"))
+    state: dict[str, Any] = {
+        "step": step,
+        "scheduler": _jsonable(scheduler.state_dict()),
+        "optimizer": optimizer_meta,
+        "ema": None,
+    }
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(rng, str(state_dir / "rng.safetensors"))
+    if ema is not None:
+        ema_state = ema.state_dict()
+        save_file(
+            {f"shadow.{i}": p.detach().contiguous() for i, p in enumerate(ema_state["shadow_params"])},
+            str(state_dir / "ema.safetensors"),
+        )
+        state["ema"] = {key: value for key, value in ema_state.items() if key != "shadow_params"}
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+        try:
+            model.save(folder, weights="ema", step=step)  # type: ignore[operator]
+        finally:
+            ema.restore(model.parameters())
+    else:
+        model.save(folder, weights="raw", step=step)  # type: ignore[operator]
+    (state_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    link = out / CHECKPOINTS / LAST
+    tmp = link.with_name(f".{LAST}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(folder.name)
+    os.replace(tmp, link)
+    write_log(out, log, None, evals)
+    return folder
+
+
+def _load_training_state(
+    out: Path, model: nn.Module, optimizer: Any, scheduler: Any, ema: Any
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+    folder = _last(out)
+    state_dir = folder / TRAINING_STATE
+    if not (state_dir / "state.json").is_file():
+        raise ContractError(f"{out}: nothing to resume (no {CHECKPOINTS}/{LAST}/{TRAINING_STATE}/state.json)")
+    state = json.loads((state_dir / "state.json").read_text())
+    missing, unexpected = load_model(model, str(state_dir / "model.safetensors"), strict=False)
+    if missing or unexpected:
+        raise ContractError(
+            f"{state_dir}/model.safetensors does not fit the policy of this run: "
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    optimizer.load_state_dict(
+        _optimizer_from_tensors(load_file(str(state_dir / "optimizer.safetensors")), state["optimizer"])
+    )
+    scheduler.load_state_dict(state["scheduler"])
+    rng = load_file(str(state_dir / "rng.safetensors"))
+    torch.set_rng_state(rng["torch"])
+    if ema is not None:
+        if state["ema"] is None:
+            raise ContractError(f"{state_dir}: the checkpoint has no EMA, this run keeps one (trainer.ema)")
+        device = next(model.parameters()).device
+        shadow = load_file(str(state_dir / "ema.safetensors"))
+        ema.load_state_dict(
+            {**state["ema"], "shadow_params": [shadow[f"shadow.{i}"].to(device) for i in range(len(shadow))]}
+        )
+    log_path = out / LOG_FILE
+    saved = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    step = int(state["step"])
+    log = [record for record in saved.get("log", []) if record["step"] <= step]
+    return step, log, [record for record in saved.get("eval", []) if record["step"] <= step]
+
+
+def _check_resumable(out: Path, features: Any) -> None:
+    from tiers.policies.low.checkpoint import read_checkpoint
+
+    _, saved, _ = read_checkpoint(_last(out))
+    if saved != features:
+        raise ContractError(f"{_last(out)}: the checkpoint was trained on other features ({saved}) than this dataset's")
+
+
+def _last(out: Path) -> Path:
+    return out / CHECKPOINTS / LAST
+
+
+def _optimizer_to_tensors(state: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """torch optimiser state -> (tensors for safetensors, JSON-able rest)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, entry in state["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{name}"] = value.detach().contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": _jsonable(state["param_groups"]), "scalars": scalars}
+
+
+def _optimizer_from_tensors(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, _, name = key.partition(".")
+        state.setdefault(int(index), {})[name] = value
+    groups = [dict(group, betas=tuple(group["betas"])) if "betas" in group else group for group in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return repr(value)
+
+
+def _parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Weights that decay (matrices, kernels) and those that do not (biases, norms, embeddings of size 1)."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    return decay, no_decay
+
+
+# -- log, plot, progress ------------------------------------------------------------------------------------
+
+
+def write_log(
+    out: Path, log: list[dict[str, Any]], summary: TrainSummary | None, evals: list[dict[str, Any]] | None = None
+) -> None:
+    """``train_log.json`` (loss records, kitchen evaluations, summary) and ``learning_curve.png``."""
+    payload: dict[str, Any] = {"log": log, "eval": evals or []}
+    if summary is not None:
+        payload["summary"] = summary.to_dict()
+    (out / LOG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+    if log:
+        plot_learning_curve(log, out / CURVE_FILE, evals or [])
+
+
+def plot_learning_curve(log: list[dict[str, Any]], path: Path, evals: list[dict[str, Any]] | None = None) -> None:
+    """Loss (log scale) and learning rate against step; kitchen success rates below when there are evaluations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [record["step"] for record in log]
+    if evals:
+        figure, (axis, eval_axis) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=[2, 1])
+        eval_steps = [record["step"] for record in evals]
+        eval_axis.plot(eval_steps, [record["success_rate"] for record in evals], marker="o", label="task success")
+        eval_axis.plot(eval_steps, [record["subtask_rate"] for record in evals], marker="s", label="subtasks reached")
+        eval_axis.set_ylim(-0.05, 1.05)
+        eval_axis.set_ylabel("kitchen (control mode)")
+        eval_axis.set_xlabel("optimiser step")
+        eval_axis.legend(loc="upper left")
+        eval_axis.grid(alpha=0.3)
+    else:
+        figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(steps, [record["loss"] for record in log], color="tab:blue", marker="o" if len(log) < 30 else None)
+    if not evals:
+        axis.set_xlabel("optimiser step")
+    axis.set_ylabel("training loss (interval mean)", color="tab:blue")
+    if all(record["loss"] > 0 for record in log):
+        axis.set_yscale("log")
+    lr_axis = axis.twinx()
+    lr_axis.plot(steps, [record["lr"] for record in log], color="tab:orange", alpha=0.6)
+    lr_axis.set_ylabel("learning rate", color="tab:orange")
+    axis.set_title("tiers train: learning curve")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+class _Bar:
+    """A rich progress bar showing step, loss and rate."""
+
+    def __init__(self, total: int, completed: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeRemainingColumn(),
+        )
+        self._task = self._progress.add_task("train", total=total, completed=completed, loss=float("nan"))
+        self._progress.start()
+
+    def update(self, step: int, *, loss: float) -> None:
+        self._progress.update(self._task, completed=step, loss=loss)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+class _DecodeBar:
+    """A rich progress bar for decoding camera frames into memory; shown from the first episode decoded."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _DecodeBar:
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if self._progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("decode frames (episodes)"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+            )
+            self._task = self._progress.add_task("decode", total=total)
+            self._progress.start()
+        self._progress.update(self._task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _progress(enabled: bool, *, total: int, completed: int) -> _Bar | None:
+    return _Bar(total, completed) if enabled else None

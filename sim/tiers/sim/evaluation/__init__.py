@@ -1,1 +1,0 @@
-"""tiers.sim.evaluation: Kitchen-R's evaluation modes (planner alone, control alone, integrated), reports, videos."""

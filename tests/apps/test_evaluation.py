@@ -1,0 +1,105 @@
+"""Evaluation plumbing: plan scoring, reference planners, reports and videos, on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tiers.apps.evaluation.planning import GoldPlanEcho, ShuffledGoldPlan, collect_plan, score_plan
+from tiers.apps.evaluation.report import EpisodeResult, EvalMode, EvalReport
+from tiers.commands.subtasks import Subtask
+from tiers.core import Observation
+from tiers.core.protocols import HighLevelPlanner
+from tiers.services.video import write_video
+
+GOLD = [
+    Subtask.parse("open the drawer"),
+    Subtask.parse("pick up the apple"),
+    Subtask.parse("put the apple in the drawer"),
+    Subtask.parse("close the drawer"),
+]
+
+
+def _observation() -> Observation:
+    return Observation(
+        joint_positions=np.zeros(7),
+        joint_velocities=np.zeros(7),
+        ee_pose=np.array([0.3, 0, 0.5, 1, 0, 0, 0]),
+        gripper_opening=0.08,
+        timestamp=0.0,
+    )
+
+
+def test_gold_echo_scores_exactly_and_shuffled_does_not() -> None:
+    echo = GoldPlanEcho(GOLD)
+    assert isinstance(echo, HighLevelPlanner)
+    score = score_plan(collect_plan(echo, "put the apple in the drawer and close it", _observation()), GOLD)
+    assert score.exact and score.step_accuracy == 1.0 and score.reason == ""
+
+    shuffled = score_plan(collect_plan(ShuffledGoldPlan(GOLD, seed=3), "…", _observation()), GOLD)
+    assert not shuffled.exact
+    assert shuffled.step_accuracy < 1.0
+    assert shuffled.reason.startswith("step ")
+
+
+def test_scoring_normalises_spacing_and_counts_bad_steps() -> None:
+    predicted = ["open  the drawer", "grab the apple", "put the apple in the drawer"]
+    score = score_plan(predicted, GOLD)
+    assert not score.exact
+    assert score.step_accuracy == pytest.approx(2 / 4)  # steps 1 and 3 match; 4 is missing
+    assert score.reason == "step 2: expected 'pick up the apple', got 'grab the apple' (not a subtask)"
+    too_long = score_plan([s.text for s in GOLD] + ["open the cabinet"], GOLD)
+    assert not too_long.exact and too_long.step_accuracy == pytest.approx(4 / 5)
+    assert "expected '(end of plan)'" in too_long.reason
+
+
+def test_a_single_step_plan_cannot_be_shuffled_wrong() -> None:
+    one = [Subtask.parse("open the cabinet")]
+    assert score_plan(collect_plan(ShuffledGoldPlan(one), "open it", _observation()), one).exact
+
+
+def _report() -> EvalReport:
+    episodes = [
+        EpisodeResult("t1", "open", "train", "open the drawer", 0, True, steps=40, extra={"step_accuracy": 1.0}),
+        EpisodeResult("t2", "open", "held_out", "pull the drawer open", 1, False, "drawer opening 0.3 < 0.8", 80),
+        EpisodeResult("t3", "pick_place", "train", "apple in bowl", 2, True, steps=90, extra={"step_accuracy": 0.5}),
+    ]
+    return EvalReport(EvalMode.CONTROL, "expert", episodes, settings={"seed": 0})
+
+
+def test_report_summaries() -> None:
+    report = _report()
+    assert report.overall().success_rate == pytest.approx(2 / 3)
+    by_family = report.by("family")
+    assert list(by_family) == ["open", "pick_place"]
+    assert by_family["open"].success_rate == 0.5
+    assert report.by("split")["held_out"].successes == 0
+    assert report.overall().mean_extra == {"step_accuracy": 0.75}
+
+
+def test_report_files(tmp_path: Path) -> None:
+    folder = _report().write(tmp_path / "eval")
+    data = json.loads((folder / "results.json").read_text())
+    assert data["summary"]["overall"]["success_rate"] == pytest.approx(2 / 3)
+    assert len(data["episodes"]) == 3 and data["mode"] == "control"
+    table = (folder / "summary.md").read_text()
+    assert "| open | 2 | 50.0% |" in table
+    assert "`t2` (seed 1) 'pull the drawer open': drawer opening 0.3 < 0.8" in table
+    assert (folder / "success_by_family.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_video_round_trip(tmp_path: Path) -> None:
+    frames = [np.full((33, 47, 3), 10 * i, dtype=np.uint8) for i in range(12)]
+    path = write_video(tmp_path / "rollout.mp4", frames, fps=20)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    assert len(decoded) == 12
+    assert decoded[0].shape == (34, 48, 3)  # padded to even sizes for yuv420p
+    assert abs(int(decoded[5][10, 10, 0]) - 50) <= 3  # lossy, but the content survives
+    with pytest.raises(ValueError, match=r"frame 1 is \(8, 8, 3\)"):
+        write_video(tmp_path / "bad.mp4", [frames[0], np.zeros((8, 8, 3), np.uint8)], fps=20)
