@@ -28,7 +28,7 @@ from tiers.core.observation import CameraModel, Observation
 
 if TYPE_CHECKING:
     from tiers.core.guidance import Guidance, RewardFunction, guidance_gradient
-    from tiers.core.protocols import HighLevelPlanner, LowLevelPolicy, MidLevelPlan, MidLevelPlanner
+    from tiers.core.protocols import HighLevelPlanner, LowLevelPolicy, LowTierDriver, MidLevelPlan, MidLevelPlanner
 
 # name -> module, imported on first attribute access (PEP 562)
 _TORCH_NAMES = {
@@ -39,6 +39,7 @@ _TORCH_NAMES = {
     "LowLevelPolicy": "tiers.core.protocols",
     "MidLevelPlan": "tiers.core.protocols",
     "MidLevelPlanner": "tiers.core.protocols",
+    "LowTierDriver": "tiers.core.protocols",
 }
 
 
@@ -68,6 +69,7 @@ __all__ = [
     "JointSpec",
     "LanguageCommand",
     "LowLevelPolicy",
+    "LowTierDriver",
     "MidLevelPlan",
     "MidLevelPlanner",
     "MissingExtraError",

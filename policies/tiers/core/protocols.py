@@ -5,6 +5,9 @@ A hierarchy is a high-tier planner, an optional mid-tier planner and a low-tier 
     instruction ──> HighLevelPlanner ──LanguageCommand──> MidLevelPlanner ──MidLevelPlan──> LowLevelPolicy ──> actions
         (events / ~1 Hz)                (per subtask: EEPath, Guidance)          (control rate, action chunks)
 
+A hierarchy runs its low tier through a :class:`LowTierDriver` (a learned policy, a path follower, a scripted
+controller): one command at a time, one action per control tick.
+
 The low tier follows lerobot's policy interface, so lerobot policies are low tiers through a thin adapter.
 """
 
@@ -13,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from tiers.core.ee_path import EEPath
 from tiers.core.guidance import Guidance
@@ -106,4 +111,29 @@ class LowLevelPolicy(Protocol):
 
     def drop_queued_actions(self) -> None:
         """Forget queued actions so a new command or correction takes effect on the next tick."""
+        ...
+
+
+@runtime_checkable
+class LowTierDriver(Protocol):
+    """Executes one command at control rate: a learned policy, a path follower, or a scripted controller."""
+
+    def reset(self) -> None:
+        """A new episode: forget history and queued actions."""
+        ...
+
+    def start(self, plan: MidLevelPlan, observation: Observation) -> None:
+        """Begin executing ``plan`` (its command, path and guidance) from ``observation``."""
+        ...
+
+    def act(self, observation: Observation) -> NDArray[np.float32]:
+        """The action for this tick, (A,) in the embodiment's action space."""
+        ...
+
+    def finished(self, observation: Observation) -> bool:
+        """The current command is done (path completed, step budget spent, the policy says so)."""
+        ...
+
+    def drop_queued_actions(self) -> None:
+        """Forget queued actions so that what comes next takes effect on the next tick."""
         ...

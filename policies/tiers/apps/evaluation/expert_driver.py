@@ -19,7 +19,7 @@ from tiers.sim.kitchen.expert import ExpertStep, ScriptedExpert
 
 
 class ExpertDriver:
-    """A :class:`tiers.policies.hierarchy.runtime.LowTierDriver` running the scripted expert in a kitchen env."""
+    """A :class:`tiers.core.protocols.LowTierDriver` running the scripted expert in a kitchen env."""
 
     def __init__(self, env: KitchenEnv) -> None:
         self.env = env

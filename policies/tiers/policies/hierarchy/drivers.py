@@ -67,7 +67,7 @@ class PathFollowerDriver:
 
 
 class PolicyDriver:
-    """A learned low tier as a :class:`~tiers.policies.hierarchy.runtime.LowTierDriver`."""
+    """A learned low tier as a :class:`~tiers.core.protocols.LowTierDriver`."""
 
     def __init__(self, policy: Any, *, control_rate_hz: float, command_budget_s: float = 15.0) -> None:
         """

@@ -23,7 +23,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,38 +33,13 @@ from tiers.core.errors import ContractError
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.core.protocols import HighLevelPlanner, MidLevelPlan, MidLevelPlanner
+from tiers.core.protocols import HighLevelPlanner, LowTierDriver, MidLevelPlan, MidLevelPlanner
 from tiers.policies.hierarchy.corrections import Correction, CorrectionKind, interpret_correction
 from tiers.policies.hierarchy.nudge import Nudge
 from tiers.policies.hierarchy.timing import TierTimer
 
 # (action (A,), observation) -> the action allowed to reach the robot (a safety filter)
 ActionFilter = Callable[[NDArray[np.float32], Observation], NDArray[np.float32]]
-
-
-@runtime_checkable
-class LowTierDriver(Protocol):
-    """Executes one command at control rate: a learned policy, a path follower, or a scripted controller."""
-
-    def reset(self) -> None:
-        """A new episode: forget history and queued actions."""
-        ...
-
-    def start(self, plan: MidLevelPlan, observation: Observation) -> None:
-        """Begin executing ``plan`` (its command, path and guidance) from ``observation``."""
-        ...
-
-    def act(self, observation: Observation) -> NDArray[np.float32]:
-        """The action for this tick, (A,) in the embodiment's action space."""
-        ...
-
-    def finished(self, observation: Observation) -> bool:
-        """The current command is done (path completed, step budget spent, the policy says so)."""
-        ...
-
-    def drop_queued_actions(self) -> None:
-        """Forget queued actions so that what comes next takes effect on the next tick."""
-        ...
 
 
 @dataclass(frozen=True)
