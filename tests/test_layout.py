@@ -17,7 +17,7 @@ CONTAINERS = ("policies", "sim", "datasets", "deploy")  # code folders holding a
 TOP_LEVEL = {"pyproject.toml", "README.md", "policies", "ros2_ws", "sim", "datasets", "configs", "tests", "deploy"}
 # what each container's tiers/ may hold directly: its subpackages, nothing else
 SUBPACKAGES = {
-    "policies": {"core", "policies", "cli"},
+    "policies": {"core", "commands", "services", "policies", "apps", "cli"},
     "sim": {"sim"},
     "datasets": {"datasets"},
     "deploy": {"deploy"},
@@ -104,6 +104,6 @@ def test_wheel_merges_one_tiers_tree(tmp_path: Path) -> None:
     tops = {name.split("/")[0] for name in names}
     assert tops == {"tiers", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     assert "tiers/__init__.py" not in names
-    for sub in ("core", "policies", "cli", "sim", "datasets", "deploy"):
+    for sub in ("core", "commands", "services", "policies", "apps", "cli", "sim", "datasets", "deploy"):
         assert f"tiers/{sub}/__init__.py" in names, f"tiers/{sub} missing from the wheel"
     assert "tiers/configs/robots/panda.yaml" in names

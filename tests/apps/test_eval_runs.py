@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tiers.apps.evaluation.evaluate import select_tasks
 from tiers.apps.evaluation.parallel import ParallelBackend, run_jobs
 from tiers.apps.evaluation.planning import ShuffledGoldPlan
 from tiers.apps.evaluation.report import EvalMode
-from tiers.apps.evaluation.runner import EpisodeJob, EvalSettings, make_runner
-from tiers.cli.eval import select_tasks
+from tiers.apps.evaluation.runner import make_runner
+from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
 from tiers.commands.subtasks import Action
 from tiers.core import ConfigError
 from tiers.sim.kitchen.tasks import UnknownTaskError, all_tasks

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from tiers.apps.evaluation.report import EvalMode
-from tiers.apps.evaluation.runner import EvalSettings
+from tiers.apps.evaluation.settings import EvalSettings
+from tiers.apps.training import LowPolicyTrainConfig
 from tiers.cli import train
 from tiers.core.errors import ConfigError
 from tiers.core.locations import preset_path
 from tiers.policies.low.checkpoint import load_policy, read_checkpoint
 from tiers.policies.low.policy import GenerativeLowPolicy, generator_config_dict
 from tiers.policies.low.registry import generator_config
-from tiers.services.training import LowPolicyTrainConfig
 from tiers.sim.kitchen.env import KitchenEnv
 
 TASK = "open/drawer/0"

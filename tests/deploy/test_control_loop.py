@@ -11,6 +11,7 @@ from tiers.core.observation import Observation
 from tiers.deploy.control_loop import ControlLoop
 from tiers.deploy.controllers import JointTrajectoryReplay, build_controller
 from tiers.deploy.observations import ObservationAssembler
+from tiers.deploy.ros.scene_model import SceneModel
 from tiers.deploy.safety import SafetyConfig, SafetyFilter
 from tiers.deploy.watchdog import ControlState, Watchdog, WatchdogConfig
 
@@ -120,8 +121,34 @@ def test_replay_continues_after_a_nudge_and_loops() -> None:
 
 def test_privileged_hierarchies_and_unknown_controllers_are_refused() -> None:
     with pytest.raises(ConfigError, match="ground truth"):
-        build_controller("expert_reference", SPEC)
+        build_controller("expert_reference", SPEC, scene_model=SceneModel)  # as the hierarchy node builds it
+    with pytest.raises(ConfigError, match="needs the kitchen simulator"):
+        build_controller("expert_reference", SPEC)  # no scene at all
     with pytest.raises(ConfigError, match="probe"):
         build_controller("probe:x", SPEC)
     with pytest.raises(ConfigError, match="does not exist"):
         build_controller("replay:/nonexistent.npy", SPEC)
+
+
+def test_an_action_computed_while_the_data_went_stale_is_not_sent() -> None:
+    """The controller steps without a lock (a mid tier may plan for a while) while the watchdog is checked from
+    another thread: when the hold came meanwhile, the step's action is dropped and the hold stays in force."""
+    sent: list[np.ndarray] = []
+    loop, clock = _loop()
+    loop.sink = sent.append
+    assembler = ObservationAssembler(SPEC)
+    loop.set_instruction("sweep the joints")
+    loop.watchdog.feed("joint_states")
+    loop.tick(_observation(assembler, np.array(SPEC.home), 0.0))
+    step = loop.controller.step
+
+    def slow_step(observation: Observation) -> object:
+        clock.now += 0.15  # the step takes 150 ms: the joint states are stale by the time it returns
+        assert loop.watch() is not None  # the watch thread holds at once (sent through the sink)
+        return step(observation)
+
+    loop.controller.step = slow_step  # type: ignore[method-assign]
+    result = loop.tick(_observation(assembler, np.array(SPEC.home), 0.05))
+    assert result.state is ControlState.HOLDING and not result.motion
+    assert len(sent) == 3  # the first tick's command, the watch's hold, the tick's hold (not its action)
+    assert all(np.array_equal(command, sent[0]) for command in sent[1:])

@@ -197,3 +197,21 @@ def test_contract_errors_name_the_problem(spec: EmbodimentSpec) -> None:
         SafetyConfig.from_dict({"velocity_scale": 1.5})
     with pytest.raises(ConfigError, match="workspace_low"):
         SafetyConfig.from_dict({"workspace_low": [1, 0, 0], "workspace_high": [0, 1, 1]})
+
+
+def test_a_non_finite_measured_state_holds_and_is_reported(spec: EmbodimentSpec) -> None:
+    """A NaN in the *measured* joints used to skip the deviation band silently and let the request through."""
+    safety = SafetyFilter(spec, SafetyConfig(check_workspace=False, max_deviation=0.05))
+    safety.reset(spec.home, 0.04)
+    action = _home_action(spec)
+    action[3] += 0.01
+    measured = np.array(spec.home)
+    measured[4] = np.nan
+    result = safety.filter(action, measured=measured)
+    assert result.held
+    np.testing.assert_array_equal(result.action, _home_action(spec))  # the last safe command, not the request
+    (event,) = result.interventions
+    assert event.kind is InterventionKind.NON_FINITE_MEASURED and event.component == spec.joint_names[4]
+    assert safety.counts[InterventionKind.NON_FINITE_MEASURED] == 1
+    with pytest.raises(ContractError, match="measured must have shape"):
+        safety.filter(action, measured=np.zeros(3))

@@ -109,3 +109,25 @@ def test_errors_name_the_problem() -> None:
         Watchdog(["joint_states"], WatchdogConfig(source_timeouts={"wrist": 1.0}))
     with pytest.raises(ConfigError, match="timeout_s"):
         WatchdogConfig.from_dict({"timeout_s": 0})
+    with pytest.raises(ConfigError, match="stop_after_s"):
+        WatchdogConfig.from_dict({"stop_after_s": -0.1})  # once unreachable: the check sat after a return
+
+
+def test_a_hold_stops_after_stop_after_s_even_when_data_comes_back() -> None:
+    """A short gap, then fresh data: the latched hold may not repeat the held command for longer than
+    stop_after_s (it once stayed HOLDING as long as the data was fresh)."""
+    clock = _Clock()
+    watchdog = Watchdog(["joint_states"], WatchdogConfig(timeout_s=0.1, stop_after_s=0.5), clock=clock)
+    _fed(watchdog, clock)
+    assert watchdog.update() is ControlState.RUNNING
+    clock.now = 0.15
+    assert watchdog.update() is ControlState.HOLDING
+    for k in range(1, 60):  # fresh data every 20 ms from here on, for more than a second
+        clock.now = 0.15 + 0.02 * k
+        _fed(watchdog, clock)
+        state = watchdog.update()
+        if clock.now - 0.15 <= 0.5:
+            assert state is ControlState.HOLDING
+        else:
+            assert state is ControlState.STOPPED, clock.now
+    assert "held 0.50 s" in watchdog.reason

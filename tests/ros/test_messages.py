@@ -9,7 +9,7 @@ pytest.importorskip("rclpy", reason="ROS 2 tests need rclpy: pip install 'tiers[
 
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ContractError
-from tiers.deploy import ros_messages as rm
+from tiers.deploy.ros import messages as rm
 
 SPEC = EmbodimentSpec.load("panda")
 ACTION = np.array([0.1, -0.7, 0.2, -2.3, 0.0, 1.6, 0.8, 0.06])
@@ -66,7 +66,7 @@ def test_configure_refuses_bad_parameters_naming_them(overrides: dict[str, objec
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    from tiers.deploy.ros_nodes import HierarchyNode
+    from tiers.deploy.ros.hierarchy_node import HierarchyNode
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=100)

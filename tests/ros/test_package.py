@@ -121,16 +121,17 @@ def test_sim_launch_has_secure_defaults() -> None:
 def test_parameter_files_fit_the_nodes() -> None:
     """Every parameter in config/*.yaml is one the node declares; the real profile is not confirmed in a file."""
     pytest.importorskip("rclpy", reason="the nodes' parameter tables need rclpy: pip install 'tiers[ros]'")
-    import tiers.deploy.ros_nodes as ros_nodes
+    import tiers.deploy.ros.sim_robot_node as sim_robot_node
+    from tiers.deploy.ros.conventions import DEFAULT_COMMAND_TOPICS
+    from tiers.deploy.ros.hierarchy_node import HIERARCHY_PARAMETERS
 
     # the sim node declares its parameters one by one: read their names from its source
-    source = ast.parse(Path(ros_nodes.__file__).read_text())
+    source = ast.parse(Path(sim_robot_node.__file__).read_text())
     sim_class = next(n for n in source.body if isinstance(n, ast.ClassDef) and n.name == "MujocoSimNode")
     sim_parameters = {
         call.args[0].value for call in _calls(sim_class, "declare") if isinstance(call.args[0], ast.Constant)
-    } | {f"{interface}_topic" for interface in ros_nodes.DEFAULT_COMMAND_TOPICS}
+    } | {f"{interface}_topic" for interface in DEFAULT_COMMAND_TOPICS}
     assert {"task", "cameras", "camera_rate_hz", "image_stride"} <= sim_parameters
-    HIERARCHY_PARAMETERS = ros_nodes.HIERARCHY_PARAMETERS  # noqa: N806
     for config in sorted((PACKAGE / "config").glob("*.yaml")):
         document = yaml.safe_load(config.read_text())
         for node, section in document.items():

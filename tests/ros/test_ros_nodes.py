@@ -2,7 +2,7 @@
 
 Processes are started with ``tiers ros up`` (the venv's python, so the ROS wheels load); the test process is
 a third participant on the same private domain: it observes topics, plays a person with
-:class:`~tiers.deploy.ros_client.HierarchyClient`, and in two tests plays the robot's joint-state publisher.
+:class:`~tiers.deploy.ros.client.HierarchyClient`, and in two tests plays the robot's joint-state publisher.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ pytest.importorskip("rclpy", reason="ROS 2 tests need rclpy: pip install 'tiers[
 
 
 from tiers.core.embodiment import EmbodimentSpec
-from tiers.deploy import ros_messages as rm
-from tiers.deploy.ros_client import HierarchyClient
+from tiers.deploy.ros import messages as rm
+from tiers.deploy.ros.client import HierarchyClient
 from tiers.deploy.safety import SafetyConfig, mujoco_tcp_kinematics
 
 pytestmark = pytest.mark.ros
@@ -69,7 +69,7 @@ def _commands(graph: Any, interface: str) -> Recorder:
     from std_msgs.msg import Float64MultiArray
     from trajectory_msgs.msg import JointTrajectory
 
-    from tiers.deploy.ros_nodes import COMMAND_QOS, DEFAULT_COMMAND_TOPICS
+    from tiers.deploy.ros.conventions import COMMAND_QOS, DEFAULT_COMMAND_TOPICS
 
     if interface == rm.JOINT_TRAJECTORY:
         return Recorder(
@@ -91,7 +91,7 @@ def _commands(graph: Any, interface: str) -> Recorder:
 def _statuses(graph: Any) -> Recorder:
     from std_msgs.msg import String
 
-    from tiers.deploy.ros_nodes import EVENT_QOS
+    from tiers.deploy.ros.conventions import EVENT_QOS
 
     return Recorder(graph, String, "/hierarchy_node/status", EVENT_QOS, lambda m: json.loads(m.data))
 
@@ -151,7 +151,7 @@ class JointStatePublisher:
     def __init__(self, graph: Any, positions: np.ndarray) -> None:
         from sensor_msgs.msg import JointState
 
-        from tiers.deploy.ros_nodes import SENSOR_QOS
+        from tiers.deploy.ros.conventions import SENSOR_QOS
 
         self._publisher = graph.node.create_publisher(JointState, "/joint_states", SENSOR_QOS)
         self.positions = positions
@@ -326,7 +326,7 @@ def test_kitchen_task_over_dds_then_kill_the_sim(graph: Any) -> None:
     (the joint-state publisher) is SIGKILLed: the node holds with no motion command, then goes silent."""
     from std_msgs.msg import String
 
-    from tiers.deploy.ros_nodes import EVENT_QOS
+    from tiers.deploy.ros.conventions import EVENT_QOS
 
     commands = _commands(graph, rm.JOINT_TRAJECTORY)
     statuses = _statuses(graph)

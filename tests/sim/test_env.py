@@ -74,7 +74,7 @@ def test_reset_reports_the_task_and_does_not_start_solved(env: KitchenEnv) -> No
 def test_a_layout_with_no_counter_room_for_a_spatial_placement_is_resampled(env: KitchenEnv) -> None:
     """Seed 0's first unsolved layout of this task leaves no free spot left of the apple big enough for the
     plate (attempts 0 and 1 start solved, attempt 2 has no room): reset goes on to attempt 3."""
-    from tiers.sim.kitchen.expert import spatial_room
+    from tiers.sim.kitchen.placement import spatial_room
 
     task = get_task("spatial/plate-left_of-apple/0")
     states = []

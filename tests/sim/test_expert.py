@@ -124,20 +124,20 @@ def test_expert_regressions(kitchen: MujocoKitchen, task_id: str, seed: int) -> 
 
 
 def test_a_second_object_goes_beside_the_first_in_a_fixture(kitchen: MujocoKitchen) -> None:
-    from tiers.sim.kitchen.expert import FIXTURE_SPOT_MARGIN, _free_spot_in
     from tiers.sim.kitchen.layout import sample_layout
+    from tiers.sim.kitchen.placement import FIXTURE_SPOT_MARGIN, free_spot_in
     from tiers.sim.scene_state import Box
 
     kitchen.reset(sample_layout(0, objects=["apple", "can"], n_distractors=0), render=False)
     state = kitchen.scene_state()
     region = Box(low=np.array([0.3, -0.15, 0.0]), high=np.array([0.54, 0.15, 0.1]))
     preferred = region.center[:2]
-    assert np.array_equal(_free_spot_in(region, preferred, state.objects["can"], state), preferred)  # empty
+    assert np.array_equal(free_spot_in(region, preferred, state.objects["can"], state), preferred)  # empty
     apple, can = state.objects["apple"], state.objects["can"]
     shift = np.append(preferred - apple.bounds.center[:2], 0.0)  # the apple sits at the region's centre
     inside = replace(apple, bounds=Box(low=apple.bounds.low + shift, high=apple.bounds.high + shift))
     state = replace(state, objects={**state.objects, "apple": inside})
-    spot = _free_spot_in(region, preferred, can, state, along_x=False)
+    spot = free_spot_in(region, preferred, can, state, along_x=False)
     half = can.bounds.size[:2] / 2
     assert spot[0] == pytest.approx(preferred[0])  # along y only
     assert np.all(spot - half >= region.low[:2] + FIXTURE_SPOT_MARGIN - 1e-9)
@@ -146,4 +146,4 @@ def test_a_second_object_goes_beside_the_first_in_a_fixture(kitchen: MujocoKitch
     assert gap.max() > 0.0  # the footprints do not overlap
     inset = np.array([0.0, 0.06, 0.0])
     narrow = Box(low=region.low + inset, high=region.high - inset)  # no room beside the apple
-    assert np.array_equal(_free_spot_in(narrow, preferred, can, state, along_x=False), preferred)
+    assert np.array_equal(free_spot_in(narrow, preferred, can, state, along_x=False), preferred)

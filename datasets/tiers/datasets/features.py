@@ -32,12 +32,11 @@ from numpy.typing import NDArray
 
 from tiers.core.embodiment import ActionSpace, CameraSpec, EmbodimentSpec
 from tiers.core.errors import ContractError
-from tiers.core.features import FeatureKey
+from tiers.core.features import EE_DELTA_NAMES, FeatureKey
 from tiers.core.observation import Observation
 
 EXPERT_MOTION = FeatureKey.EXPERT_MOTION.value  # per-frame scripted-expert primitive (a motions.Motion value)
 EE_POSE_NAMES = ("x", "y", "z", "qw", "qx", "qy", "qz")
-EE_DELTA_NAMES = ("dx", "dy", "dz", "rx", "ry", "rz", "gripper_opening")
 IMAGE_AXES = ["height", "width", "channels"]
 
 

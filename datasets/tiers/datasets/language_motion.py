@@ -31,8 +31,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
@@ -49,6 +51,8 @@ from tiers.commands.motion_words import (
 )
 from tiers.commands.phases import Motion
 from tiers.core.errors import ContractError
+from tiers.core.features import FeatureKey
+from tiers.datasets.features import EXPERT_MOTION
 
 # Tuned on 15 scripted-expert kitchen episodes of five families (3365 frames): a 1 cm/s translation threshold
 # and translation-before-gripper priority agree best with the expert's phases (82.6% of frames, against 69% at
@@ -267,13 +271,6 @@ def dataset_agreement(root: str, *, tolerance: int = 0) -> Agreement:
     Raises:
         ContractError: the dataset has no ``expert_motion`` column (not recorded from the scripted expert).
     """
-    from pathlib import Path
-
-    import pyarrow.parquet as pq
-
-    from tiers.core.features import FeatureKey
-    from tiers.datasets.features import EXPERT_MOTION
-
     columns = ["episode_index", FeatureKey.LANGUAGE_MOTION.value, EXPERT_MOTION]
     paths = sorted(Path(root).glob("data/*/*.parquet"))
     episodes: dict[int, tuple[list[str], list[str]]] = {}

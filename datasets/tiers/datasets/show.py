@@ -28,6 +28,7 @@ from tiers.core.features import FeatureKey
 from tiers.datasets.corrections import ACTIVE_CORRECTION, INTERJECTION, read_corrections
 from tiers.datasets.language_motion import runs
 from tiers.datasets.recorder import dataset_size_bytes, read_episode_log
+from tiers.services.video import write_video
 
 # per-frame language columns reported, in this order, when the dataset has them
 LANGUAGE_COLUMNS = (
@@ -340,8 +341,6 @@ def annotate(
 
 def write_episode_video(frames: EpisodeFrames, path: str | Path, *, scale: int = 3) -> Path:
     """The episode's camera frames with captions as an H.264 mp4 at the dataset's fps."""
-    from tiers.services.video import write_video
-
     if frames.images is None:
         raise ContractError("write_episode_video needs decoded images (episode_frames(..., camera=...))")
     annotated = [annotate(image, captions(frames, t), scale=scale) for t, image in enumerate(frames.images)]

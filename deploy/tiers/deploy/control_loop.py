@@ -10,6 +10,9 @@ Per tick::
   command after a pause starts where the arm is, not where the last command pointed.
 - An exception from the controller latches the software stop (reason = the error) instead of crashing the
   node with the arm holding a stale target; a person reads the reason in the status and resumes.
+- Threads: the controller steps with no lock held; :meth:`ControlLoop.watch` (another thread, faster) may
+  enter HOLDING meanwhile and send the hold; the tick then drops its action. The safety filter and the
+  sending (``sink``) share one lock.
 - The controller is told about the instruction on the first RUNNING tick after :meth:`set_instruction`.
 - Before any instruction nothing is commanded, so a data gap then only waits for fresh data (no latch).
 """
@@ -20,6 +23,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,17 +61,22 @@ class ControlLoop:
         controller: the hierarchy runtime (or a replay wrapped in one).
         safety: the robot's safety filter.
         watchdog: freshness of joint states and cameras; the latched software stop.
+        sink: sends a command to the robot (J+1,) rad, m; called under the loop's command lock, so a hold
+            sent by :meth:`watch` from another thread is never followed by a stale tick's motion. None: the
+            caller sends what the returned :class:`TickResult` holds.
         recent_interventions: the last interventions, newest last, for the status.
     """
 
     controller: Controller
     safety: SafetyFilter
     watchdog: Watchdog
+    sink: Callable[[NDArray[np.float64]], None] | None = None
     recent_interventions: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     _instruction: str | None = None
     _pending_instruction: bool = False
     _was_running: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _command_lock: threading.RLock = field(default_factory=threading.RLock)  # safety filter + sending
     ticks: int = 0  # ticks run since construction
     controller_ticks: int = 0  # ticks in which the controller was stepped
 
@@ -82,19 +91,23 @@ class ControlLoop:
         return self._instruction
 
     def tick(self, observation: Observation | None, now: float | None = None) -> TickResult:
-        """Run one tick at ``now`` (s, the watchdog's clock) on the latest ``observation`` (None: none yet)."""
+        """Run one tick at ``now`` (s, the watchdog's clock) on the latest ``observation`` (None: none yet).
+
+        The controller steps without any lock held (a mid tier may plan for a while): the watchdog goes on
+        being fed and checked by other threads meanwhile (:meth:`watch`), and the step's action is filtered
+        and sent only if the watchdog still says RUNNING when it is ready.
+        """
         self.ticks += 1
         state = self.watchdog.update(now)
         if state is ControlState.HOLDING and self._instruction is None:
             # nothing has been commanded yet: a gap in the data endangers nothing, so it does not latch
             state = self.watchdog.resume(now)
-        if state is ControlState.HOLDING and self.safety.is_reset:
-            return TickResult(state, self.safety.hold().action, motion=False)
         if state is not ControlState.RUNNING or observation is None:
             self._was_running = False
-            return TickResult(state, None, motion=False)
+            return self._hold_or_nothing(state)
         if not self._was_running:
-            self.safety.reset(observation.joint_positions, observation.gripper_opening)
+            with self._command_lock:
+                self.safety.reset(observation.joint_positions, observation.gripper_opening)
             self._was_running = True
         with self._lock:
             start = self._pending_instruction
@@ -107,12 +120,19 @@ class ControlLoop:
                 return TickResult(state, None, motion=False)
             step = self.controller.step(observation)
             self.controller_ticks += 1
-            result = self.safety.filter(np.asarray(step.action), measured=observation.joint_positions)
         except Exception as error:  # any controller failure latches the stop; the arm is not left moving
-            detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-            self.watchdog.stop(f"controller failed: {detail}", now)
-            self._was_running = False
-            return TickResult(ControlState.STOPPED, None, motion=False)
+            return self._controller_failed(error, now)
+        with self._command_lock:
+            # the data may have gone stale, or a stop come, while the controller stepped: then its action is void
+            state = self.watchdog.update(now)
+            if state is not ControlState.RUNNING:
+                self._was_running = False
+                return self._hold_or_nothing(state)
+            try:
+                result = self.safety.filter(np.asarray(step.action), measured=observation.joint_positions)
+            except Exception as error:  # e.g. an action of the wrong shape: the controller's fault
+                return self._controller_failed(error, now)
+            self._emit(result.action)
         for event in result.interventions:
             self.recent_interventions.append(f"t={observation.timestamp:.3f} {event.describe()}")
         return TickResult(
@@ -120,16 +140,50 @@ class ControlLoop:
         )
 
     def watch(self, now: float | None = None) -> TickResult | None:
-        """Between ticks (a faster timer): advance the watchdog and, on entering HOLDING, return the hold command
-        to send at once, so the hold follows the timeout by the watch period rather than a control period."""
-        before = self.watchdog.state
-        state = self.watchdog.update(now)
-        if state is ControlState.HOLDING and self._instruction is None:
-            self.watchdog.resume(now)  # nothing commanded yet: nothing to hold (see tick)
-            return None
-        if state is ControlState.HOLDING and before is not ControlState.HOLDING and self.safety.is_reset:
-            return TickResult(state, self.safety.hold().action, motion=False)
+        """Between ticks (a faster timer, possibly another thread than the ticks'): advance the watchdog and, on
+        entering HOLDING, send the hold at once (through ``sink``) and return it, so the hold follows the
+        timeout by the watch period rather than a control period (or a controller step that takes long)."""
+        with self._command_lock:
+            before = self.watchdog.state
+            state = self.watchdog.update(now)
+            if state is ControlState.HOLDING and self._instruction is None:
+                self.watchdog.resume(now)  # nothing commanded yet: nothing to hold (see tick)
+                return None
+            if state is ControlState.HOLDING and before is not ControlState.HOLDING and self.safety.is_reset:
+                action = self.safety.hold().action
+                self._emit(action)
+                return TickResult(state, action, motion=False)
         return None
+
+    def hold(self) -> TickResult | None:
+        """Send the last safe command again (e.g. after a failed tick), if there is one; None otherwise."""
+        with self._command_lock:
+            if not self.safety.is_reset or self.watchdog.state in (ControlState.WAITING, ControlState.STOPPED):
+                return None
+            action = self.safety.hold().action
+            self._emit(action)
+            return TickResult(self.watchdog.state, action, motion=False)
+
+    def _hold_or_nothing(self, state: ControlState) -> TickResult:
+        """HOLDING: the last safe command (sent); WAITING / STOPPED: nothing."""
+        if state is not ControlState.HOLDING:
+            return TickResult(state, None, motion=False)
+        with self._command_lock:  # re-entrant: the tick may hold it already
+            if not self.safety.is_reset:
+                return TickResult(state, None, motion=False)
+            action = self.safety.hold().action
+            self._emit(action)
+        return TickResult(state, action, motion=False)
+
+    def _controller_failed(self, error: Exception, now: float | None) -> TickResult:
+        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+        self.watchdog.stop(f"controller failed: {detail[:500]}", now)
+        self._was_running = False
+        return TickResult(ControlState.STOPPED, None, motion=False)
+
+    def _emit(self, command: NDArray[np.float64]) -> None:
+        if self.sink is not None:
+            self.sink(command)
 
     def status(self) -> dict[str, Any]:
         """JSON-able: the watchdog state and reason, safety counts, and the controller's own status."""

@@ -11,6 +11,7 @@ correctable ("stop", "move up", "resume") because the runtime around it handles 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +25,8 @@ from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.core.protocols import MidLevelPlan
+from tiers.policies.hierarchy.build import hierarchy_embodiment, load_hierarchy
+from tiers.policies.hierarchy.runtime import HierarchyRuntime
 
 REPLAY_PREFIX = "replay:"  # controller spec "replay:<file.npy|file.csv>"
 SWEEP = "sweep"  # controller spec: sweep every joint gently about the pose at start
@@ -231,12 +234,16 @@ def controller_embodiment(spec_text: str, robot: EmbodimentSpec) -> EmbodimentSp
     for the mid tier's perception); the sim must render, and the node expect, those."""
     if is_builtin(spec_text):
         return robot
-    from tiers.policies.hierarchy.build import hierarchy_embodiment
-
     return hierarchy_embodiment(spec_text, robot)
 
 
-def build_controller(spec_text: str, robot: EmbodimentSpec, *, checkpoint: str = "") -> Controller:
+def build_controller(
+    spec_text: str,
+    robot: EmbodimentSpec,
+    *,
+    checkpoint: str = "",
+    scene_model: Callable[[EmbodimentSpec], Any] | None = None,
+) -> Controller:
     """A controller from its name: ``sweep``, ``replay:<file>``, ``probe:<seed>`` (adversarial outputs, for
     checking the safety layer in simulation), or a hierarchy preset name / YAML path.
 
@@ -244,12 +251,13 @@ def build_controller(spec_text: str, robot: EmbodimentSpec, *, checkpoint: str =
         spec_text: which controller (see above).
         robot: the robot it drives.
         checkpoint: checkpoint override for a hierarchy's learned tier ("" keeps the YAML's).
+        scene_model: makes the scene's static model (a map: fixture geometry, arm FK; no episode state) for a
+            hierarchy that plans against it, e.g. :class:`tiers.deploy.ros.scene_model.SceneModel`; called only
+            for a hierarchy. None gives the hierarchy no scene (tiers that need one refuse to build).
 
     Raises:
         ConfigError: unknown controller, a file that does not exist, a hierarchy that does not load.
     """
-    from tiers.policies.hierarchy.runtime import HierarchyRuntime
-
     if spec_text == SWEEP or spec_text.startswith(REPLAY_PREFIX):
         if spec_text == SWEEP:
             replay = JointTrajectoryReplay.sweep(robot)
@@ -262,32 +270,12 @@ def build_controller(spec_text: str, robot: EmbodimentSpec, *, checkpoint: str =
         if not seed.isdigit():
             raise ConfigError(f"controller {spec_text!r}: use probe:<integer seed>")
         return HierarchyRuntime(InstructionAsSubtask(), SafetyProbe(robot, int(seed)), embodiment=robot)
-    from tiers.policies.hierarchy.build import load_hierarchy
-
     overrides = [f"low.settings.checkpoint={checkpoint}"] if checkpoint else []
-    hierarchy = load_hierarchy(spec_text, robot=robot, env=SceneModel(robot), overrides=overrides)
+    scene = scene_model(robot) if scene_model is not None else None
+    hierarchy = load_hierarchy(spec_text, robot=robot, env=scene, overrides=overrides)
     if hierarchy.privileged:
         raise ConfigError(
             f"controller {spec_text!r}: tiers {hierarchy.privileged} read simulator ground truth and cannot run on "
             "a robot (or over ROS); pick a hierarchy without privileged kinds"
         )
     return hierarchy.runtime
-
-
-class SceneModel:
-    """The kitchen's static model for hierarchies that need a map of the scene (fixture geometry, arm FK).
-
-    Over ROS there is no simulator to read, but the mid tier's keypoint paths are planned against the known
-    fixtures of the kitchen (a map, like a robot's). This builds the kitchen model once and never steps or
-    resets it, so no state of any episode (object poses, joint positions) is available through it.
-
-    Attributes:
-        embodiment: the robot.
-        backend: a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen` used only for its model.
-    """
-
-    def __init__(self, embodiment: EmbodimentSpec) -> None:
-        from tiers.sim.mujoco.kitchen import MujocoKitchen
-
-        self.embodiment = embodiment
-        self.backend = MujocoKitchen(embodiment, cameras=[], segmentation=False)

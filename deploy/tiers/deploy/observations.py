@@ -2,7 +2,7 @@
 
 A robot reports its joints, each camera's image, depth, intrinsics and pose on separate streams at their own
 rates. The assembler keeps the latest of each (already converted to arrays by the transport, e.g.
-:mod:`tiers.deploy.ros_messages`) and builds an Observation on demand:
+:mod:`tiers.deploy.ros.messages`) and builds an Observation on demand:
 
     joint states (J arm joints + fingers) ──▶ q (J,) rad, q̇ (J,) rad/s, gripper opening m
                                           ──▶ ee_pose (7,) by forward kinematics of the robot's MJCF
@@ -25,7 +25,17 @@ from numpy.typing import NDArray
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ContractError
 from tiers.core.observation import CameraModel, Observation
+from tiers.deploy.inputs import InputRejectedError
 from tiers.services.kinematics import ArmKinematics
+
+MAX_JOINT_NAMES = 256  # joints a joint-state message may name (bounds the work a message can cause)
+MAX_IMAGE_SIDE = 8192  # pixels: the widest or tallest image a camera may report
+
+
+def _short(values: object, limit: int = 200) -> str:
+    """A value's repr, cut for an error message."""
+    text = repr(values)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 @dataclass
@@ -73,28 +83,45 @@ class ObservationAssembler:
     def update_joints(self, names: list[str], positions: list[float], velocities: list[float], stamp: float) -> None:
         """A joint-state message: names with positions (rad, or m for finger joints) and velocities.
 
-        Every arm joint must be present; finger joints give the opening as the sum of the fingers'
-        travels (one finger only: twice its travel, for a symmetric gripper). Velocities may be empty.
+        Every arm joint must be present, once; there must be one position per name, and one velocity per name
+        or none; finger joints give the opening as the sum of the fingers' travels (one finger only: twice its
+        travel, for a symmetric gripper).
 
         Raises:
-            ContractError: an arm joint is missing, or a value is not finite.
+            InputRejectedError: the field at fault, what was expected and what came (array lengths, a missing or
+                repeated joint, a non-finite value).
         """
+        if len(names) > MAX_JOINT_NAMES:
+            raise InputRejectedError("name", f"at most {MAX_JOINT_NAMES} joints", f"{len(names)} names")
+        if len(positions) != len(names):
+            raise InputRejectedError("position", f"{len(names)} values (one per name)", f"{len(positions)} values")
+        if len(velocities) not in (0, len(names)):
+            expected = f"0 or {len(names)} values (one per name)"
+            raise InputRejectedError("velocity", expected, f"{len(velocities)} values")
         index = {name: i for i, name in enumerate(names)}
+        if len(index) != len(names):
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            raise InputRejectedError("name", "each joint once", f"{repeated[:5]} repeated")
         missing = [name for name in self.spec.joint_names if name not in index]
         if missing:
-            raise ContractError(f"joint state lacks arm joints {missing}; it has {names}")
+            raise InputRejectedError(
+                "name", f"every arm joint {self.spec.joint_names}", f"{_short(names)}, lacking {missing}"
+            )
         q = np.array([positions[index[name]] for name in self.spec.joint_names], dtype=np.float64)
-        has_velocity = len(velocities) == len(names)
-        dq = np.array(
-            [velocities[index[name]] if has_velocity else 0.0 for name in self.spec.joint_names], dtype=np.float64
-        )
-        fingers = [positions[index[name]] for name in self.spec.gripper.joint_names if name in index]
+        dq = np.array([velocities[index[name]] if velocities else 0.0 for name in self.spec.joint_names])
+        fingers = [float(positions[index[name]]) for name in self.spec.gripper.joint_names if name in index]
+        for key, values, joints in (
+            ("position", q, self.spec.joint_names),
+            ("velocity", dq, self.spec.joint_names),
+            ("position", np.asarray(fingers), [n for n in self.spec.gripper.joint_names if n in index]),
+        ):
+            bad = np.flatnonzero(~np.isfinite(values))
+            if len(bad):
+                raise InputRejectedError(f"{key}[{joints[bad[0]]}]", "a finite value", repr(float(values[bad[0]])))
         if fingers:
             opening = float(sum(fingers)) * (len(self.spec.gripper.joint_names) / len(fingers))
         else:
             opening = self._joints.gripper_opening if self._joints is not None else 0.0
-        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(dq)) and np.isfinite(opening)):
-            raise ContractError(f"joint state has non-finite values: q={q}, dq={dq}, opening={opening}")
         with self._lock:
             self._joints = _JointReading(q, dq, opening, stamp)
 
@@ -109,13 +136,31 @@ class ObservationAssembler:
             self._cameras.setdefault(camera, _CameraFrames()).depth = depth
 
     def update_intrinsics(self, camera: str, intrinsics: NDArray[np.float64], width: int, height: int) -> None:
-        """(3, 3) K in pixels of ``camera`` at ``width`` × ``height``."""
+        """(3, 3) K in pixels of ``camera`` at ``width`` × ``height``.
+
+        Raises:
+            InputRejectedError: a non-finite K, a focal length that is not positive, or an empty image size.
+        """
+        intrinsics = np.asarray(intrinsics, dtype=np.float64)
+        if intrinsics.shape != (3, 3) or not np.all(np.isfinite(intrinsics)):
+            raise InputRejectedError("k", "9 finite values", _short(intrinsics.ravel().tolist()))
+        if not (intrinsics[0, 0] > 0 and intrinsics[1, 1] > 0):
+            raise InputRejectedError("k", "positive focal lengths fx, fy", f"{intrinsics[0, 0]}, {intrinsics[1, 1]}")
+        if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+            raise InputRejectedError("width, height", f"1..{MAX_IMAGE_SIDE} pixels each", f"{width}x{height}")
         with self._lock:
             frames = self._cameras.setdefault(camera, _CameraFrames())
             frames.intrinsics, frames.size = intrinsics, (width, height)
 
     def update_pose(self, camera: str, base_from_camera: NDArray[np.float64]) -> None:
-        """(4, 4) transform from ``camera``'s OpenCV optical frame to the robot base frame."""
+        """(4, 4) transform from ``camera``'s OpenCV optical frame to the robot base frame.
+
+        Raises:
+            InputRejectedError: not a finite (4, 4) transform.
+        """
+        base_from_camera = np.asarray(base_from_camera, dtype=np.float64)
+        if base_from_camera.shape != (4, 4) or not np.all(np.isfinite(base_from_camera)):
+            raise InputRejectedError("pose", "a finite (4, 4) transform", _short(base_from_camera.ravel().tolist()))
         with self._lock:
             self._cameras.setdefault(camera, _CameraFrames()).base_from_camera = base_from_camera
 

@@ -7,7 +7,7 @@ safe command and reports each intervention (what was changed, from what to what,
 Pipeline of one tick (``dt`` s after the previous command; J arm joints; action = [q (J,) rad, opening m])::
 
     request ──▶ NaN/Inf? ──yes──▶ hold the last safe command (whole request rejected)
-                   │ no
+                   │ no           (also when the measured state, if given, holds NaN/Inf)
                    ▼
     q  ── deviation band: |q - measured| <= max_deviation (only when the measured state is given)
        ── joint position limits, shrunk by position_margin
@@ -55,6 +55,7 @@ class InterventionKind(StrEnum):
     """Why the filter changed a command."""
 
     NON_FINITE = "non_finite"  # NaN/Inf in the request: rejected whole, last safe command held
+    NON_FINITE_MEASURED = "non_finite_measured"  # NaN/Inf in the measured joint state: no band to check, held
     DEVIATION = "deviation"  # target too far ahead of the measured joint position
     POSITION_LIMIT = "position_limit"  # joint target outside its limits (minus the margin)
     MAX_STEP = "max_step"  # change per tick above max_step
@@ -260,14 +261,15 @@ class SafetyFilter:
         Args:
             action: (J+1,) requested joint targets in rad, then the gripper opening in m.
             measured: (J,) rad, the measured joint positions, for the deviation band; None skips that check.
+                A NaN/Inf in it holds the last safe command (reported as ``non_finite_measured``).
             dt: s since the previous command; None: the robot's control period.
 
         Returns:
             the safe command and the interventions (see :class:`SafetyResult`).
 
         Raises:
-            ContractError: ``action`` does not have shape (J+1,) (a programming error, not a bad value), or
-                :meth:`reset` was never called.
+            ContractError: ``action`` does not have shape (J+1,) or ``measured`` not (J,) (a programming error,
+                not a bad value), or :meth:`reset` was never called.
         """
         q_prev = self._require_reset()
         request = np.asarray(action, dtype=np.float64)
@@ -292,8 +294,23 @@ class SafetyFilter:
         if measured is not None:
             band = self.config.max_deviation
             measured_q = np.asarray(measured, dtype=np.float64)
-            if measured_q.shape == (dof,) and np.all(np.isfinite(measured_q)):
-                q = self._clip(q, measured_q - band, measured_q + band, InterventionKind.DEVIATION, band, events)
+            if measured_q.shape != (dof,):
+                raise ContractError(f"safety filter: measured must have shape ({dof},) in rad, got {measured_q.shape}")
+            if not np.all(np.isfinite(measured_q)):
+                # the band cannot be checked against a broken reading: hold rather than trust the request
+                bad = int(np.flatnonzero(~np.isfinite(measured_q))[0])
+                held = self.hold().action
+                events.append(
+                    Intervention(
+                        InterventionKind.NON_FINITE_MEASURED,
+                        self.spec.joint_names[bad],
+                        float(measured_q[bad]),
+                        float(held[bad]),
+                        0.0,
+                    )
+                )
+                return self._finish(held, events, held=True)
+            q = self._clip(q, measured_q - band, measured_q + band, InterventionKind.DEVIATION, band, events)
         q = self._clip(q, self._lower, self._upper, InterventionKind.POSITION_LIMIT, None, events)
         q = self._limit_rates(q, q_prev, period, events)
         q = self._limit_tcp(q, q_prev, period, events)

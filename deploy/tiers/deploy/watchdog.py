@@ -15,7 +15,12 @@ camera. "Fresh" is measured on the receiving computer's monotonic clock (arrival
 stamps, so a sender whose clock is wrong cannot keep the loop alive.
 
 HOLDING is latched too by default (``resume_on_fresh_data=False``): data that comes back after a gap does
-not restart motion by itself; a person or a supervisor resumes.
+not restart motion by itself; a person or a supervisor resumes. A hold lasts ``stop_after_s`` at most,
+whether the data stays stale or comes back: then nothing is sent any more (STOPPED). With
+``resume_on_fresh_data=True`` fresh data within ``stop_after_s`` returns to RUNNING instead.
+
+The watchdog is thread-safe: one thread may feed it (the joint-state callback) while others update it (the
+control tick, a faster watch timer), so staleness is judged on arrival times that no slow tick delays.
 
 A software stop is **not** a hardware emergency stop. It only works while this process, its computer and
 the network to the robot are alive, and it stops *commanding*; the arm's controller decides what that means
@@ -24,7 +29,9 @@ the network to the robot are alive, and it stops *commanding*; the arm's control
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -54,6 +61,8 @@ class WatchdogConfig(Config):
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be positive seconds, got {self.timeout_s}")
+        if not self.stop_after_s >= 0:
+            raise ValueError(f"stop_after_s must be >= 0 seconds, got {self.stop_after_s}")
         for source, timeout in self.source_timeouts.items():
             if not timeout > 0:
                 raise ValueError(f"source_timeouts[{source!r}] must be positive seconds, got {timeout}")
@@ -61,8 +70,6 @@ class WatchdogConfig(Config):
     def timeout(self, source: str) -> float:
         """s without a message from ``source`` before the loop holds."""
         return self.source_timeouts.get(source, self.timeout_s)
-        if self.stop_after_s < 0:
-            raise ValueError(f"stop_after_s must be >= 0 seconds, got {self.stop_after_s}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,8 @@ class Watchdog:
         self._state = ControlState.WAITING
         self._since = clock()  # s, when the current state began
         self.reason = "waiting for " + ", ".join(sources)  # why the loop is in its current state
-        self.transitions: list[Transition] = []  # every change of state, oldest first
+        self.transitions: deque[Transition] = deque(maxlen=1000)  # the latest changes of state, oldest first
+        self._lock = threading.RLock()  # feed, update, stop and resume may come from different threads
 
     @property
     def sources(self) -> list[str]:
@@ -140,7 +148,10 @@ class Watchdog:
 
     def update(self, now: float | None = None) -> ControlState:
         """Advance the state machine to ``now`` (default: the clock) and return the state to act in."""
-        now = self._clock() if now is None else now
+        with self._lock:
+            return self._update(self._clock() if now is None else now)
+
+    def _update(self, now: float) -> ControlState:
         stale = self.stale_sources(now)
         state = self._state
         if state is ControlState.WAITING and not stale:
@@ -152,28 +163,32 @@ class Watchdog:
             )
             self._enter(ControlState.HOLDING, now, f"stale: {ages}")
         elif state is ControlState.HOLDING:
-            if stale and now - self._since > self.config.stop_after_s:
-                self._enter(ControlState.STOPPED, now, f"held {self.config.stop_after_s:.2f} s: {self.reason}")
-            elif not stale and self.config.resume_on_fresh_data:
+            if not stale and self.config.resume_on_fresh_data:
                 self._enter(ControlState.RUNNING, now, "every source is fresh again")
+            elif now - self._since > self.config.stop_after_s:
+                # whether the data is still stale or came back: a hold lasts stop_after_s at most (fresh data
+                # does not end a latched hold, so without this the node could repeat the held command forever)
+                self._enter(ControlState.STOPPED, now, f"held {self.config.stop_after_s:.2f} s: {self.reason}")
         return self._state
 
     def stop(self, reason: str, now: float | None = None) -> None:
         """The software stop: latch STOPPED until :meth:`resume`. Not a hardware e-stop (see module doc)."""
-        self._enter(ControlState.STOPPED, self._clock() if now is None else now, f"software stop: {reason}")
+        with self._lock:
+            self._enter(ControlState.STOPPED, self._clock() if now is None else now, f"software stop: {reason}")
 
     def resume(self, now: float | None = None) -> ControlState:
         """Explicit resume: back to RUNNING if every source is fresh, else to WAITING (which starts by itself
         once they are). Returns the new state."""
-        now = self._clock() if now is None else now
-        if self._state is ControlState.RUNNING:
+        with self._lock:
+            now = self._clock() if now is None else now
+            if self._state is ControlState.RUNNING:
+                return self._state
+            stale = self.stale_sources(now)
+            if stale:
+                self._enter(ControlState.WAITING, now, "resumed; waiting for " + ", ".join(stale))
+            else:
+                self._enter(ControlState.RUNNING, now, "resumed")
             return self._state
-        stale = self.stale_sources(now)
-        if stale:
-            self._enter(ControlState.WAITING, now, "resumed; waiting for " + ", ".join(stale))
-        else:
-            self._enter(ControlState.RUNNING, now, "resumed")
-        return self._state
 
     def _enter(self, state: ControlState, now: float, reason: str) -> None:
         if state is not self._state:

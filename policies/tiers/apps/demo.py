@@ -7,7 +7,8 @@
                                  IK hierarchy (offline_paths) as the reference controller
     5. report   report.md/.html  tables, learning curve, success plot, rollout videos
 
-Every step is printed as the ``tiers`` command that reproduces it. ``--quick`` skips 1-2 and uses the
+Every step calls the application behind its ``tiers`` verb and is printed as the ``tiers`` command that
+reproduces it. ``--quick`` skips 1-2 and uses the
 checkpoint shipped in ``tiers/policies/pretrained/`` (trained by the project with the full demo).
 """
 
@@ -19,12 +20,20 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tiers.core.config import Config
+from rich.console import Console
+
+from tiers.apps.evaluation.evaluate import run_evaluation
+from tiers.apps.evaluation.report import EvalMode
+from tiers.apps.record import print_record_summary, record_dataset
+from tiers.apps.training import LowPolicyTrainConfig, train_low_policy
+from tiers.core.config import Config, load_config
 from tiers.core.errors import TiersError
 from tiers.core.locations import preset_path
+from tiers.services.training import CHECKPOINTS, LAST
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "policies" / "pretrained"
 DEMO_CHECKPOINT = "kitchen_paths_beso"  # folder under PRETRAINED
@@ -69,24 +78,26 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out``; returns the summary written to ``out/summary.json``.
 
+    Each step calls the application that ``tiers <verb>`` runs (recording, training, evaluation) and is
+    printed as that command, so it can be rerun alone.
+
     Raises:
         TiersError: a step failed (its command is in the message, to rerun it alone).
     """
-    from tiers.cli.main import main as tiers
-
     out.mkdir(parents=True, exist_ok=True)
     steps: list[StepRecord] = []
     started = time.perf_counter()
 
-    def step(name: str, argv: list[str]) -> None:
+    def step(name: str, argv: list[str], run: Callable[[], int]) -> None:
         record = StepRecord(name, "tiers " + " ".join(argv))
         echo(f"\n[{len(steps) + 1}] {name}: {record.command}")
         begin = time.perf_counter()
-        record.code = tiers(argv)
+        try:
+            record.code = run()
+        except TiersError as error:
+            raise TiersError(f"demo step {name!r} failed: {error}; rerun it alone: {record.command}") from error
         record.seconds = time.perf_counter() - begin
         steps.append(record)
-        if record.code not in (0, 1):  # eval and record return 1 for "ran, not every episode succeeded"
-            raise TiersError(f"demo step {name!r} failed with code {record.code}: {record.command}")
 
     data, train_dir = out / "data" / "demos", out / "train"
     if quick:
@@ -100,12 +111,14 @@ def run_demo(
             "record",
             ["record", "--out", str(data), "--num-episodes", str(config.episodes), "--tasks", *config.tasks,
              "--no-cameras", "--seed", "0"],
+            partial(_record, data, config),
         )  # fmt: skip
+        train_config = preset_path("train", config.train_config)
         train = ["train", "--dataset", str(data), "--policy", "beso", "--out", str(train_dir),
-                 "--config", str(preset_path("train", config.train_config)), "--no-progress"]  # fmt: skip
+                 "--config", str(train_config), "--no-progress"]  # fmt: skip
         if config.train_steps is not None:
             train += ["--steps", str(config.train_steps)]
-        step("train", train)
+        step("train", train, partial(_train, data, train_config, train_dir, config.train_steps))
         checkpoint = _last_checkpoint(train_dir)
     hierarchy = out / "hierarchy.yaml"
     hierarchy.write_text(learned_hierarchy_yaml(checkpoint))
@@ -115,6 +128,10 @@ def run_demo(
     tasks = []
     for token in config.tasks:
         tasks += ["--task", token] if "/" in token else ["--family", token]  # record's families are eval's
+    chosen = {
+        "tasks": [token for token in config.tasks if "/" in token],
+        "families": [token for token in config.tasks if "/" not in token],
+    }
     planner_common = [
         "--limit",
         str(config.planner_tasks),
@@ -124,17 +141,50 @@ def run_demo(
         str(config.workers),
     ]
     step("planner mode", ["eval", "--mode", "planner", "--hierarchy", str(hierarchy), *planner_common,
-                          "--out", str(evals / "planner")])  # fmt: skip
+                          "--out", str(evals / "planner")],
+         partial(_evaluate, EvalMode.PLANNER, evals / "planner", hierarchy=str(hierarchy), limit=config.planner_tasks,
+                 seed=config.seed, workers=config.workers))  # fmt: skip
     executed = [*tasks, "--split", "train", "--limit", str(config.eval_tasks), *common]
+    sample = {**chosen, "split": "train", "limit": config.eval_tasks, "seed": config.seed,
+              "workers": config.workers, "videos": config.videos}  # fmt: skip
     for mode in ("control", "integrated", "corrections"):
-        extra = ["--corrections-log", str(out / "corrections")] if mode == "corrections" and config.workers == 1 else []
+        log = out / "corrections" if mode == "corrections" and config.workers == 1 else None
+        extra = ["--corrections-log", str(log)] if log is not None else []
         step(f"{mode} mode", ["eval", "--mode", mode, "--hierarchy", str(hierarchy), *executed, *extra,
-                              "--out", str(evals / mode)])  # fmt: skip
+                              "--out", str(evals / mode)],
+             partial(_evaluate, EvalMode(mode), evals / mode, hierarchy=str(hierarchy), corrections_log=log,
+                     **sample))  # fmt: skip
     step("reference: offline IK hierarchy", ["eval", "--mode", "integrated", "--hierarchy", "offline_paths",
-                                             *executed, "--out", str(evals / "offline_paths")])  # fmt: skip
+                                             *executed, "--out", str(evals / "offline_paths")],
+         partial(_evaluate, EvalMode.INTEGRATED, evals / "offline_paths", hierarchy="offline_paths",
+                 **sample))  # fmt: skip
     summary = write_report(out, steps, checkpoint=checkpoint, quick=quick, wall_s=time.perf_counter() - started)
     echo(f"\nreport: {out / 'report.html'} and {out / 'report.md'} ({summary['wall_s']:.0f} s in all)")
     return summary
+
+
+# -- the steps: the applications behind tiers record / train / eval ------------------------------------------
+
+
+def _record(data: Path, config: DemoConfig) -> int:
+    """``tiers record``: proprioception-only expert demonstrations; 1 when fewer were kept than asked."""
+    summary = record_dataset(data, num_episodes=config.episodes, tasks=config.tasks, seed=0, cameras=False)
+    print_record_summary(Console(), summary)
+    return 0 if summary["kept"] >= config.episodes else 1
+
+
+def _train(data: Path, preset: Path, train_dir: Path, steps: int | None) -> int:
+    """``tiers train --policy beso``: the path-conditioned low tier of the demo's preset."""
+    overrides = ["policy.generator=beso", *([f"trainer.steps={steps}"] if steps is not None else [])]
+    train_config = load_config(LowPolicyTrainConfig, preset, overrides=overrides)
+    train_low_policy(data, train_config, train_dir, progress=False)
+    return 0
+
+
+def _evaluate(mode: EvalMode, out: Path, **options: Any) -> int:
+    """``tiers eval --mode <mode> --hierarchy ...``: writes the mode's report into ``out``."""
+    run_evaluation(mode, out=out, **options)
+    return 0
 
 
 def learned_hierarchy_yaml(checkpoint: Path) -> str:
@@ -153,8 +203,6 @@ def learned_hierarchy_yaml(checkpoint: Path) -> str:
 
 def _last_checkpoint(train_dir: Path) -> Path:
     """The last checkpoint ``tiers train`` wrote (its ``checkpoints/last`` link, resolved)."""
-    from tiers.services.training import CHECKPOINTS, LAST
-
     last = train_dir / CHECKPOINTS / LAST
     if not (last / "model.safetensors").is_file():
         raise TiersError(f"{train_dir}: training wrote no checkpoint")

@@ -21,8 +21,22 @@ from typing import Any
 
 import torch
 
+from tiers.apps.evaluation.parallel import run_jobs
+from tiers.apps.evaluation.report import EvalMode
+from tiers.apps.evaluation.runner import make_runner
+from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
+from tiers.apps.training import generative_loading_config, with_hindsight
 from tiers.core.config import Config
+from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ConfigError, ContractError
+from tiers.core.locations import preset_path
+from tiers.datasets.corrections import intervention_frame_mask, read_corrections
+from tiers.datasets.loading import load_training_dataset
+from tiers.datasets.recorder import read_episode_log
+from tiers.policies.hierarchy.config import HierarchyConfig
+from tiers.policies.hierarchy.registry import HierarchyContext
+from tiers.policies.low.checkpoint import load_policy
+from tiers.services.training import TrainerConfig, train
 
 
 @dataclass
@@ -71,20 +85,9 @@ class Resampled(torch.utils.data.Dataset[dict[str, Any]]):
 
 def improve(config: ImproveConfig, out: Path, *, echo: Any = print) -> dict[str, Any]:
     """Fine-tune and evaluate every point of ``config.curve``; writes ``improve.json`` and ``improve_curve.png``."""
-    from tiers.datasets.corrections import intervention_frame_mask, read_corrections
-    from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
-    from tiers.policies.hierarchy.config import HierarchyConfig
-    from tiers.policies.low.checkpoint import load_policy
-    from tiers.policies.low.conditioning import HindsightConditions
-    from tiers.services.training import TrainerConfig, train
-
     hierarchy = HierarchyConfig.load(config.hierarchy)
     if hierarchy.low.kind != "policy" or "checkpoint" not in hierarchy.low.settings:
         raise ConfigError(f"{config.hierarchy}: tiers improve retrains a learned low tier (low.kind: policy)")
-    from tiers.core.embodiment import EmbodimentSpec
-    from tiers.core.locations import preset_path
-    from tiers.policies.hierarchy.registry import HierarchyContext
-
     yaml_path = preset_path("hierarchies", config.hierarchy)
     context = HierarchyContext(embodiment=EmbodimentSpec.load(hierarchy.robot), base_dir=Path(yaml_path).parent)
     base = context.resolve(hierarchy.low.settings["checkpoint"]).resolve()
@@ -94,24 +97,16 @@ def improve(config: ImproveConfig, out: Path, *, echo: Any = print) -> dict[str,
         raise ContractError(f"{config.corrections}: no corrections logged; nothing to learn from")
     task_ids = _logged_tasks(Path(config.corrections))
     policy = load_policy(base)
-    conditioning = policy.config.conditioning
-    if conditioning.cameras:
+    if policy.config.conditioning.cameras:
         raise ConfigError("tiers improve fine-tunes camera-free policies here (windows from memory); got cameras")
 
     def windows(root: str) -> Any:
-        loading = DatasetLoadingConfig(
-            root=Path(root), n_obs_steps=policy.config.n_obs_steps, horizon=policy.config.horizon
-        )
-        data, _ = load_training_dataset(loading)
-        return data
-
-    def conditioned_on(data: Any) -> Any:
-        if conditioning.goal or conditioning.path_waypoints:
-            return HindsightConditions(data, goal=conditioning.goal, path_waypoints=conditioning.path_waypoints)
+        data, _ = load_training_dataset(generative_loading_config(policy.config, root))
         return data
 
     original, corrected = windows(config.dataset), windows(config.corrections)
-    training_original, training_corrected = conditioned_on(original), conditioned_on(corrected)
+    training_original = with_hindsight(original, policy.config)
+    training_corrected = with_hindsight(corrected, policy.config)
     mask = intervention_frame_mask(config.corrections, corrected) if config.interventions_only else None
 
     points = []
@@ -163,8 +158,6 @@ def _mixture(original: int, corrections: list[int], fraction: float) -> list[int
 
 
 def _logged_tasks(root: Path) -> list[str]:
-    from tiers.datasets.recorder import read_episode_log
-
     tasks = sorted({record.task_id for record in read_episode_log(root) if record.episode_index is not None})
     if not tasks:
         raise ContractError(f"{root}: the corrections dataset lists no episodes")
@@ -175,10 +168,6 @@ def _evaluate(
     hierarchy: Any, checkpoint: Path, task_ids: list[str], config: ImproveConfig, out: Path, echo: Any
 ) -> float:
     """Integrated-mode success of ``hierarchy`` with its low tier at ``checkpoint`` on ``task_ids``."""
-    from tiers.apps.evaluation.parallel import run_jobs
-    from tiers.apps.evaluation.report import EvalMode
-    from tiers.apps.evaluation.runner import EpisodeJob, EvalSettings, make_runner
-
     out.mkdir(parents=True, exist_ok=True)
     variant = replace(
         hierarchy, low=replace(hierarchy.low, settings={**hierarchy.low.settings, "checkpoint": str(checkpoint)})

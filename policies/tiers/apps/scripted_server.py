@@ -28,6 +28,11 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tiers.policies.high.grammar_planner import GrammarParseError, GrammarPlanner
+from tiers.policies.high.llm_planner import instruction_from_prompt
+from tiers.policies.high.primitives import program_for_subtasks
+from tiers.services.chat import message_text
+
 
 @dataclass(frozen=True)
 class ScriptedReply:
@@ -185,10 +190,6 @@ def _handler_for(server: ScriptedChatServer) -> type[BaseHTTPRequestHandler]:
 def grammar_planner_script(body: dict[str, Any]) -> str:
     """Answer a planning request of :class:`~tiers.policies.high.llm_planner.LLMPlanner` with the grammar
     planner's plan for the instruction in its last user message (offline plumbing check, not a language model)."""
-    from tiers.policies.high.grammar_planner import GrammarPlanner
-    from tiers.policies.high.llm_planner import instruction_from_prompt
-    from tiers.services.chat import message_text
-
     instruction = instruction_from_prompt(message_text(body["messages"][-1]))
     try:
         return "\n".join(step.text for step in GrammarPlanner().parse(instruction))
@@ -199,14 +200,9 @@ def grammar_planner_script(body: dict[str, Any]) -> str:
 def grammar_code_script(body: dict[str, Any]) -> str:
     """Answer a Code as Policies request with code calling the primitives for the grammar planner's plan of the
     query (offline plumbing check of the CaP pipeline, not a language model)."""
-    from tiers.apps.bench.planner import cap_code_for
-    from tiers.policies.high.grammar_planner import GrammarParseError, GrammarPlanner
-    from tiers.policies.high.llm_planner import instruction_from_prompt
-    from tiers.services.chat import message_text
-
     query = instruction_from_prompt(message_text(body["messages"][-1]).removeprefix("# ").rstrip("."))
     try:
-        return cap_code_for(GrammarPlanner().parse(query))
+        return program_for_subtasks(GrammarPlanner().parse(query))
     except GrammarParseError:
         return "say('I cannot do that')"
 

@@ -184,8 +184,8 @@ def _run_lowlevel(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from tiers.apps.bench import lowlevel as bench
     from tiers.core.errors import ConfigError
-    from tiers.policies.low import bench
 
     console = Console()
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -7,6 +7,10 @@
     tiers ros status                                             the node's status JSON
 
 Needs the ``ros`` extra (``pip install 'tiers[ros]'``). ``--domain-id`` sets ROS_DOMAIN_ID for this process.
+Without it, and with ROS_DOMAIN_ID unset (or 0), every verb uses the sim profile's secure defaults, so the
+talking verbs find the nodes that ``up`` starts from ``config/sim.yaml``: ROS_DOMAIN_ID=42 and discovery on
+this machine only. A real-profile ``up`` keeps the environment's domain: export the same ROS_DOMAIN_ID (or
+pass ``--domain-id``) where you talk to it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +48,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("text", nargs="?", default="stop requested from the command line", help="reason")
         sub.add_argument("--node", default="/hierarchy_node", help="fully qualified name of the hierarchy node")
         sub.add_argument("--timeout", type=float, default=5.0, help="s to wait for the node")
-        sub.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: the environment's)")
+        sub.add_argument(
+            "--domain-id",
+            type=int,
+            default=None,
+            help=f"ROS_DOMAIN_ID (default: the environment's; unset or 0: the sim profile's {DEFAULT_SIM_DOMAIN})",
+        )
     up.add_argument("--domain-id", type=int, default=None, help=f"ROS_DOMAIN_ID (sim default {DEFAULT_SIM_DOMAIN})")
+
+
+def sim_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables the sim profile sets where ``environ`` leaves them open: a non-zero domain
+    (:data:`DEFAULT_SIM_DOMAIN`) when ROS_DOMAIN_ID is unset, empty or 0, and localhost-only discovery."""
+    defaults = {}
+    if environ.get("ROS_DOMAIN_ID", "0").strip() in ("", "0"):
+        defaults["ROS_DOMAIN_ID"] = str(DEFAULT_SIM_DOMAIN)
+    if not environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        defaults["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return defaults
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,12 +73,14 @@ def run(args: argparse.Namespace) -> int:
         os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
     if args.action == "up":
         return _up(args)
-    from tiers.deploy.ros_client import HierarchyClient
+    # the same domain as `tiers ros up` of the sim profile (the README's example), unless told otherwise
+    os.environ.update(sim_defaults(os.environ))
+    from tiers.deploy.ros.client import HierarchyClient
 
     with HierarchyClient(args.node) as client:
         if args.action == "instruct":
             client.instruct(args.text, timeout=args.timeout)
-            print(f"instruction sent to {args.node}: {args.text!r}")
+            print(f"instruction sent to {args.node} (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}): {args.text!r}")
         elif args.action == "correct":
             event = client.correct(args.text, timeout=args.timeout)
             if event is None:
@@ -102,32 +125,23 @@ def _up(args: argparse.Namespace) -> int:
         apply_override(sections[node], rest)
     real = sections.get("hierarchy_node", {}).get("profile") == "real"
     if not real:
-        # secure sim defaults: a non-zero domain and discovery on this machine only
-        if os.environ.get("ROS_DOMAIN_ID", "0") in ("", "0"):
-            os.environ["ROS_DOMAIN_ID"] = str(DEFAULT_SIM_DOMAIN)
-        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    import rclpy
-    from rclpy.parameter import Parameter
+        # secure sim defaults: a non-zero domain and discovery on this machine only (the talking verbs' too)
+        os.environ.update(sim_defaults(os.environ))
+    from tiers.deploy.ros.hierarchy_node import HierarchyNode
+    from tiers.deploy.ros.sim_robot_node import MujocoSimNode
+    from tiers.deploy.ros.spin import parameter_overrides, ros_session, spin
 
-    from tiers.deploy.ros_nodes import HierarchyNode, MujocoSimNode, spin
-
-    rclpy.init()
-    nodes: list[Any] = []
-    try:
+    with ros_session():
+        nodes: list[Any] = []
         for name, parameters in sections.items():
-            overrides = [Parameter(key, value=value) for key, value in parameters.items()]
             if name == "mujoco_sim_node":
-                nodes.append(MujocoSimNode(parameter_overrides=overrides))
+                nodes.append(MujocoSimNode(parameter_overrides=parameter_overrides(parameters)))
             else:
                 # no lifecycle manager in one process: configure + activate at startup unless told otherwise
-                if "autostart" not in parameters:
-                    overrides.append(Parameter("autostart", value=True))
-                nodes.append(HierarchyNode(parameter_overrides=overrides))
+                nodes.append(HierarchyNode(parameter_overrides=parameter_overrides({"autostart": True, **parameters})))
         print(
             f"tiers ros up: {', '.join(sections)} on ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')} "
             f"(discovery {os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'default')}); Ctrl-C stops"
         )
         spin(nodes)
-    finally:
-        rclpy.try_shutdown()
     return 0

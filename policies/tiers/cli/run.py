@@ -79,6 +79,7 @@ def load_replay(path: Path) -> list[tuple[float, str]]:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    import tiers.apps.evaluation.kinds  # noqa: F401  (the privileged kinds a hierarchy may name can be built)
     from tiers.apps.evaluation.hierarchy_episode import run_hierarchy_episode
     from tiers.core.errors import ContractError
     from tiers.core.features import CommandSource

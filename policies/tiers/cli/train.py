@@ -1,4 +1,4 @@
-"""``tiers train``: train a low-tier policy (BESO, flow matching, DDPM) on a LeRobotDataset.
+"""``tiers train``: train a low-tier policy (BESO, flow matching, DDPM, lerobot's) or the motion predictor.
 
     tiers train --dataset data/drawer --policy beso --out outputs/train/beso
     tiers train --dataset data/drawer --policy flow --out runs/flow --config configs/train/flow_kitchen.yaml \\
@@ -8,7 +8,8 @@
 
 Without ``--config`` the preset ``configs/train/<policy>_kitchen.yaml`` is used. Trailing ``key=value``
 arguments override the config (``policy.cfg_scale=2``). Writes checkpoints (safetensors + JSON), the
-config, ``train_log.json`` and ``learning_curve.png`` into ``--out`` and ends with a summary.
+config, ``train_log.json`` and ``learning_curve.png`` into ``--out`` and ends with a summary. The runs
+themselves are :mod:`tiers.apps.training` (low tier) and :mod:`tiers.apps.motion_predictor_training` (``motion``).
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace) -> tuple[Path, list[str]]:
     """The YAML file and the override list this invocation means (flags become overrides)."""
+    from tiers.apps.training import RUN_CONFIG
     from tiers.core.errors import ConfigError
     from tiers.core.locations import preset_path
-    from tiers.services.training import RUN_CONFIG
 
     overrides = list(args.overrides)
     if args.resume and args.config is None:
@@ -81,12 +82,13 @@ def resolve_config(args: argparse.Namespace) -> tuple[Path, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from tiers.apps.training import RUN_CONFIG, LowPolicyTrainConfig, is_lerobot_train_config, train_low_policy
     from tiers.core.config import load_config
     from tiers.core.errors import ConfigError
-    from tiers.services.training import RUN_CONFIG, LowPolicyTrainConfig, launched_main_process, train_low_policy
+    from tiers.services.training import launched_main_process
 
-    if args.policy == "motion":  # the high tier's language-motion predictor has its own trainer and preset
-        from tiers.policies.high.motion_predictor import run_train
+    if args.policy == "motion":  # the high tier's language-motion predictor has its own data, preset and metrics
+        from tiers.apps.motion_predictor_training import run_train
 
         return run_train(args)
     # several processes under torchrun / accelerate launch: rank 0 checks the folder and speaks for the run
@@ -96,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
     dataset = args.dataset
     if main and not args.resume and (args.out / RUN_CONFIG).exists():
         raise ConfigError(f"{args.out} already holds a run; pass --resume to continue it or choose another --out")
-    from tiers.policies.low.lerobot_adapter import is_lerobot_train_config
-
     if is_lerobot_train_config(path):  # lerobot's diffusion policy or ACT, through the adapter
         return _run_lerobot(args, path, overrides)
     config = load_config(LowPolicyTrainConfig, path, overrides=overrides)
@@ -121,8 +121,8 @@ def _run_lerobot(args: argparse.Namespace, path: Path, overrides: list[str]) -> 
     """``tiers train --policy lerobot_diffusion | lerobot_act``: the same trainer, data and outputs."""
     from rich.console import Console
 
+    from tiers.apps.training import LerobotTrainConfig, train_lerobot_policy
     from tiers.core.config import load_config
-    from tiers.policies.low.lerobot_adapter import LerobotTrainConfig, train_lerobot_policy
 
     console = Console(stderr=True)
     config = load_config(LerobotTrainConfig, path, overrides=overrides)

@@ -29,6 +29,7 @@ from tiers.core.observation import CameraModel, Observation
 if TYPE_CHECKING:
     from tiers.core.guidance import Guidance, RewardFunction, guidance_gradient
     from tiers.core.protocols import HighLevelPlanner, LowLevelPolicy, LowTierDriver, MidLevelPlan, MidLevelPlanner
+    from tiers.core.sampling import SamplerStep, StateHook, SteerablePolicy, StepFactory, StepwiseSampler
 
 # name -> module, imported on first attribute access (PEP 562)
 _TORCH_NAMES = {
@@ -40,6 +41,11 @@ _TORCH_NAMES = {
     "MidLevelPlan": "tiers.core.protocols",
     "MidLevelPlanner": "tiers.core.protocols",
     "LowTierDriver": "tiers.core.protocols",
+    "SamplerStep": "tiers.core.sampling",
+    "StateHook": "tiers.core.sampling",
+    "SteerablePolicy": "tiers.core.sampling",
+    "StepFactory": "tiers.core.sampling",
+    "StepwiseSampler": "tiers.core.sampling",
 }
 
 
@@ -75,7 +81,12 @@ __all__ = [
     "MissingExtraError",
     "Observation",
     "RewardFunction",
+    "SamplerStep",
     "SimulationError",
+    "StateHook",
+    "SteerablePolicy",
+    "StepFactory",
+    "StepwiseSampler",
     "TiersError",
     "guidance_gradient",
     "load_config",

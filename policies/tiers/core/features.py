@@ -1,4 +1,4 @@
-"""Names that cross module boundaries: feature keys, command styles, command sources.
+"""Names that cross module boundaries: feature keys, action component names, command styles, command sources.
 
 Feature keys use lerobot's naming (``observation.state``, ``observation.images.<camera>``, ``action``)
 so that a tiers dataset is a plain LeRobotDataset and lerobot policies read it unchanged. Strings are
@@ -8,6 +8,10 @@ so that a tiers dataset is a plain LeRobotDataset and lerobot policies read it u
 from __future__ import annotations
 
 from enum import StrEnum
+
+# components of an ``ee_delta`` action, in order: tool translation (m) and rotation vector (rad) in the base frame
+# per control step, then the gripper opening target (m); the names a dataset's action column carries
+EE_DELTA_NAMES = ("dx", "dy", "dz", "rx", "ry", "rz", "gripper_opening")
 
 
 class FeatureKey(StrEnum):

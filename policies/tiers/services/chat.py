@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,16 @@ def message_images(message: Mapping[str, Any]) -> list[str]:
     if isinstance(content, str):
         return []
     return [str(part["image_url"]["url"]) for part in content if part.get("type") == "image_url"]
+
+
+_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
+
+
+def extract_code(reply: str) -> str:
+    """The code in a reply: the fenced blocks if there are any, else the whole text."""
+    blocks = _FENCE.findall(reply)
+    code = "\n".join(blocks) if blocks else reply
+    return code.strip("\n")
 
 
 # -- cache ---------------------------------------------------------------------------------------------------

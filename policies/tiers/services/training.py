@@ -1,16 +1,17 @@
-"""Training low-tier policies on LeRobotDataset windows: accelerate, AdamW + warmup/cosine, EMA, resume.
+"""The one training loop: accelerate, AdamW + warmup/cosine, EMA, checkpoints with training state, resume, log.
 
-The trainer (:func:`train`) is generic: any ``nn.Module`` with ``forward(batch) -> (loss, info)`` and
-``save(path, *, weights, step)`` trains with it (the generative policies here, the lerobot adapter).
-:func:`train_low_policy` is what ``tiers train`` runs: dataset -> :class:`GenerativeLowPolicy` -> :func:`train`.
+:func:`train` is generic: any ``nn.Module`` with ``forward(batch) -> (loss, info)`` and
+``save(path, *, weights, step)`` trains with it, on batches collated from any torch ``Dataset`` (the generative
+low-tier policies, the lerobot adapter, the RT-H motion predictor). What a model is built from, which data it
+reads and how a run is evaluated is the application's (``tiers.apps.training``: ``tiers train``); this module
+knows no tier, dataset format or simulator.
 
-Output folder::
+Output folder (the application adds its own files, e.g. ``train_config.yaml``)::
 
     <out>/
-      train_config.yaml          the run's full config (resume reads it back)
-      checkpoints/<step>/        a policy checkpoint (see tiers.policies.low.checkpoint) + training_state/
+      checkpoints/<step>/        what the model's ``save`` writes + training_state/
       checkpoints/last           symlink to the newest checkpoint
-      train_log.json             per-interval loss, learning rate, grad norm, throughput; the summary
+      train_log.json             per-interval loss, learning rate, grad norm, throughput; evaluations; the summary
       learning_curve.png         loss against step
 
 ``training_state/`` (safetensors + JSON, never pickle): ``model.safetensors`` the raw weights,
@@ -22,11 +23,12 @@ step, the scheduler's counters, the optimiser's param groups, EMA counters, RNG 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,12 +38,10 @@ from torch import nn
 
 from tiers.core.config import Config
 from tiers.core.errors import ConfigError, ContractError
-from tiers.policies.low.policy import GenerativeLowPolicyConfig
 
 CHECKPOINTS = "checkpoints"
 LAST = "last"
 TRAINING_STATE = "training_state"
-RUN_CONFIG = "train_config.yaml"
 LOG_FILE = "train_log.json"
 CURVE_FILE = "learning_curve.png"
 
@@ -69,6 +69,7 @@ class TrainerConfig(Config):
     betas: tuple[float, float] = (0.95, 0.999)  # AdamW betas (diffusion_policy's)
     warmup_steps: int = 500  # linear warmup from 0 to lr
     lr_schedule: str = "cosine"  # diffusers' schedule name: "cosine" | "linear" | "constant_with_warmup"
+    lr_floor: float = 0.0  # cosine only: decay to lr_floor × lr instead of 0 (the motion predictor's 0.05)
     grad_clip: float | None = 10.0  # max global gradient norm; None: no clipping
     ema: bool = True  # keep an exponential moving average of the weights; checkpoints act with it
     ema_decay: float = 0.9999  # the EMA's decay ceiling
@@ -91,36 +92,12 @@ class TrainerConfig(Config):
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.lr_floor < 1.0:
+            raise ValueError(f"lr_floor must be in [0, 1), got {self.lr_floor}")
+        if self.lr_floor and self.lr_schedule != "cosine":
+            raise ValueError(f"lr_floor applies to the cosine schedule, not {self.lr_schedule!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be positive or null, got {self.grad_clip}")
-
-
-@dataclass
-class KitchenEvalConfig(Config):
-    """Evaluation of every checkpoint in the kitchen's control mode while training (off when ``tasks`` is empty)."""
-
-    tasks: list[str] = field(default_factory=list)  # task ids ("open/drawer/0"); the gold plan, subtask by subtask
-    seeds: int = 1  # episodes per task, seeds 0 .. seeds-1 (the layouts tiers eval uses)
-    max_steps: int | None = None  # per-episode control-step limit; None: the task's own (300 per subtask)
-
-    def __post_init__(self) -> None:
-        if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
-
-
-@dataclass
-class LowPolicyTrainConfig(Config):
-    """A ``tiers train`` run: the policy and the trainer (YAML presets under ``configs/train/``)."""
-
-    policy: GenerativeLowPolicyConfig = field(default_factory=GenerativeLowPolicyConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    eval: KitchenEvalConfig = field(default_factory=KitchenEvalConfig)  # checkpoints evaluated in the kitchen
-    video_backend: str = "pyav"  # lerobot's video decoder for camera datasets ("pyav" | "torchcodec")
-    # camera frames decoded once into memory when they fit in this many GB (uint8 at the policy's image size);
-    # 0 decodes from the videos at every read (DataLoader workers then do the decoding)
-    frame_cache_gb: float = 4.0
 
 
 @dataclass
@@ -205,8 +182,12 @@ def train(
         lr=config.lr,
         betas=config.betas,
     )
-    scheduler = get_scheduler(
-        config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
+    scheduler = (
+        _cosine_to_floor(optimizer, config)
+        if config.lr_floor
+        else get_scheduler(
+            config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
+        )
     )
     model, optimizer, loader, scheduler = accelerator.prepare(policy, optimizer, loader, scheduler)
     raw = accelerator.unwrap_model(model)
@@ -218,7 +199,7 @@ def train(
     if resume:
         step, log, evals = _load_training_state(out, raw, optimizer, scheduler, ema)
         if accelerator.is_main_process:
-            print(f"resuming from step {step} ({_last(out)})")
+            print(f"resuming from step {step} ({last_checkpoint(out)})")
     if step >= config.steps:
         raise ConfigError(f"the run in {out} already reached step {step}; ask for more with --steps > {step}")
 
@@ -227,7 +208,7 @@ def train(
     if accelerator.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(accelerator.device)
     interval_loss, interval_count, interval_start, grad_norm = 0.0, 0, time.perf_counter(), float("nan")
-    last_checkpoint = _last(out)
+    newest = last_checkpoint(out)
     bar = _progress(main and progress, total=config.steps, completed=step)
     model.train()
     try:
@@ -268,9 +249,9 @@ def train(
                 if step % config.save_every == 0 or step == config.steps:
                     accelerator.wait_for_everyone()
                     if main:
-                        last_checkpoint = _save_checkpoint(out, raw, optimizer, scheduler, ema, step, log, evals)
+                        newest = _save_checkpoint(out, raw, optimizer, scheduler, ema, step, log, evals)
                         if on_checkpoint is not None:
-                            evals.append({"step": step, **on_checkpoint(last_checkpoint, step)})
+                            evals.append({"step": step, **on_checkpoint(newest, step)})
                             write_log(out, log, None, evals)
                 if step >= config.steps:
                     break
@@ -290,7 +271,7 @@ def train(
         peak_memory_mb=peak,
         memory_kind=kind,
         final_loss=log[-1]["loss"] if log else float("nan"),
-        checkpoint=str(last_checkpoint),
+        checkpoint=str(newest),
         device=str(accelerator.device),
         processes=accelerator.num_processes,
         main_process=main,
@@ -301,95 +282,12 @@ def train(
     return summary
 
 
-def train_low_policy(
-    dataset: str | Path,
-    config: LowPolicyTrainConfig,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-) -> TrainSummary:
-    """``tiers train``: a :class:`GenerativeLowPolicy` on the LeRobotDataset at ``dataset``, into ``out``.
-
-    The policy's features (robot, state/action names, cameras, language key) and normalisation
-    statistics come from the dataset; with ``resume`` they are checked against the checkpoint's.
-    """
-    from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
-    from tiers.policies.low.checkpoint import PolicyFeatures
-    from tiers.policies.low.conditioning import HindsightConditions
-    from tiers.policies.low.policy import GenerativeLowPolicy
-
-    out = Path(out)
-    policy_config = config.policy
-    conditioning = policy_config.conditioning
-    loading = DatasetLoadingConfig(
-        root=Path(dataset),
-        cameras=conditioning.camera_keys,
-        n_obs_steps=policy_config.n_obs_steps,
-        horizon=policy_config.horizon,
-        image_size=conditioning.image_size,
-        video_backend=config.video_backend,
-        frame_cache_gb=config.frame_cache_gb,
-    )
-    features = PolicyFeatures.from_dataset(
-        dataset,
-        cameras=conditioning.cameras,
-        image_size=conditioning.image_size,
-        language_key=conditioning.language_key,
-    )
-    features.check_dataset(dataset)
-    with _DecodeBar(progress and launched_main_process()) as bar:
-        windows, stats = load_training_dataset(loading, progress=bar.update)
-    data: torch.utils.data.Dataset[Any] = windows
-    if conditioning.goal or conditioning.path_waypoints:
-        data = HindsightConditions(windows, goal=conditioning.goal, path_waypoints=conditioning.path_waypoints)
-    policy = GenerativeLowPolicy(policy_config, features, stats)
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        _check_resumable(out, features)
-    if launched_main_process():
-        config.to_yaml(out / RUN_CONFIG)
-    evaluate = kitchen_evaluator(config.eval) if config.eval.tasks else None
-    return train(policy, data, config.trainer, out, resume=resume, progress=progress, on_checkpoint=evaluate)
-
-
 def launched_main_process() -> bool:
     """Whether this is rank 0 of a ``torchrun`` / ``accelerate launch`` job (or a plain single process).
 
     Read from the launcher's ``RANK`` variable, so it is known before an ``Accelerator`` exists.
     """
     return os.environ.get("RANK", "0") == "0"
-
-
-def kitchen_evaluator(config: KitchenEvalConfig) -> Callable[[Path, int], dict[str, Any]]:
-    """A checkpoint callback running ``config.tasks`` in the kitchen's control mode (``tiers eval``'s runner).
-
-    Returns per call: success_rate, subtask_rate (subtasks reached / subtasks), episodes, mean steps.
-    """
-    from tiers.sim.kitchen.tasks import get_task
-
-    jobs = [(get_task(task).id, seed) for task in config.tasks for seed in range(config.seeds)]  # fail early on a typo
-
-    def evaluate(checkpoint: Path, step: int) -> dict[str, Any]:
-        from tiers.apps.evaluation.report import EvalMode
-        from tiers.apps.evaluation.runner import EpisodeJob, EpisodeRunner, EvalSettings
-
-        settings = EvalSettings(mode=EvalMode.CONTROL, controller=str(checkpoint), max_steps=config.max_steps)
-        runner = EpisodeRunner(settings)
-        try:
-            results = [runner(EpisodeJob(index, task, seed)) for index, (task, seed) in enumerate(jobs)]
-        finally:
-            runner.env.close()
-        done = sum(int(result.extra["subtasks_done"]) for result in results)
-        total = sum(int(result.extra["subtasks"]) for result in results)
-        return {
-            "success_rate": sum(result.success for result in results) / len(results),
-            "subtask_rate": done / max(total, 1),
-            "episodes": len(results),
-            "mean_steps": sum(result.steps for result in results) / len(results),
-        }
-
-    return evaluate
 
 
 # -- checkpoints with training state ----------------------------------------------------------------------
@@ -450,7 +348,7 @@ def _save_checkpoint(
 def _load_training_state(
     out: Path, model: nn.Module, optimizer: Any, scheduler: Any, ema: Any
 ) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
-    folder = _last(out)
+    folder = last_checkpoint(out)
     state_dir = folder / TRAINING_STATE
     if not (state_dir / "state.json").is_file():
         raise ContractError(f"{out}: nothing to resume (no {CHECKPOINTS}/{LAST}/{TRAINING_STATE}/state.json)")
@@ -482,15 +380,8 @@ def _load_training_state(
     return step, log, [record for record in saved.get("eval", []) if record["step"] <= step]
 
 
-def _check_resumable(out: Path, features: Any) -> None:
-    from tiers.policies.low.checkpoint import read_checkpoint
-
-    _, saved, _ = read_checkpoint(_last(out))
-    if saved != features:
-        raise ContractError(f"{_last(out)}: the checkpoint was trained on other features ({saved}) than this dataset's")
-
-
-def _last(out: Path) -> Path:
+def last_checkpoint(out: Path) -> Path:
+    """``out/checkpoints/last``: the newest checkpoint folder of the run in ``out``."""
     return out / CHECKPOINTS / LAST
 
 
@@ -526,6 +417,18 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float | int | str | bool) or value is None:
         return value
     return repr(value)
+
+
+def _cosine_to_floor(optimizer: torch.optim.Optimizer, config: TrainerConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """diffusers' linear warmup + half-cosine, ending at ``lr_floor × lr`` rather than 0."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return step / max(1, config.warmup_steps)
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.lr_floor + (1.0 - config.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -610,35 +513,6 @@ class _Bar:
 
     def close(self) -> None:
         self._progress.stop()
-
-
-class _DecodeBar:
-    """A rich progress bar for decoding camera frames into memory; shown from the first episode decoded."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._enabled = enabled
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _DecodeBar:
-        return self
-
-    def update(self, done: int, total: int) -> None:
-        if not self._enabled:
-            return
-        if self._progress is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("decode frames (episodes)"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-            )
-            self._task = self._progress.add_task("decode", total=total)
-            self._progress.start()
-        self._progress.update(self._task, completed=done)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
 
 def _progress(enabled: bool, *, total: int, completed: int) -> _Bar | None:

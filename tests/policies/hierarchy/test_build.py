@@ -52,6 +52,18 @@ def test_unknown_kinds_and_settings_are_named(tmp_path: Path) -> None:
         load_hierarchy(_write(tmp_path, "name: x\nplanner: {kind: grammar}\nlow: {kind: expert}\n"))
 
 
+def test_privileged_kinds_are_declared_by_the_hierarchy_and_built_by_the_evaluation() -> None:
+    import tiers.apps.evaluation.kinds  # noqa: F401  (registers the builders of the privileged kinds)
+    from tiers.apps.evaluation.expert_driver import ExpertDriver
+
+    env = KitchenEnv(render=False)
+    try:
+        hierarchy = load_hierarchy("expert_reference", env=env)
+    finally:
+        env.close()
+    assert hierarchy.privileged == ["expert"] and isinstance(hierarchy.runtime.low, ExpertDriver)
+
+
 def test_the_offline_default_opens_the_drawer_from_rgbd_perception() -> None:
     spec = hierarchy_embodiment("offline_paths")
     assert {camera.name: (camera.width, camera.depth) for camera in spec.cameras}["front"] == (320, True)

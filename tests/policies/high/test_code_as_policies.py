@@ -1,8 +1,10 @@
 """Code as Policies end to end: a real chat server writes code, helpers are generated recursively through the
-AST, programs run in the real sandbox against real primitives in MuJoCo."""
+AST, programs run in the real sandbox against real primitives in MuJoCo (the kitchen binding,
+:mod:`tiers.apps.evaluation.kitchen_primitives`)."""
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,19 +13,27 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tiers.apps.evaluation.kitchen_primitives import KitchenPrimitives
 from tiers.apps.scripted_server import ScriptedChatServer, grammar_code_script
 from tiers.commands.subtasks import Subtask
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.core.protocols import HighLevelPlanner
+from tiers.core.protocols import HighLevelPlanner, MidLevelPlan
 from tiers.policies.high.code_as_policies import (
     CodeAsPoliciesConfig,
     CodeAsPoliciesPlanner,
     CodeAsPoliciesRunner,
     undefined_functions,
 )
-from tiers.policies.high.primitives import ObservationPerception
+from tiers.policies.high.primitives import (
+    PRIMITIVE_NAMES,
+    ObservationPerception,
+    PrimitiveApi,
+    commands_from_program_calls,
+    planning_api,
+    program_for_subtasks,
+)
 from tiers.services.chat import OpenAIChatBackend, OpenAIChatConfig, message_text
 from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.expert import ScriptedExpert
@@ -83,6 +93,7 @@ def test_planner_generates_helpers_recursively_and_plans_from_perception(
         "# define function: closest_to(arg0, others).",
         "# define function: distance(arg0, here).",  # found inside the generated closest_to: depth 2
     ]
+    assert set(planning_api(observation)[0]) == set(PRIMITIVE_NAMES)  # the planner's programs see the same API
     perception = ObservationPerception(observation)
     bowl = perception.position("bowl")
     others = [n for n in perception.object_names() if n not in ("bowl", "apple")]
@@ -127,7 +138,7 @@ def test_unsafe_motion_is_refused_before_the_robot_moves(
     program = "try:\n    move_to([2.0, 0.0, 0.3])\nexcept ApiError as e:\n    ret_val = str(e)"
     with ScriptedChatServer([program]) as server:
         runner = CodeAsPoliciesRunner(_backend(server))
-        outcome = runner.run(kitchen)
+        outcome = runner.run(KitchenPrimitives(kitchen), kitchen.task.instruction)
     assert outcome.result is not None and "UnsafeMotionError" in outcome.result.value
     assert "outside the workspace" in outcome.result.value
     np.testing.assert_allclose(kitchen.backend.observe(render=False).joint_positions, before, atol=1e-3)
@@ -142,7 +153,10 @@ class _ExpertLowTier:
         self.commands: list[LanguageCommand] = []
         self.done = False
 
-    def start(self, plan: Any, observation: Observation) -> None:
+    def reset(self) -> None:
+        self.done = False
+
+    def start(self, plan: MidLevelPlan, observation: Observation) -> None:
         self.commands.append(plan.command)
         self.expert.reset([Subtask.parse(plan.command.text)], self.env.scene_state(), observation)
         self.done = False
@@ -154,6 +168,9 @@ class _ExpertLowTier:
 
     def finished(self, observation: Observation) -> bool:
         return self.done
+
+    def drop_queued_actions(self) -> None:
+        pass
 
 
 def test_runner_executes_in_mujoco_through_the_low_tier_and_the_primitives(
@@ -168,18 +185,23 @@ def test_runner_executes_in_mujoco_through_the_low_tier_and_the_primitives(
         '    place("apple", "in", "bowl")\nret_val = get_obj_pos("apple")'
     )
     with ScriptedChatServer([code]) as server:
-        runner = CodeAsPoliciesRunner(_backend(server), low_tier=low_tier, on_say=said.append)
-        outcome = runner.run(kitchen)
+        primitives = KitchenPrimitives(kitchen, low_tier=low_tier, on_say=said.append)
+        assert isinstance(primitives, PrimitiveApi) and set(primitives.api()) == set(PRIMITIVE_NAMES)
+        runner = CodeAsPoliciesRunner(_backend(server))
+        outcome = runner.run(primitives, kitchen.task.instruction)
     assert outcome.error is None, outcome.error
     assert outcome.success  # the apple is in the bowl
     assert said == ["on it"]
     assert [c.text for c in low_tier.commands] == ["pick up the apple"]
     assert low_tier.commands[0].style is CommandStyle.SUBTASK and low_tier.commands[0].source is CommandSource.PLANNER
-    assert [(e.name, e.ok) for e in runner.primitives.events] == [("execute", True), ("place", True)]
+    assert runner.primitives is primitives
+    assert [(e.name, e.ok) for e in primitives.events] == [("execute", True), ("place", True)]
     bowl = kitchen.scene_state().objects["bowl"].bounds
     assert outcome.result is not None and bowl.contains(np.asarray(outcome.result.value), margin=0.03)
     with ScriptedChatServer(['execute("juggle the apple")']) as server:
-        outcome = CodeAsPoliciesRunner(_backend(server), low_tier=low_tier).run(kitchen)
+        outcome = CodeAsPoliciesRunner(_backend(server)).run(
+            KitchenPrimitives(kitchen, low_tier=low_tier), kitchen.task.instruction
+        )
     assert outcome.error is not None and "cannot parse subtask 'juggle the apple'" in outcome.error
 
 
@@ -224,7 +246,10 @@ class _JumpyLowTier:
         self.target: np.ndarray | None = None
         self.steps = 0
 
-    def start(self, plan: Any, observation: Observation) -> None:
+    def reset(self) -> None:
+        self.target = None
+
+    def start(self, plan: MidLevelPlan, observation: Observation) -> None:
         self.target = np.append(observation.joint_positions, observation.gripper_opening)
         self.steps = 0
 
@@ -238,15 +263,41 @@ class _JumpyLowTier:
     def finished(self, observation: Observation) -> bool:
         return self.steps >= 3
 
+    def drop_queued_actions(self) -> None:
+        pass
+
 
 def test_low_tier_commands_pass_the_robot_safety_filter(
     kitchen: KitchenEnv, reset_kitchen: Callable[..., Observation]
 ) -> None:
-    from tiers.policies.high.primitives import KitchenPrimitives
-
     start = reset_kitchen().joint_positions[0]
     primitives = KitchenPrimitives(kitchen, low_tier=_JumpyLowTier())
     primitives.execute("open the drawer")  # the text is handed down; this low tier ignores it
     assert primitives.interventions >= 1
     moved = kitchen.backend.observe(render=False).joint_positions[0] - start
     assert 0 < moved < 0.2  # asked for 0.24 rad in 3 steps; the filter's acceleration limit slowed it
+
+
+def test_program_for_subtasks_is_the_inverse_of_the_recorded_calls() -> None:
+    """The plumbing server's code for a plan, run against the planning API, records that plan again."""
+    plan = [
+        Subtask.parse(text)
+        for text in (
+            "open the drawer",
+            "pick up the can",
+            "put the can in the drawer",
+            "close the drawer",
+            "push the box to the left",
+        )
+    ]
+    code = program_for_subtasks(plan)
+    assert code.splitlines()[0] == "open_fixture('drawer')"
+    statements = [statement.value for statement in ast.parse(code).body if isinstance(statement, ast.Expr)]
+    calls = [
+        (call.func.id, [ast.literal_eval(arg) for arg in call.args], {})
+        for call in statements
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+    ]
+    assert len(calls) == len(plan)
+    assert commands_from_program_calls(calls) == plan
+    assert program_for_subtasks([]) == "say('I cannot do that')"

@@ -11,7 +11,7 @@ from tiers.core.language import LanguageCommand
 from tiers.core.observation import CameraModel, Observation
 from tiers.core.protocols import HighLevelPlanner
 from tiers.policies.high.grammar_planner import GrammarPlanner
-from tiers.policies.high.llm_planner import LLMPlanner, LLMPlannerConfig, plan_lines
+from tiers.policies.high.llm_planner import PLAN_EXAMPLES, LLMPlanner, LLMPlannerConfig, few_shot_examples, plan_lines
 from tiers.services.chat import (
     OpenAIChatBackend,
     OpenAIChatConfig,
@@ -115,3 +115,17 @@ def test_plan_lines_strips_formatting() -> None:
         "close the drawer",
         "push the box forward",
     ]
+
+
+def test_worked_examples_are_train_tasks_with_their_gold_plans() -> None:
+    """The prompt library is data kept in the tier (it never reads the benchmark); it must stay honest: every
+    example is a train-split instruction with its gold plan."""
+    train, held_out = split(all_tasks())
+    gold = {task.instruction: [step.text for step in task.plan] for task in train}
+    held_out_instructions = {task.instruction for task in held_out}
+    for instruction, plan in PLAN_EXAMPLES:
+        assert instruction not in held_out_instructions, instruction
+        assert gold.get(instruction) == list(plan), instruction
+    # the default prompt: every 104th train task, as when the examples were read from the split
+    assert few_shot_examples(6) == [(task.instruction, gold[task.instruction]) for task in train[::104][:6]]
+    assert few_shot_examples(0) == []

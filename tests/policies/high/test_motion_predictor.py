@@ -1,4 +1,8 @@
-"""The RT-H language-motion predictor: trained on a real recording, saved and reloaded, overridden by a person."""
+"""The RT-H language-motion predictor: trained on a real recording, saved and reloaded, overridden by a person.
+
+Training is the application :mod:`tiers.apps.motion_predictor_training` (on the one training loop); the predictor
+it writes is this tier's.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from tiers.apps.motion_predictor_training import (
+    METRICS_FILE,
+    RUN_DIR,
+    MotionTrainConfig,
+    MotionTrainerConfig,
+    MotionTrainSummary,
+    main,
+    train_motion_predictor,
+)
 from tiers.commands.motion_words import VOCABULARY
 from tiers.core.errors import ConfigError, ContractError
 from tiers.core.features import CommandSource, CommandStyle
@@ -19,16 +32,10 @@ from tiers.core.observation import Observation
 from tiers.core.protocols import HighLevelPlanner
 from tiers.policies.high.motion_predictor import (
     CONFIG_FILE,
-    METRICS_FILE,
     WEIGHTS_FILE,
     MotionPredictor,
     MotionPredictorConfig,
-    MotionTrainConfig,
-    MotionTrainerConfig,
-    MotionTrainSummary,
     load_model,
-    main,
-    train_motion_predictor,
 )
 from tiers.services.text_encoder import TextEncoder
 
@@ -69,7 +76,10 @@ def test_training_on_a_recording_reports_held_out_accuracy_and_the_baseline(
     trained: tuple[Path, MotionTrainSummary], camera_dataset: Path
 ) -> None:
     out, summary = trained
-    assert {path.name for path in out.iterdir()} == {WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE}
+    assert {path.name for path in out.iterdir()} == {WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, RUN_DIR}
+    log = json.loads((out / RUN_DIR / "train_log.json").read_text())  # the one training loop's log
+    assert [record["loss"] for record in log["log"]] == summary.losses and log["summary"]["steps"] == TINY.trainer.steps
+    assert load_model(out / RUN_DIR / "checkpoints" / "last").state_dim == STATE_DIM  # its checkpoint: a predictor
     table = pq.read_table(sorted(camera_dataset.glob("data/*/*.parquet"))[0]).to_pydict()
     frames = list(zip(table["episode_index"], table["language_motion"], strict=True))
     for chunk in sorted(camera_dataset.glob("data/*/*.parquet"))[1:]:

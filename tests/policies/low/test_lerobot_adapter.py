@@ -10,15 +10,18 @@ from typing import Any
 import pytest
 import torch
 
+from tiers.apps.training import dataset_loading_config
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ConfigError, ContractError, EmbodimentMismatchError
 from tiers.core.locations import preset_path
 from tiers.core.protocols import LowLevelPolicy
+from tiers.datasets.loading import load_training_dataset
+from tiers.policies.low.checkpoint import FOLDER_LAYOUTS, load_policy
 from tiers.policies.low.lerobot_adapter import (
+    TIERS_FILE,
     LerobotAdapterConfig,
     LerobotKind,
     LerobotPolicyAdapter,
-    dataset_loading_config,
     window_shape,
 )
 
@@ -67,9 +70,6 @@ def _frame(windows: Any, index: int) -> dict[str, torch.Tensor]:
 def test_lerobot_diffusion_trains_with_tiers_train_loads_checked_and_acts(
     camera_dataset: Path, tmp_path: Path, parse_cli: Callable[..., Any]
 ) -> None:
-    from tiers.datasets.loading import load_training_dataset
-    from tiers.policies.low.checkpoint import load_policy
-
     out = tmp_path / "run"
     config = str(preset_path("train", "lerobot_tiny"))
     args = parse_cli(
@@ -90,6 +90,7 @@ def test_lerobot_diffusion_trains_with_tiers_train_loads_checked_and_acts(
     assert all(record["loss"] > 0 for record in log["log"])
 
     # the checkpoint is lerobot's own layout, reached through the tiers loader and checked against the robot
+    assert FOLDER_LAYOUTS[TIERS_FILE] == f"{LerobotPolicyAdapter.__module__}:{LerobotPolicyAdapter.__name__}"
     checkpoint = out / "checkpoints" / "last"
     assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "policy_preprocessor.json").is_file()
     panda = EmbodimentSpec.load("panda")
@@ -132,10 +133,8 @@ def test_lerobot_diffusion_trains_with_tiers_train_loads_checked_and_acts(
 
 
 def test_lerobot_act_learns_from_tiers_windows_and_acts_in_chunks(camera_dataset: Path) -> None:
-    from tiers.datasets.loading import load_training_dataset
-
     torch.manual_seed(0)
-    config = LerobotAdapterConfig(kind="act", cameras=["front"], image_size=(32, 32), lerobot=TINY_ACT)
+    config = LerobotAdapterConfig(kind=LerobotKind.ACT, cameras=["front"], image_size=(32, 32), lerobot=TINY_ACT)
     windows, stats = load_training_dataset(dataset_loading_config(config, camera_dataset))
     policy = LerobotPolicyAdapter.from_dataset(config, camera_dataset, stats)
     batch = torch.utils.data.default_collate([windows[i] for i in (0, 50, 100)])

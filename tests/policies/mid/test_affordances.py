@@ -11,9 +11,8 @@ import pytest
 from tiers.commands.subtasks import Subtask
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.policies.mid.affordances import AffordanceDetector, AffordanceKind, FixtureMap
-from tiers.policies.mid.execution import perception_embodiment
 from tiers.policies.mid.kinematics import ArmFK
-from tiers.policies.mid.perception import PointCloudBuilder, SceneCloud
+from tiers.policies.mid.perception import PointCloudBuilder, SceneCloud, perception_embodiment
 from tiers.sim.kitchen.layout import sample_layout
 from tiers.sim.mujoco import MujocoKitchen
 from tiers.sim.scene_state import SceneState

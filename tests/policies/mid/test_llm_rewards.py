@@ -19,11 +19,10 @@ from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.policies.mid.affordances import Affordance, AffordanceDetector, AffordanceKind, FixtureMap
-from tiers.policies.mid.execution import perception_embodiment
 from tiers.policies.mid.kinematics import ArmFK
 from tiers.policies.mid.language_rewards import subtask_rewards, template_spec
 from tiers.policies.mid.llm_rewards import REWARD_EXAMPLES, LLMRewardConfig, LLMRewardResult, LLMRewardWriter
-from tiers.policies.mid.perception import BACKGROUND, SceneCloud, SegmentationSource
+from tiers.policies.mid.perception import BACKGROUND, SceneCloud, SegmentationSource, perception_embodiment
 from tiers.policies.mid.planner import KeypointPathPlanner, MidPlannerConfig
 from tiers.policies.mid.reward_spec import MAX_TERMS, RewardRecorder, RewardSource, RewardSpecError, build_staged
 from tiers.policies.mid.steering import StagedGuidance

@@ -12,9 +12,14 @@ import torch
 
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.observation import Observation
-from tiers.policies.mid.execution import perception_embodiment
 from tiers.policies.mid.kinematics import ArmFK
-from tiers.policies.mid.perception import BACKGROUND, PointCloudBuilder, SegmentationSource, name_clusters
+from tiers.policies.mid.perception import (
+    BACKGROUND,
+    PointCloudBuilder,
+    SegmentationSource,
+    name_clusters,
+    perception_embodiment,
+)
 from tiers.sim.kitchen.layout import sample_layout
 from tiers.sim.mujoco import MujocoKitchen
 from tiers.sim.scene_state import SceneState

@@ -1,5 +1,5 @@
 """The keypoint path planner as a MidLevelPlanner on rendered kitchens, its bad-input results, the language
-reward templates, and IK execution of its paths solving kitchen tasks from RGB-D (no privileged poses)."""
+reward templates (IK execution of its paths on kitchen tasks: tests/apps/test_ik_execution.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from tiers.commands.subtasks import Subtask
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.protocols import MidLevelPlanner
-from tiers.policies.mid.execution import PathFollower, perception_embodiment, run_task
+from tiers.policies.mid.execution import PathFollower
 from tiers.policies.mid.language_rewards import subtask_rewards
+from tiers.policies.mid.perception import perception_embodiment
 from tiers.policies.mid.planner import KeypointPathPlanner, MidPlannerConfig
-from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.layout import sample_layout
 from tiers.sim.mujoco import ArmKinematics, MujocoKitchen
 
@@ -91,16 +90,3 @@ def test_language_templates_stage_the_rewards(kitchen: MujocoKitchen) -> None:
     plan = steered.plan(observation, command("pick up the apple"))
     assert [term.name for term in plan.guidance] == ["track:path", "staged:pre-grasp/grasp/lift"]
     assert plan.guidance[1](actions, observation).shape == (2,)
-
-
-@pytest.mark.parametrize(("task", "seed"), [("open/drawer/0", 0), ("pick_place/apple-in-bowl/0", 1)])
-def test_ik_execution_solves_kitchen_tasks_from_rgbd(kitchen: MujocoKitchen, task: str, seed: int) -> None:
-    env = KitchenEnv(backend=kitchen, render=False)
-    planner = KeypointPathPlanner.for_kitchen(kitchen)
-    spec = kitchen.embodiment
-    follower = PathFollower(ArmKinematics(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame), spec)
-    outcome = run_task(env, planner, follower, task, seed)
-    assert outcome.success, outcome.reason
-    assert [record.subtask for record in outcome.subtasks] == [s.text for s in env.task.plan]  # type: ignore[union-attr]
-    assert all(record.planned for record in outcome.subtasks)
-    assert Subtask.parse(outcome.subtasks[0].subtask)

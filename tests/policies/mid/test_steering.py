@@ -12,13 +12,12 @@ import torch
 
 from tiers.core.guidance import Guidance
 from tiers.core.observation import Observation
+from tiers.core.sampling import SamplerStep, StateHook, SteerablePolicy
 from tiers.policies.low.generator import guidance_step_scale
 from tiers.policies.mid.steering import (
     FeynmanKacSteering,
-    SamplerStep,
     Stage,
     StagedGuidance,
-    StateHook,
     SteeringConfig,
     distance_to,
 )
@@ -209,6 +208,7 @@ def test_feynman_kac_steering_of_the_low_tiers_beso_policy(state_dataset: Path) 
     from tiers.policies.mid.steering import beso_policy_steps, flow_policy_steps, policy_to_state
 
     policy, batch, reward = _tiny_policy(state_dataset, "beso", {"sampler": "euler_ancestral"})
+    assert isinstance(policy, SteerablePolicy)  # the mid tier reaches it only through tiers.core.sampling
     with pytest.raises(TypeError, match="flow-matching"):
         flow_policy_steps(policy, batch)
     make_step, noise = beso_policy_steps(policy, batch)

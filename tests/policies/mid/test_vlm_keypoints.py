@@ -13,8 +13,7 @@ import pytest
 from tiers.apps.scripted_server import ScriptedChatServer, ScriptedReply
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.observation import Observation
-from tiers.policies.mid.execution import perception_embodiment
-from tiers.policies.mid.perception import PointCloudBuilder
+from tiers.policies.mid.perception import PointCloudBuilder, perception_embodiment
 from tiers.policies.mid.vlm_keypoints import VLMKeypointQuery, name_cluster_at, parse_pixel
 from tiers.services.chat import OpenAIChatBackend, OpenAIChatConfig
 from tiers.sim.kitchen.layout import sample_layout

@@ -1,0 +1,1 @@
+"""tiers.apps.bench: the ``tiers bench <name>`` benchmarks; each prints its figures and writes JSON."""

@@ -47,11 +47,19 @@ from typing import Any
 
 import torch
 
+from tiers.apps.evaluation.report import EvalMode
+from tiers.apps.evaluation.runner import EpisodeRunner
+from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
+from tiers.apps.training import LerobotTrainConfig, LowPolicyTrainConfig, train_lerobot_policy, train_low_policy
 from tiers.core.config import Config, load_config
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ConfigError, ContractError
 from tiers.core.features import FeatureKey
 from tiers.core.locations import preset_path
+from tiers.datasets.recorder import EPISODES_LOG, read_episode_log
+from tiers.policies.low.checkpoint import PolicyFeatures
+from tiers.policies.low.lerobot_adapter import LerobotPolicyAdapter, window_shape
+from tiers.policies.low.policy import GenerativeLowPolicy
 
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
 POLICIES = ("beso", "flow", "ddpm", "lerobot_diffusion")  # what the benchmark compares, in table order
@@ -98,9 +106,6 @@ class LowLevelBenchConfig(Config):
 
 def train_config(policy: str, preset: str, overrides: list[str] | None = None) -> Any:
     """The training run config of ``policy`` at ``preset`` size (a LowPolicyTrainConfig or LerobotTrainConfig)."""
-    from tiers.policies.low.lerobot_adapter import LerobotTrainConfig
-    from tiers.services.training import LowPolicyTrainConfig
-
     overrides = list(overrides or [])
     if policy == "lerobot_diffusion":
         name = "lerobot_diffusion_kitchen" if preset == "kitchen" else "lerobot_tiny"
@@ -112,8 +117,6 @@ def train_config(policy: str, preset: str, overrides: list[str] | None = None) -
 
 
 def _features(cameras: list[str], image_size: tuple[int, int], language_key: str | None) -> Any:
-    from tiers.policies.low.checkpoint import PolicyFeatures
-
     panda = EmbodimentSpec.load("panda")
     names = [*panda.joint_names, "gripper_opening"]
     return PolicyFeatures(
@@ -147,14 +150,10 @@ def build_policy(policy: str, preset: str, device: str) -> Any:
     """A policy of the preset's architecture with random weights and unit statistics, on ``device``."""
     config = train_config(policy, preset)
     if policy == "lerobot_diffusion":
-        from tiers.policies.low.lerobot_adapter import LerobotPolicyAdapter
-
         adapter = config.policy
         size = tuple(adapter.image_size or (96, 96))
         features = _features(adapter.cameras, size, None)
         return LerobotPolicyAdapter.from_features(adapter, features, _unit_stats(features)).to(device)
-    from tiers.policies.low.policy import GenerativeLowPolicy
-
     conditioning = config.policy.conditioning
     features = _features(conditioning.cameras, tuple(conditioning.image_size or (96, 96)), conditioning.language_key)
     return GenerativeLowPolicy(config.policy, features, _unit_stats(features)).to(device)
@@ -174,8 +173,6 @@ def _one_step_batch(policy: Any, device: str, *, batch: int = 1, seed: int = 0) 
 
 def _training_batch(policy: Any, size: int, device: str) -> dict[str, Any]:
     """Synthetic training windows: (B, To, S) state, (B, To, 3, H, W) cameras, (B, Ta, A) actions, no padding."""
-    from tiers.policies.low.lerobot_adapter import LerobotPolicyAdapter, window_shape
-
     features = policy.features
     if isinstance(policy, LerobotPolicyAdapter):
         steps, horizon = window_shape(policy.policy.config)
@@ -475,8 +472,6 @@ def dataset_tasks(root: Path) -> list[str]:
     Raises:
         ContractError: the dataset has no ``meta/tiers_episodes.jsonl`` (it was not recorded by tiers).
     """
-    from tiers.datasets.recorder import EPISODES_LOG, read_episode_log
-
     tasks = sorted({record.task_id for record in read_episode_log(root) if record.episode_index is not None})
     if not tasks:
         raise ContractError(f"{root / EPISODES_LOG}: no kept episode; the success benchmark needs a tiers recording")
@@ -493,11 +488,6 @@ def run_success_benchmark(
     ``<policy>.train_samples_per_s`` and ``.train_peak_memory_mb`` (means over seeds, from the trainer),
     ``episodes_per_run``, ``tasks``.
     """
-    from tiers.apps.evaluation.report import EvalMode
-    from tiers.apps.evaluation.runner import EpisodeJob, EpisodeRunner, EvalSettings
-    from tiers.policies.low.lerobot_adapter import train_lerobot_policy
-    from tiers.services.training import train_low_policy
-
     say = progress or (lambda message: None)
     tasks = dataset_tasks(config.dataset)
     figures: dict[str, float | int | str] = {"tasks": " ".join(tasks), "episodes_per_run": len(tasks) * config.episodes}

@@ -30,10 +30,16 @@ from typing import Any
 import numpy as np
 
 from tiers.apps.evaluation.planning import collect_plan, score_plan
-from tiers.commands.subtasks import Action, Subtask
-from tiers.commands.vocabulary import PUSH_TEXT, RELATION_TEXT
+from tiers.apps.scripted_server import ScriptedChatServer, grammar_code_script, grammar_planner_script
 from tiers.core.observation import Observation
 from tiers.core.protocols import HighLevelPlanner
+from tiers.policies.high.code_as_policies import CodeAsPoliciesPlanner
+from tiers.policies.high.grammar_planner import GrammarPlanner
+from tiers.policies.high.llm_planner import LLMPlanner, llm_planner_from_env
+from tiers.policies.high.steering import SteeringConfig, SteeringPlanner
+from tiers.services.chat import OpenAIChatBackend, OpenAIChatConfig
+from tiers.services.sandbox_corpus import run_corpus
+from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.tasks import Task, all_tasks, split
 
 
@@ -68,31 +74,9 @@ def score_planner(
     }
 
 
-def cap_code_for(plan: Sequence[Subtask]) -> str:
-    """Code as Policies code doing ``plan`` with the primitives (what the plumbing server answers)."""
-    lines = []
-    for step in plan:
-        if step.action is Action.PICK:
-            lines.append(f"grasp({step.object!r})")
-        elif step.action is Action.PLACE:
-            assert step.relation is not None
-            lines.append(f"place({step.object!r}, {RELATION_TEXT[step.relation]!r}, {step.target!r})")
-        elif step.action is Action.PUSH:
-            assert step.direction is not None
-            lines.append(f"push({step.object!r}, {PUSH_TEXT[step.direction]!r})")
-        else:
-            lines.append(f"{step.action.value}_fixture({step.object!r})")
-    return "\n".join(lines) or "say('I cannot do that')"
-
-
 def steering_overhead(*, queries: int = 20) -> dict[str, float]:
     """SteerVLA steering's time per query outside the model (prompt, PNG data URLs of a real 128 px front and
     wrist image, reply parsing), through the real client against the scripted server (period 0: every call)."""
-    from tiers.apps.scripted_server import ScriptedChatServer
-    from tiers.policies.high.steering import SteeringConfig, SteeringPlanner
-    from tiers.services.chat import OpenAIChatBackend, OpenAIChatConfig
-    from tiers.sim.kitchen.env import KitchenEnv
-
     env = KitchenEnv("pick_place/apple-in-bowl/0", render=True)
     try:
         observation, _ = env.reset(seed=0)
@@ -122,12 +106,6 @@ def run_planner_benchmark(*, instructions: int = 40, corpus: bool = True, steeri
         corpus: also run the sandbox escape corpus (about 10 s).
         steering_queries: steering queries timed for the steering overhead figure.
     """
-    from tiers.apps.scripted_server import ScriptedChatServer, grammar_code_script, grammar_planner_script
-    from tiers.policies.high.code_as_policies import CodeAsPoliciesPlanner
-    from tiers.policies.high.grammar_planner import GrammarPlanner
-    from tiers.policies.high.llm_planner import LLMPlanner, llm_planner_from_env
-    from tiers.services.chat import OpenAIChatBackend, OpenAIChatConfig
-
     train, held_out = split(all_tasks())
     splits = {"train": train, "held_out": held_out}
     figures: dict[str, Any] = {}
@@ -179,7 +157,5 @@ def run_planner_benchmark(*, instructions: int = 40, corpus: bool = True, steeri
                 figures[f"llm_endpoint_{name}_{key}"] = value
 
     if corpus:
-        from tiers.services.sandbox_corpus import run_corpus
-
         figures.update(run_corpus().figures())
     return figures

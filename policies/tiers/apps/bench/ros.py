@@ -2,7 +2,7 @@
 
 One process, two rclpy nodes on a private domain (localhost discovery): the bench plays the robot — it
 publishes ``/joint_states`` at the control rate and subscribes to the commands — and a real
-:class:`~tiers.deploy.ros_nodes.HierarchyNode` runs the ``sweep`` controller (a replay: its own compute is
+:class:`~tiers.deploy.ros.hierarchy_node.HierarchyNode` runs the ``sweep`` controller (a replay: its own compute is
 negligible, so the figures are the ROS layer's, not a policy's). Figures (ms unless named otherwise):
 
 - ``joint_state_transport_*``: DDS hop of a JointState, publish -> the node's callback;
@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from tiers.core.embodiment import EmbodimentSpec
+from tiers.deploy.safety import SafetyFilter
+from tiers.deploy.watchdog import ControlState
 
 
 def _percentiles(name: str, seconds: list[float], scale: float = 1e3, unit: str = "ms") -> dict[str, float]:
@@ -56,10 +58,9 @@ def run_ros_benchmark(
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image, JointState
 
-    from tiers.deploy import ros_messages as rm
-    from tiers.deploy.ros_nodes import SENSOR_QOS, HierarchyNode
-    from tiers.deploy.safety import SafetyFilter
-    from tiers.deploy.watchdog import ControlState
+    from tiers.deploy.ros import messages as rm
+    from tiers.deploy.ros.conventions import SENSOR_QOS
+    from tiers.deploy.ros.hierarchy_node import HierarchyNode
 
     spec = EmbodimentSpec.load("panda")
     figures: dict[str, Any] = {"rate_hz": rate_hz, "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"])}

@@ -25,22 +25,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+import tiers.apps.evaluation.kinds  # noqa: F401  (the privileged kinds a hierarchy may name can be built)
+from tiers.apps.evaluation.hierarchy_episode import run_hierarchy_episode
+from tiers.apps.evaluation.planning import GoldPlanEcho
 from tiers.core.errors import ConfigError
 from tiers.core.guidance import Guidance
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.core.protocols import MidLevelPlan, MidLevelPlanner
+from tiers.policies.hierarchy.build import hierarchy_embodiment, load_hierarchy
+from tiers.policies.hierarchy.drivers import PolicyDriver
+from tiers.policies.hierarchy.runtime import HierarchyRuntime
+from tiers.sim.backends import DEFAULT_BACKEND, make_backend
+from tiers.sim.kitchen.env import KitchenEnv, painted_for_task
+from tiers.sim.kitchen.layout import KitchenLayout
 from tiers.sim.kitchen.shifts import Shift, shifted_layout
-
-if TYPE_CHECKING:
-    from tiers.policies.hierarchy.runtime import HierarchyRuntime
-    from tiers.sim.kitchen.layout import KitchenLayout
-    from tiers.sim.kitchen.tasks import Task
+from tiers.sim.kitchen.tasks import Task, all_tasks
 
 # (held, container): objects of the policy's training tasks, none of them the obstacle (the can)
 SHIFT_PAIRS = (("apple", "bowl"), ("sponge", "plate"), ("banana", "basket"))
@@ -148,8 +153,6 @@ def timed_chunks(policy: Any) -> Iterator[list[float]]:
 
 def pick_place_task(held: str, target: str) -> Task:
     """The first training (not held-out) pick-and-place task moving ``held`` into/onto ``target``."""
-    from tiers.sim.kitchen.tasks import all_tasks
-
     for task in all_tasks():
         if task.family.value != "pick_place" or task.held_out or len(task.plan) != 2:
             continue
@@ -165,8 +168,6 @@ def shift_scenes(
 
     The objects the task's instruction names by colour are painted so (the layout sampler's colours otherwise).
     """
-    from tiers.sim.kitchen.env import painted_for_task
-
     scenes: list[ShiftScene] = []
     skipped = dict.fromkeys((shift.value for shift in shifts), 0)
     for shift in shifts:
@@ -208,13 +209,6 @@ def run_shift_benchmark(
     Raises:
         ConfigError: the hierarchy's mid tier is not ``keypoint_paths`` or its low tier is not a learned policy.
     """
-    from tiers.apps.evaluation.hierarchy_episode import run_hierarchy_episode
-    from tiers.apps.evaluation.planning import GoldPlanEcho
-    from tiers.policies.hierarchy.build import hierarchy_embodiment, load_hierarchy
-    from tiers.policies.hierarchy.drivers import PolicyDriver
-    from tiers.sim.backends import DEFAULT_BACKEND, make_backend
-    from tiers.sim.kitchen.env import KitchenEnv
-
     env = KitchenEnv(None, backend=make_backend(DEFAULT_BACKEND, hierarchy_embodiment(hierarchy)), render=False)
     episodes: list[ShiftEpisode] = []
     try:

@@ -12,14 +12,23 @@ Figures (all wall-clock, on this machine, in one run so ratios are comparable):
 from __future__ import annotations
 
 import os
+import platform
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import mujoco
 import numpy as np
 
+from tiers.apps.evaluation.parallel import ParallelBackend, run_jobs
+from tiers.apps.evaluation.report import EvalMode
+from tiers.apps.evaluation.runner import make_runner
+from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
 from tiers.core.embodiment import EmbodimentSpec
+from tiers.sim.kitchen.env import KitchenEnv
+from tiers.sim.kitchen.tasks import all_tasks, get_task
+from tiers.sim.mujoco.kitchen import MujocoKitchen
 
 BENCH_TASK = "pick_place/apple-in-drawer/0"  # the task whose scene is stepped (objects present, nothing special)
 ROUNDS = 10  # interleaved timing rounds for the overhead ratios
@@ -36,12 +45,6 @@ def _time_per_call(function: Callable[[], object], calls: int) -> float:
 
 def bench_steps(steps: int = 200) -> dict[str, float]:
     """Step times (ms) without rendering, with front+wrist at 128 and 224 pixels, and raw MuJoCo."""
-    import mujoco
-
-    from tiers.sim.kitchen.env import KitchenEnv
-    from tiers.sim.kitchen.tasks import get_task
-    from tiers.sim.mujoco.kitchen import MujocoKitchen
-
     task = get_task(BENCH_TASK)
     results: dict[str, float] = {}
     env = KitchenEnv(task, render=False)
@@ -77,11 +80,6 @@ def bench_steps(steps: int = 200) -> dict[str, float]:
 
 def bench_expert_and_eval(tasks: int = 6, workers: int | None = None) -> dict[str, float]:
     """Expert episode wall time and evaluation throughput with 1 and N workers on a fixed task sample."""
-    from tiers.apps.evaluation.parallel import ParallelBackend, run_jobs
-    from tiers.apps.evaluation.report import EvalMode
-    from tiers.apps.evaluation.runner import EpisodeJob, EvalSettings, make_runner
-    from tiers.sim.kitchen.tasks import all_tasks
-
     workers = workers or min(4, os.cpu_count() or 1)
     every = max(1, len(all_tasks()) // tasks)
     sample = [task.id for task in all_tasks()[::every][:tasks]]
@@ -107,8 +105,6 @@ def bench_expert_and_eval(tasks: int = 6, workers: int | None = None) -> dict[st
 
 def run_sim_benchmark(*, steps: int = 200, tasks: int = 6, workers: int | None = None) -> dict[str, Any]:
     """All figures of ``tiers bench sim`` as one JSON-ready dict."""
-    import platform
-
     figures: dict[str, Any] = {"machine": platform.platform(), "cpus": os.cpu_count()}
     figures.update(bench_steps(steps))
     figures.update(bench_expert_and_eval(tasks, workers))

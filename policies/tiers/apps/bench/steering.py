@@ -6,8 +6,9 @@
   includes waiting for a core;
 * the cost of one VLS guidance step (reward gradients through the torch FK) for P particles;
 * optionally (``episodes`` > 0) the success of IK execution of the planned paths on kitchen tasks, with
-  perception from rendered RGB-D, and on the test-time-shift scenes of :mod:`tiers.sim.kitchen.shifts`
-  (obstacle on the transport line, target moved to a corner, clutter) for two pick-and-place tasks;
+  perception from rendered RGB-D (:mod:`tiers.apps.ik_execution`), and on the test-time-shift scenes of
+  :mod:`tiers.sim.kitchen.shifts` (obstacle on the transport line, target moved to a corner, clutter) for two
+  pick-and-place tasks;
 * optionally (``shift_episodes`` > 0) the test-time-shift suite with the frozen learned low tier of the
   ``learned_paths`` hierarchy (the shipped path-conditioned BESO) in three paired arms, unsteered (the path as
   conditioning only), path-tracking guidance, and path tracking + staged VLS rewards: success (rate) per shift
@@ -25,8 +26,17 @@ import numpy as np
 import torch
 
 from tiers.apps.bench.shifts import EpisodeCallback, frozen_shift_benchmark
+from tiers.apps.ik_execution import evaluate, kitchen_follower, run_layout
+from tiers.commands.subtasks import Subtask
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.guidance import guidance_gradient
+from tiers.policies.mid.perception import perception_embodiment
+from tiers.policies.mid.planner import KeypointPathPlanner
+from tiers.policies.mid.rewards import follow_path, keep_clear_of_points
+from tiers.sim.kitchen.layout import sample_layout
+from tiers.sim.kitchen.shifts import Shift, shifted_layout
+from tiers.sim.kitchen.tasks import get_task
+from tiers.sim.mujoco import MujocoKitchen
 
 SHIFT_TASKS = ("pick_place/apple-in-bowl/0", "pick_place/sponge-on-plate/0")  # (held, container) pairs
 BENCH_TASKS = (
@@ -66,13 +76,6 @@ def run_steering_benchmark(
         threads: torch CPU threads during the suite (None: unchanged).
         on_shift_episode: progress callback of the suite, (done, planned, episode).
     """
-    from tiers.commands.subtasks import Subtask
-    from tiers.policies.mid.execution import evaluate, perception_embodiment
-    from tiers.policies.mid.planner import KeypointPathPlanner
-    from tiers.policies.mid.rewards import follow_path, keep_clear_of_points
-    from tiers.sim.kitchen.layout import sample_layout
-    from tiers.sim.mujoco import MujocoKitchen
-
     spec = perception_embodiment(EmbodimentSpec.load("panda"), width=width, height=height)
     kitchen = MujocoKitchen(spec)
     planner = KeypointPathPlanner.for_kitchen(kitchen)
@@ -153,16 +156,10 @@ def run_steering_benchmark(
 def shift_success(seeds: list[int], *, width: int = 320, height: int = 240) -> dict[str, Any]:
     """IK-execution success on the test-time-shift scenes, per shift kind (seeds that cannot host a shift are
     skipped and counted)."""
-    from tiers.policies.mid.execution import PathFollower, perception_embodiment, run_layout
-    from tiers.policies.mid.planner import KeypointPathPlanner
-    from tiers.sim.kitchen.shifts import Shift, shifted_layout
-    from tiers.sim.kitchen.tasks import get_task
-    from tiers.sim.mujoco import ArmKinematics, MujocoKitchen
-
     spec = perception_embodiment(EmbodimentSpec.load("panda"), width=width, height=height)
     kitchen = MujocoKitchen(spec)
     planner = KeypointPathPlanner.for_kitchen(kitchen)
-    follower = PathFollower(ArmKinematics(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame), spec)
+    follower = kitchen_follower(kitchen)
     figures: dict[str, Any] = {}
     try:
         for shift in Shift:

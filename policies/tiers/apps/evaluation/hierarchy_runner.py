@@ -16,11 +16,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import tiers.apps.evaluation.kinds  # noqa: F401  (the privileged kinds a hierarchy may name can be built)
+from tiers.apps.evaluation.corrections_log import EpisodeCorrectionsLog
 from tiers.apps.evaluation.corrector import CorrectorSettings, SimulatedCorrector
 from tiers.apps.evaluation.hierarchy_episode import run_hierarchy_episode
 from tiers.apps.evaluation.planning import GoldPlanEcho, collect_plan, score_plan
 from tiers.apps.evaluation.report import EpisodeResult, EvalMode
-from tiers.apps.evaluation.runner import EpisodeJob, EvalSettings
+from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
+from tiers.policies.hierarchy.build import hierarchy_embodiment, load_hierarchy
+from tiers.sim.backends import make_backend
 from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.tasks import get_task
 
@@ -29,9 +33,6 @@ class HierarchyEpisodeRunner:
     """Runs :class:`EpisodeJob` s of one mode with the hierarchy named in ``settings.hierarchy``."""
 
     def __init__(self, settings: EvalSettings):
-        from tiers.policies.hierarchy.build import hierarchy_embodiment, load_hierarchy
-        from tiers.sim.backends import make_backend
-
         assert settings.hierarchy is not None
         self.settings = settings
         spec = hierarchy_embodiment(settings.hierarchy, settings.robot)
@@ -41,11 +42,9 @@ class HierarchyEpisodeRunner:
         self._planner = self.hierarchy.runtime.planner
         corrector = settings.extra.get("corrector_settings")
         self.corrector_settings = CorrectorSettings.from_yaml(corrector) if corrector else CorrectorSettings()
-        self._log = None
+        self._log: EpisodeCorrectionsLog | None = None
         log_dir = settings.extra.get("corrections_log")
         if settings.mode is EvalMode.CORRECTIONS and log_dir:
-            from tiers.apps.evaluation.corrections_log import EpisodeCorrectionsLog
-
             self._log = EpisodeCorrectionsLog(log_dir, self.hierarchy.runtime, source=self.hierarchy.config.name)
 
     def __call__(self, job: EpisodeJob) -> EpisodeResult:

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from tiers.apps.evaluation.report import EpisodeResult
 from tiers.commands.subtasks import Subtask
 from tiers.core.observation import Observation
+from tiers.policies.low.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_policy
 from tiers.services.video import write_video
 from tiers.sim.kitchen.env import STEPS_PER_SUBTASK, KitchenEnv
 from tiers.sim.kitchen.tasks import Task, success_of
@@ -33,8 +34,6 @@ SETTLE_STEPS = 10  # control steps (0.5 s) the robot holds after the last subtas
 
 def is_checkpoint(name: str) -> bool:
     """Whether a controller name is a low-tier checkpoint folder (holds config.json and model.safetensors)."""
-    from tiers.policies.low.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-
     path = Path(name)
     return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
 
@@ -52,8 +51,6 @@ class LearnedController:
     """
 
     def __init__(self, checkpoint: str | Path, env: KitchenEnv, *, device: str | None = None):
-        from tiers.policies.low.checkpoint import load_policy
-
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.env = env
         action_dim = int(np.prod(env.action_space.shape or (0,)))

@@ -7,118 +7,38 @@ Modes (Kitchen-R):
     integrated  the planner's plan is executed by the controller; success is the task's predicate, so a
                 wrong plan fails the episode.
 
-Controllers: ``expert`` (the scripted expert with privileged state), or the folder of a low-tier policy
-checkpoint (``tiers train``), run by :class:`tiers.apps.evaluation.learned.LearnedController`. Planners:
-the reference planners of :mod:`tiers.apps.evaluation.planning` (``gold_echo``, ``shuffled``); learned and
-LLM planners plug in with the high tier.
+Controllers: ``expert`` (the scripted expert with privileged state, through
+:func:`tiers.apps.evaluation.expert_episode.run_expert_plan`), or the folder of a low-tier policy checkpoint
+(``tiers train``), run by :class:`tiers.apps.evaluation.learned.LearnedController`. Planners and the settings
+that name them: :mod:`tiers.apps.evaluation.settings`. A hierarchy YAML is run by
+:class:`tiers.apps.evaluation.hierarchy_runner.HierarchyEpisodeRunner`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.apps.evaluation.expert_episode import run_expert_plan
+from tiers.apps.evaluation.hierarchy_runner import HierarchyEpisodeRunner
 from tiers.apps.evaluation.learned import LearnedController, is_checkpoint
-from tiers.apps.evaluation.planning import GoldPlanEcho, ShuffledGoldPlan, collect_plan, score_plan
+from tiers.apps.evaluation.planning import collect_plan, score_plan
 from tiers.apps.evaluation.report import EpisodeResult, EvalMode
+from tiers.apps.evaluation.settings import PLANNERS, EpisodeJob, EvalSettings
 from tiers.commands.subtasks import Subtask
-from tiers.core.errors import ConfigError, ContractError
+from tiers.core.errors import ContractError
 from tiers.core.observation import Observation
-from tiers.core.protocols import HighLevelPlanner
 from tiers.services.video import write_video
-from tiers.sim.backends import BACKENDS
 from tiers.sim.kitchen.env import KitchenEnv
-from tiers.sim.kitchen.expert import ScriptedExpert
+from tiers.sim.kitchen.expert import ExpertStep, ScriptedExpert
 from tiers.sim.kitchen.tasks import Task, get_task
 
-CONTROLLERS = ("expert",)
-
-
-def _grammar_planner(task: Task, seed: int) -> HighLevelPlanner:
-    """The high tier's offline rule-based planner (reads the instruction only, never the gold plan)."""
-    from tiers.policies.high.grammar_planner import GrammarPlanner
-
-    return GrammarPlanner()
-
-
-def _llm_planner(task: Task, seed: int) -> HighLevelPlanner:
-    """The high tier's LLM planner on the endpoint the environment names (TIERS_LLM_BASE_URL, TIERS_LLM_MODEL)."""
-    from tiers.policies.high.llm_planner import llm_planner_from_env
-
-    return llm_planner_from_env()
-
-
-def _code_as_policies_planner(task: Task, seed: int) -> HighLevelPlanner:
-    """Code as Policies on the same endpoint: the program's subtask calls, run in the sandbox, are the plan."""
-    from tiers.policies.high.code_as_policies import CodeAsPoliciesPlanner
-    from tiers.services.chat import make_backend
-
-    return CodeAsPoliciesPlanner(make_backend())
-
-
-PLANNERS: dict[str, Callable[[Task, int], HighLevelPlanner]] = {
-    "gold_echo": lambda task, seed: GoldPlanEcho(task.plan),
-    "shuffled": lambda task, seed: ShuffledGoldPlan(task.plan, seed=seed),
-    "grammar": _grammar_planner,
-    "llm": _llm_planner,
-    "code_as_policies": _code_as_policies_planner,
-}
-SETTLE_STEPS = 10  # control steps (0.5 s) the controller holds still after finishing, before judging
-
-
-@dataclass(frozen=True)
-class EpisodeJob:
-    """One episode to run: which task, from which seed, whether to film it."""
-
-    index: int
-    task_id: str
-    seed: int
-    record_video: bool = False
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """What every worker builds (picklable: it travels to worker processes)."""
-
-    mode: EvalMode
-    controller: str = "expert"  # who acts in control/integrated modes
-    planner: str = "gold_echo"  # who plans in planner/integrated modes
-    robot: str = "panda"
-    backend: str = "mujoco"  # simulator, a name in tiers.sim.backends.BACKENDS
-    video_dir: str | None = None  # where rollout videos go
-    max_steps: int | None = None  # per-episode override of the truncation limit
-    extra: dict[str, str] = field(default_factory=dict)
-    hierarchy: str | None = None  # a hierarchy YAML (name or path) evaluated instead of planner/controller
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown simulator backend {self.backend!r}; available: {', '.join(BACKENDS)}")
-        if self.hierarchy is not None:
-            return  # the hierarchy's own tiers are checked when it loads
-        if self.mode is EvalMode.CORRECTIONS:
-            raise ConfigError("the corrections mode evaluates a whole hierarchy: pass --hierarchy NAME")
-        learned = is_checkpoint(self.controller)
-        if self.mode is not EvalMode.PLANNER and self.controller not in CONTROLLERS and not learned:
-            available = ", ".join(CONTROLLERS)
-            raise ConfigError(f"unknown controller {self.controller!r}; available: {available} or a checkpoint folder")
-        if self.mode is not EvalMode.CONTROL and self.planner not in PLANNERS:
-            raise ConfigError(f"unknown planner {self.planner!r}; available: {', '.join(PLANNERS)}")
-
-    @property
-    def agent(self) -> str:
-        """What is evaluated, for reports."""
-        if self.hierarchy is not None:
-            return f"hierarchy={self.hierarchy}"
-        if self.mode is EvalMode.PLANNER:
-            return f"planner={self.planner}"
-        if self.mode is EvalMode.CONTROL:
-            return f"controller={self.controller}"
-        return f"planner={self.planner}, controller={self.controller}"
+# the jobs and settings are also importable from here, where the runners that take them live
 
 
 class EpisodeRunner:
@@ -174,23 +94,15 @@ class EpisodeRunner:
         if self._expert is None:
             self._expert = ScriptedExpert.from_kitchen(env.backend)  # type: ignore[arg-type]
         expert = self._expert
-        observation = env.backend.observe(render=False)
-        expert.reset(plan, env.scene_state(), observation)
         frames: list[NDArray[np.uint8]] = []
-        info: dict[str, object] = {"success": False, "reason": "no step taken"}
-        finished_at: int | None = None
-        steps = 0
-        while True:
-            if job.record_video:
-                frames.append(env.backend.observe(render=True).images["front"])
-            state = env.scene_state()
-            step = expert.act(observation, state)
-            observation, _, terminated, truncated, info = env.step(step.action)
-            steps += 1
-            if step.done and finished_at is None:
-                finished_at = steps
-            if terminated or truncated or (finished_at is not None and steps - finished_at >= SETTLE_STEPS):
-                break
+
+        def film(observation: Observation, step: ExpertStep) -> None:
+            frames.append(env.backend.observe(render=True).images["front"])
+
+        rollout = run_expert_plan(
+            env, expert, plan, env.backend.observe(render=False), on_step=film if job.record_video else None
+        )
+        info, steps = rollout.info, rollout.steps
         reason = "" if info["success"] else str(info["reason"])
         if expert.failure is not None and not info["success"]:
             reason = f"gave up {expert.failure.subtask.text!r}: {expert.failure.reason}; {reason}"
@@ -224,7 +136,5 @@ class EpisodeRunner:
 def make_runner(settings: EvalSettings) -> Callable[[EpisodeJob], EpisodeResult]:
     """Top-level (picklable) factory for :func:`tiers.apps.evaluation.parallel.run_jobs`."""
     if settings.hierarchy is not None:
-        from tiers.apps.evaluation.hierarchy_runner import HierarchyEpisodeRunner
-
         return HierarchyEpisodeRunner(settings)
     return EpisodeRunner(settings)

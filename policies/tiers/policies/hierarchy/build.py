@@ -9,6 +9,8 @@
 
 The hand-offs are checked before anything heavy is built (no checkpoint weights are read when the
 composition cannot work); every mismatch is listed in one :class:`~tiers.core.errors.ConfigError`.
+The privileged kinds (``gold_plan``, ``expert``) read the simulator: import :mod:`tiers.apps.evaluation.kinds`
+before loading a hierarchy that names them in the kitchen.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ConfigError
 from tiers.core.locations import preset_path
+from tiers.policies.hierarchy import kinds as _builtin_kinds  # noqa: F401  (registers the built-in kinds)
 from tiers.policies.hierarchy.config import HierarchyConfig
-from tiers.policies.hierarchy.registry import HierarchyContext, TierKind, check_handoffs, kind_of
+from tiers.policies.hierarchy.registry import TIER_KINDS, HierarchyContext, TierKind, check_handoffs, kind_of
 from tiers.policies.hierarchy.runtime import ActionFilter, HierarchyRuntime, RuntimeSettings
 
 
@@ -135,9 +138,6 @@ def hierarchy_embodiment(name_or_path: str | Path, robot: str | EmbodimentSpec |
 
 def describe_kinds() -> str:
     """Every registered kind, one per line, for ``tiers run --list-kinds``."""
-    from tiers.policies.hierarchy.registry import TIER_KINDS
-
-    kind_of("planner", "grammar")  # registers the built-in kinds
     lines = []
     for tier, kinds in TIER_KINDS.items():
         for name, kind in sorted(kinds.items()):

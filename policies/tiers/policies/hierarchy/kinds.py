@@ -1,14 +1,19 @@
-"""The built-in kinds of each tier (see :mod:`tiers.policies.hierarchy.registry`).
+"""The built-in kinds of each tier (see :mod:`tiers.policies.hierarchy.registry`), registered on import.
 
 Planners: ``grammar`` (offline rule-based, the benchmark's instruction grammar), ``llm`` (an
 OpenAI-compatible chat model), ``gold_plan`` (privileged: the task's gold plan). Mid tiers:
 ``keypoint_paths`` (keypoint affordances from RGB-D -> collision-aware paths). Low tiers: ``policy`` (a
 learned checkpoint: BESO, flow, DDPM or a lerobot policy), ``ik_path`` (the mid tier's path through IK),
 ``expert`` (privileged: the scripted expert).
+
+The privileged kinds are declared here (name, hand-offs, ``privileged``), so any YAML naming them is checked,
+listed and refused on a robot by name; they read the simulator, so what builds them lives with the simulator
+in :mod:`tiers.apps.evaluation.kinds`, which replaces these declarations when it is imported.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tiers.core.embodiment import EmbodimentSpec
@@ -20,12 +25,14 @@ SUBTASK = frozenset({CommandStyle.SUBTASK})
 LANGUAGE_NEEDS = {"subtask": "subtask", "language_motion": "motion", "task": "task"}
 
 
-def _no_settings(kind: str, settings: dict[str, Any]) -> None:
+def no_settings(kind: str, settings: dict[str, Any]) -> None:
+    """Refuse settings given to a kind that takes none."""
     if settings:
         raise ConfigError(f"{kind}: takes no settings, got {sorted(settings)}")
 
 
-def _kitchen(context: HierarchyContext, kind: str) -> Any:
+def kitchen_backend(context: HierarchyContext, kind: str) -> Any:
+    """The kitchen simulator's backend a simulation-only kind is built on, or a :class:`ConfigError`."""
     if context.env is None:
         raise ConfigError(f"{kind}: needs the kitchen simulator (run it through tiers run / tiers eval)")
     return context.env.backend
@@ -37,7 +44,7 @@ def _kitchen(context: HierarchyContext, kind: str) -> Any:
 def _grammar(settings: dict[str, Any], context: HierarchyContext) -> Any:
     from tiers.policies.high.grammar_planner import GrammarPlanner
 
-    _no_settings("grammar", settings)
+    no_settings("grammar", settings)
     return GrammarPlanner()
 
 
@@ -50,19 +57,29 @@ def _llm(settings: dict[str, Any], context: HierarchyContext) -> Any:
     return LLMPlanner(make_backend(**endpoint), LLMPlannerConfig.from_dict(options, source="planner.settings"))
 
 
-def _gold_plan(settings: dict[str, Any], context: HierarchyContext) -> Any:
-    from tiers.apps.evaluation.planning import GoldPlanEcho
+def _simulation_only(kind: str) -> Callable[[dict[str, Any], HierarchyContext], Any]:
+    """The builder of a privileged kind until :mod:`tiers.apps.evaluation.kinds` registers the real one."""
 
-    _no_settings("gold_plan", settings)
-    if context.task is None:
-        raise ConfigError("gold_plan: needs the kitchen task of the episode (privileged; evaluation only)")
-    return GoldPlanEcho(context.task.plan)
+    def refuse(settings: dict[str, Any], context: HierarchyContext) -> Any:
+        raise ConfigError(
+            f"{kind}: needs the kitchen simulator: it reads the simulator's ground truth (privileged; built by "
+            "tiers.apps.evaluation.kinds for tiers run / tiers eval)"
+        )
+
+    return refuse
 
 
 register(TierKind("grammar", "planner", _grammar, "offline rule-based planner for the kitchen grammar", emits=SUBTASK))
 register(TierKind("llm", "planner", _llm, "LLM planner through an OpenAI-compatible endpoint", emits=SUBTASK))
 register(
-    TierKind("gold_plan", "planner", _gold_plan, "the task's gold plan (privileged)", emits=SUBTASK, privileged=True)
+    TierKind(
+        "gold_plan",
+        "planner",
+        _simulation_only("gold_plan"),
+        "the task's gold plan (privileged)",
+        emits=SUBTASK,
+        privileged=True,
+    )
 )
 
 # -- mid tiers ------------------------------------------------------------------------------------------
@@ -72,11 +89,11 @@ def _keypoint_paths(settings: dict[str, Any], context: HierarchyContext) -> Any:
     from tiers.policies.mid.planner import KeypointPathPlanner, MidPlannerConfig
 
     config = MidPlannerConfig.from_dict(settings, source="mid.settings")
-    return KeypointPathPlanner.for_kitchen(_kitchen(context, "keypoint_paths"), config)
+    return KeypointPathPlanner.for_kitchen(kitchen_backend(context, "keypoint_paths"), config)
 
 
 def _perception_cameras(spec: EmbodimentSpec, settings: dict[str, Any]) -> EmbodimentSpec:
-    from tiers.policies.mid.execution import perception_embodiment
+    from tiers.policies.mid.perception import perception_embodiment
 
     return perception_embodiment(spec)
 
@@ -144,14 +161,6 @@ def _ik_path(settings: dict[str, Any], context: HierarchyContext) -> Any:
     return PathFollowerDriver(PathFollower(kinematics, spec, config))
 
 
-def _expert(settings: dict[str, Any], context: HierarchyContext) -> Any:
-    from tiers.apps.evaluation.expert_driver import ExpertDriver
-
-    _no_settings("expert", settings)
-    _kitchen(context, "expert")
-    return ExpertDriver(context.env)
-
-
 register(
     TierKind(
         "policy",
@@ -165,6 +174,11 @@ register(
 register(TierKind("ik_path", "low", _ik_path, "follows the mid tier's path through IK", needs=frozenset({"path"})))
 register(
     TierKind(
-        "expert", "low", _expert, "the scripted expert (privileged)", needs=frozenset({"subtask"}), privileged=True
+        "expert",
+        "low",
+        _simulation_only("expert"),
+        "the scripted expert (privileged)",
+        needs=frozenset({"subtask"}),
+        privileged=True,
     )
 )

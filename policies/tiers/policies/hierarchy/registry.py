@@ -97,9 +97,11 @@ def register(kind: TierKind) -> TierKind:
 
 
 def kind_of(tier: str, name: str) -> TierKind:
-    """The registered kind, or a :class:`ConfigError` listing the kinds of that tier."""
-    from tiers.policies.hierarchy import kinds  # noqa: F401  (registers the built-in kinds)
+    """The registered kind, or a :class:`ConfigError` listing the kinds of that tier.
 
+    The built-in kinds are registered when :mod:`tiers.policies.hierarchy.kinds` is imported (the builder
+    imports it); the simulator's privileged kinds get their builders from :mod:`tiers.apps.evaluation.kinds`.
+    """
     try:
         return TIER_KINDS[tier][name]
     except KeyError:

@@ -13,9 +13,12 @@ One :meth:`HierarchyRuntime.step` is one control tick::
 
 Corrections (:mod:`tiers.policies.hierarchy.corrections`) may arrive from any thread at any time through
 :meth:`HierarchyRuntime.correct`; they take effect on the next tick. ``stop`` holds the robot until
-``resume`` (or a new subtask); a motion correction nudges the end effector (:mod:`.nudge`); a subtask
-correction replaces the current subtask and tells the planner. Every command and correction is kept in
-:attr:`HierarchyRuntime.events` with its provenance, for the corrections log.
+``resume`` (or a new subtask); ``resume`` continues the interrupted command where it stopped (the arm held
+still, so its plan still holds; only a nudge in between makes it re-plan); a motion correction nudges the end
+effector (:mod:`.nudge`); a subtask correction replaces the current subtask and tells the planner, unless
+the planner cannot read it or the mid tier finds no path for it: then the current command goes on and the
+correction's event says why. Every command and correction is kept in :attr:`HierarchyRuntime.events` with
+its provenance, for the corrections log.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tiers.core.embodiment import ActionSpace, EmbodimentSpec
-from tiers.core.errors import ContractError
+from tiers.core.errors import ContractError, TiersError
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
@@ -118,6 +121,8 @@ class HierarchyRuntime:
         self._command_started = 0.0
         self._planner_asked = 0.0
         self._gripper_target = 0.0
+        self._stopped_at: float | None = None  # s, observation clock, when a stop correction took effect
+        self._off_plan = False  # a nudge moved the arm off the command's plan: a resume re-plans
 
     # -- episode --------------------------------------------------------------------------------------
 
@@ -134,6 +139,7 @@ class HierarchyRuntime:
         self.command = None
         self.language_motion = None
         self.stopped = self.done = False
+        self._stopped_at, self._off_plan = None, False
         self._tick = 0
         self._gripper_target = float(observation.gripper_opening)
         for timer in self.timers.values():
@@ -260,22 +266,36 @@ class HierarchyRuntime:
             self._start(command, observation)
 
     def _start(self, command: LanguageCommand, observation: Observation) -> None:
+        self._begin(command, self._plan(command, observation), observation)
+
+    def _plan(self, command: LanguageCommand, observation: Observation) -> MidLevelPlan:
+        """The mid tier's plan of ``command`` (a bare plan without a mid tier or for a motion)."""
+        plan = MidLevelPlan(command=command)
+        if self.mid is not None and command.style is not CommandStyle.MOTION:
+            with self.timers["mid"].measure():
+                plan = self.mid.plan(observation, command)
+            self._degrade_if_slow("mid", self.mid, float(observation.timestamp))
+        return plan
+
+    def _no_path_reason(self, plan: MidLevelPlan) -> str | None:
+        """Why a mid tier gave ``plan`` no path, or None when it has one (or there is no mid tier)."""
+        if self.mid is None or plan.path is not None or plan.command.style is CommandStyle.MOTION:
+            return None
+        # a mid tier that found no path says why in its last outcome (KeypointPathPlanner.last.reason)
+        return str(getattr(getattr(self.mid, "last", None), "reason", "") or "the mid tier gave none")
+
+    def _begin(self, command: LanguageCommand, plan: MidLevelPlan, observation: Observation) -> None:
         now = float(observation.timestamp)
         self.command = command
         if command.style is CommandStyle.MOTION:
             self.language_motion = command.text
         self._command_started = now
-        plan = MidLevelPlan(command=command)
-        if self.mid is not None and command.style is not CommandStyle.MOTION:
-            with self.timers["mid"].measure():
-                plan = self.mid.plan(observation, command)
-            self._degrade_if_slow("mid", self.mid, now)
+        self._off_plan = False
         self.low.start(plan, observation)
         if plan.path is not None:
             detail = f"path of {len(plan.path.waypoints)} waypoints, {plan.path.duration:.1f} s"
-        elif self.mid is not None and command.style is not CommandStyle.MOTION:
-            # a mid tier that found no path says why in its last outcome (KeypointPathPlanner.last.reason)
-            detail = f"no path: {getattr(getattr(self.mid, 'last', None), 'reason', 'the mid tier gave none')}"
+        elif (reason := self._no_path_reason(plan)) is not None:
+            detail = f"no path: {reason}"
         else:
             detail = ""
         self._event(now, "command", command, detail)
@@ -283,26 +303,69 @@ class HierarchyRuntime:
     def _apply(self, correction: Correction, observation: Observation) -> None:
         """Take a correction into account at the start of this tick."""
         now = float(observation.timestamp)
-        self._event(now, "correction", correction.command, f"said {correction.said!r} -> {correction.kind.value}")
+        said = f"said {correction.said!r} -> {correction.kind.value}"
+        if correction.kind is CorrectionKind.SUBTASK:
+            refusal, plan = self._subtask_refusal(correction.command, observation)
+            if refusal is not None:  # the current command goes on; the event says why
+                running = repr(self.command.text) if self.command is not None else "nothing"
+                self._event(
+                    now, "correction", correction.command, f"{said}, not followed: {refusal}; {running} goes on"
+                )
+                return
+            self._event(now, "correction", correction.command, said)
+            self.low.drop_queued_actions()
+            # a new subtask replaces the current one; the planner is told so its plan can follow
+            self.stopped = self.done = False
+            self._stopped_at, self._nudge = None, None
+            self.planner.handle_correction(correction.command)
+            assert plan is not None
+            self._begin(correction.command, plan, observation)
+            return
+        self._event(now, "correction", correction.command, said)
         self.low.drop_queued_actions()
         if correction.kind is CorrectionKind.STOP:
+            if not self.stopped:
+                self._stopped_at = now
             self.stopped = True
+            if self._nudge is not None:  # the nudge is cut short: the arm is off the command's plan
+                self._off_plan = True
             self._nudge = None
         elif correction.kind is CorrectionKind.RESUME:
             self.stopped = False
-            if self.command is not None:
+            if self._stopped_at is not None:  # the pause does not count against the command's timeout
+                self._command_started += now - self._stopped_at
+                self._stopped_at = None
+            if self.command is not None and self._off_plan:
                 self._start(self.command, observation)
+            # otherwise the arm held still where the command stopped: its plan still holds, the low tier goes on
         elif correction.kind is CorrectionKind.MOTION:
             self.stopped = False
+            self._stopped_at = None
             if self._nudge is None:
                 self._nudge = Nudge(self.embodiment)
             self._nudge.start(correction, observation, self._gripper_target)
+            self._off_plan = True
             self.language_motion = correction.command.text
-        else:  # a new subtask replaces the current one; the planner is told so its plan can follow
-            self.stopped = self.done = False
-            self._nudge = None
-            self.planner.handle_correction(correction.command)
-            self._start(correction.command, observation)
+
+    def _subtask_refusal(
+        self, command: LanguageCommand, observation: Observation
+    ) -> tuple[str | None, MidLevelPlan | None]:
+        """(why a subtask correction cannot be followed, None) or (None, its plan).
+
+        A planner that parses instructions (``parse``, e.g. the grammar planner) must read the subtask, and a
+        mid tier must find a path for it: otherwise replacing the current command would abandon the task.
+        """
+        parse = getattr(self.planner, "parse", None)
+        if callable(parse):
+            try:
+                parse(command.text)
+            except (TiersError, ValueError) as error:
+                return f"the planner cannot read it ({error})", None
+        plan = self._plan(command, observation)
+        reason = self._no_path_reason(plan)
+        if reason is not None:
+            return f"no path ({reason})", None
+        return None, plan
 
     def _hold(self, observation: Observation) -> NDArray[np.float32]:
         """An action that keeps the robot where it is (measured joints, the last gripper target)."""

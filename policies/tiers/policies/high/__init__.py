@@ -2,15 +2,16 @@
 
 Modules (imported on use; this package imports nothing heavy):
 
-- :mod:`~tiers.services.sandbox`: :func:`~tiers.services.sandbox.run_sandboxed`, the sandbox that runs
-  language-model programs against a primitive API in a child process;
-- :mod:`~tiers.services.chat`: chat backends (OpenAI-compatible HTTP, local transformers) and the
-  response cache;
-- :mod:`~tiers.apps.scripted_server`: a real local chat-completions server with scripted replies;
 - :mod:`~tiers.policies.high.grammar_planner`: the rule-based planner for the kitchen's instruction grammar;
 - :mod:`~tiers.policies.high.llm_planner`: a language model writes the subtask plan;
-- :mod:`~tiers.policies.high.primitives`, :mod:`~tiers.policies.high.code_as_policies`: Code as Policies;
+- :mod:`~tiers.policies.high.code_as_policies`: Code as Policies (prompt library, programs, helper generation);
+- :mod:`~tiers.policies.high.primitives`: the primitive API's contract, perception from an observation and
+  planning without moving (the kitchen binding is :mod:`tiers.apps.evaluation.kitchen_primitives`);
 - :mod:`~tiers.policies.high.steering`: SteerVLA-style steering instructions from a VLM;
 - :mod:`~tiers.policies.high.safety`: the motion check every primitive motion goes through;
-- :mod:`~tiers.apps.bench.planner`: ``tiers bench planner``.
+- :mod:`~tiers.policies.high.motion_predictor`: the learned RT-H language-motion predictor.
+
+What they use from below: chat backends (:mod:`tiers.services.chat`) and the sandbox that runs language-model
+programs (:mod:`tiers.services.sandbox`). Served and measured from above: :mod:`tiers.apps.scripted_server` (a
+local chat server with scripted replies), :mod:`tiers.apps.bench.planner` (``tiers bench planner``).
 """

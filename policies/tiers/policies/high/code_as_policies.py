@@ -3,8 +3,8 @@
 Pieces, as in the paper:
 
 * a **prompt library** (:data:`API_DOC`, :data:`POLICY_EXAMPLES`, :data:`FUNCTION_EXAMPLES`): few-shot examples
-  written as ``# instruction`` comments followed by code over the kitchen primitives
-  (:mod:`tiers.policies.high.primitives`);
+  written as ``# instruction`` comments followed by code over the primitive API
+  (:class:`tiers.policies.high.primitives.PrimitiveApi`);
 * a **language-model program** (:class:`LanguageModelProgram`): prompt + query -> code, optionally keeping the
   session history (earlier queries and the code written for them stay in the prompt);
 * **hierarchical code generation** (:class:`FunctionGenerator`): the generated code is parsed, every function it
@@ -17,14 +17,14 @@ Pieces, as in the paper:
 :class:`CodeAsPoliciesPlanner` is the ``HighLevelPlanner`` view: it runs the program once against
 :func:`~tiers.policies.high.primitives.planning_api` (perception from the first observation, control calls
 recorded) and hands out the subtasks the program asked for. :class:`CodeAsPoliciesRunner` executes the program
-on a kitchen environment through :class:`~tiers.policies.high.primitives.KitchenPrimitives`.
+against the :class:`~tiers.policies.high.primitives.PrimitiveApi` it is handed, e.g. the kitchen's
+:class:`tiers.apps.evaluation.kitchen_primitives.KitchenPrimitives`: the tier never builds a robot binding itself.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +35,8 @@ from tiers.core.errors import TiersError
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.services.chat import ChatBackend, ChatMessage, assistant_message, system_message, user_message
+from tiers.policies.high.primitives import PrimitiveApi, commands_from_program_calls, planning_api
+from tiers.services.chat import ChatBackend, ChatMessage, assistant_message, extract_code, system_message, user_message
 from tiers.services.sandbox import SandboxLimits, SandboxResult, run_sandboxed
 from tiers.services.sandbox_child import SAFE_BUILTINS
 
@@ -97,16 +98,6 @@ FUNCTION_EXAMPLES: tuple[tuple[str, str], ...] = (
 
 class CodeGenerationError(TiersError):
     """The model's code could not be completed (no code, a helper never defined, recursion too deep)."""
-
-
-_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
-
-
-def extract_code(reply: str) -> str:
-    """The code in a reply: the fenced blocks if there are any, else the whole text."""
-    blocks = _FENCE.findall(reply)
-    code = "\n".join(blocks) if blocks else reply
-    return code.strip("\n")
 
 
 @dataclass
@@ -365,8 +356,6 @@ class CodeAsPoliciesPlanner:
         self._pending_correction = correction
 
     def _plan(self, instruction: str, observation: Observation) -> list[str]:
-        from tiers.policies.high.primitives import commands_from_program_calls, planning_api
-
         start = time.perf_counter()
         model_before = self.writer.model_seconds
         api, _ = planning_api(observation, self.config.camera)
@@ -392,31 +381,25 @@ class CodeAsPoliciesOutcome:
 
 
 class CodeAsPoliciesRunner:
-    """Executes Code as Policies programs on a kitchen environment through the primitive API."""
+    """Executes Code as Policies programs against a primitive API bound to a robot (handed in by the caller).
 
-    def __init__(
-        self,
-        backend: ChatBackend,
-        config: CodeAsPoliciesConfig | None = None,
-        *,
-        low_tier: Any = None,
-        on_say: Callable[[str], None] | None = None,
-    ):
+    Attributes:
+        primitives: the API the last program ran against.
+    """
+
+    def __init__(self, backend: ChatBackend, config: CodeAsPoliciesConfig | None = None):
         self.config = config or CodeAsPoliciesConfig()
         self.writer = CodeWriter(backend, self.config)
-        self.low_tier = low_tier
-        self.on_say = on_say
+        self.primitives: PrimitiveApi | None = None
 
-    def run(self, env: Any, instruction: str | None = None) -> CodeAsPoliciesOutcome:
-        """Write and run the program for ``instruction`` (default: the env's task instruction) on a reset ``env``.
+    def run(self, primitives: PrimitiveApi, instruction: str) -> CodeAsPoliciesOutcome:
+        """Write the program for ``instruction`` and run it in the sandbox against ``primitives.api()``.
 
-        The sandbox's API is ``KitchenPrimitives(env).api()``; every motion passes the safety check.
+        ``primitives`` is bound to a robot at the start of an episode, e.g.
+        ``KitchenPrimitives(env, low_tier=driver)`` (:mod:`tiers.apps.evaluation.kitchen_primitives`) on a reset
+        kitchen env, whose every motion passes the safety check; success is its ``success`` after the program.
         """
-        from tiers.policies.high.primitives import KitchenPrimitives
-
-        primitives = KitchenPrimitives(env, low_tier=self.low_tier, on_say=self.on_say)
         self.primitives = primitives
-        instruction = instruction or env.task.instruction
         api: Mapping[str, Callable[..., Any]] = primitives.api()
         program = GeneratedProgram(instruction, "", {})
         try:

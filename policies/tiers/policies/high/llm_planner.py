@@ -1,11 +1,11 @@
 """LLMPlanner: a chat model (any :class:`~tiers.services.chat.ChatBackend`) writes the subtask plan.
 
 The prompt states the kitchen's canonical subtask grammar (the forms of :mod:`tiers.commands.subtasks`,
-the object, fixture, relation and direction words), then a few worked examples taken from the **train** split,
-then the instruction (and, for a VLM, the current camera images). The reply is read one subtask per line;
-numbering, bullets and code fences are stripped. Lines that are not canonical subtasks are sent back once for
-repair; what is still not canonical is handed out as given (so planner-only scoring counts it wrong, and the
-integrated mode reports it as not executable).
+the object, fixture, relation and direction words), then a few worked examples (:data:`PLAN_EXAMPLES`, taken
+from the **train** split), then the instruction (and, for a VLM, the current camera images). The reply is read one
+subtask per line; numbering, bullets and code fences are stripped. Lines that are not canonical subtasks are sent
+back once for repair; what is still not canonical is handed out as given (so planner-only scoring counts it wrong,
+and the integrated mode reports it as not executable).
 
 The conversation is kept for the episode (session history): a live correction is appended as a user turn with
 the steps already handed out, and the reply replaces the remaining plan.
@@ -24,16 +24,53 @@ from tiers.core.config import Config
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
-from tiers.services.chat import ChatBackend, ChatMessage, assistant_message, system_message, user_message
+from tiers.services.chat import ChatBackend, ChatMessage, assistant_message, make_backend, system_message, user_message
 
 INSTRUCTION_PREFIX = "Instruction: "
+
+# The prompt library: worked examples (instruction, gold plan), every 52nd task of the kitchen's train split (626
+# tasks, ordered by family). Kept here as data so that the planner does not read the benchmark (the tier knows the
+# command language only); a test checks each is a train task with this plan, so held-out figures stay honest.
+PLAN_EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("place the cup inside the kitchen drawer", ("pick up the cup", "put the cup in the drawer")),
+    ("place the apple inside the white basket", ("pick up the apple", "put the apple in the basket")),
+    ("pick up the blue soda can and put it inside the sink", ("pick up the can", "put the can in the sink")),
+    ("push the cabinet closed", ("close the cabinet",)),
+    ("move the bowl to the right of the mug", ("pick up the bowl", "put the bowl to the right of the cup")),
+    ("move the banana to the right of the plate", ("pick up the banana", "put the banana to the right of the plate")),
+    ("move the carton to the right of the green banana", ("pick up the box", "put the box to the right of the banana")),
+    ("push the carton away from you", ("push the box forward",)),
+    (
+        "open the kitchen drawer and put the blue cup in it",
+        ("open the drawer", "pick up the cup", "put the cup in the drawer"),
+    ),
+    (
+        "open the drawer, put the carton in it, then close it",
+        ("open the drawer", "pick up the box", "put the box in the drawer", "close the drawer"),
+    ),
+    (
+        "open the kitchen drawer, place the pink dish sponge and the orange box inside, then close it",
+        (
+            "open the drawer",
+            "pick up the sponge",
+            "put the sponge in the drawer",
+            "pick up the box",
+            "put the box in the drawer",
+            "close the drawer",
+        ),
+    ),
+    (
+        "put the apple inside the sink, then push the bowl right",
+        ("pick up the apple", "put the apple in the sink", "push the bowl to the right"),
+    ),
+)
 
 
 @dataclass
 class LLMPlannerConfig(Config):
     """How the LLM planner prompts and reads its model."""
 
-    few_shot: int = 6  # worked examples from the train split in the prompt (0: none)
+    few_shot: int = 6  # worked examples (of PLAN_EXAMPLES, spread evenly) in the prompt (0: none)
     images: bool = False  # attach the current camera images (needs a VLM behind the backend)
     cameras: tuple[str, ...] = ("front",)  # which cameras to attach when images is true
     repair_rounds: int = 1  # times a reply with non-canonical lines is sent back for repair
@@ -43,6 +80,10 @@ class LLMPlannerConfig(Config):
     def __post_init__(self) -> None:
         if self.few_shot < 0 or self.repair_rounds < 0:
             raise ValueError(f"few_shot and repair_rounds must be >= 0, got {self.few_shot}, {self.repair_rounds}")
+        if self.few_shot > len(PLAN_EXAMPLES):
+            raise ValueError(
+                f"few_shot must be <= {len(PLAN_EXAMPLES)} (the worked examples kept), got {self.few_shot}"
+            )
 
 
 def grammar_prompt() -> str:
@@ -61,14 +102,11 @@ def grammar_prompt() -> str:
 
 
 def few_shot_examples(count: int) -> list[tuple[str, list[str]]]:
-    """``count`` (instruction, plan) pairs from the train split, spread over the families (deterministic)."""
+    """``count`` (instruction, plan) pairs of :data:`PLAN_EXAMPLES`, evenly spread (deterministic)."""
     if count <= 0:
         return []
-    from tiers.sim.kitchen.tasks import all_tasks, split
-
-    train, _ = split(all_tasks())
-    step = max(1, len(train) // count)
-    return [(task.instruction, [s.text for s in task.plan]) for task in train[::step][:count]]
+    step = max(1, len(PLAN_EXAMPLES) // count)
+    return [(instruction, list(plan)) for instruction, plan in PLAN_EXAMPLES[::step][:count]]
 
 
 def instruction_from_prompt(text: str) -> str:
@@ -204,6 +242,4 @@ def _non_canonical(lines: list[str]) -> list[str]:
 def llm_planner_from_env(**overrides: Any) -> LLMPlanner:
     """An :class:`LLMPlanner` over the backend the environment names (TIERS_LLM_BASE_URL / _MODEL / _API_KEY,
     or TIERS_LLM_MODEL_PATH for a local transformers model); ``overrides`` go to :class:`LLMPlannerConfig`."""
-    from tiers.services.chat import make_backend
-
     return LLMPlanner(make_backend(), LLMPlannerConfig.from_dict(overrides))

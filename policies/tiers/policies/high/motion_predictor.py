@@ -18,32 +18,25 @@ concatenated ``state_keys``, by default joint positions + gripper opening (J+1) 
 Files of a trained predictor (``save`` / ``MotionPredictor.load``; never pickle): ``model.safetensors`` (weights and
 the state normalisation) and ``config.json`` (:class:`MotionPredictorConfig`, the state size, provenance).
 
-Training: :func:`train_motion_predictor` (episodes split into train / held-out, accuracy and the majority-class
-baseline on the held-out episodes written to ``metrics.json``); command line: ``python -m
-tiers.policies.high.motion_predictor --dataset DATA --out RUN`` (the flags of ``tiers train``; see
-:func:`add_train_arguments`).
+This module holds the predictor's config, network and planner; training (the dataset's frames, the held-out
+split, the metrics, on the one training loop) is an application: :mod:`tiers.apps.motion_predictor_training`,
+run by ``tiers train --policy motion --dataset DATA --out RUN``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
-import time
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional
 
 from tiers.commands.motion_words import VOCABULARY
-from tiers.core.config import Config, load_config
+from tiers.core.config import Config
 from tiers.core.errors import ConfigError, ContractError
 from tiers.core.features import CommandSource, CommandStyle, FeatureKey
 from tiers.core.language import LanguageCommand
@@ -52,8 +45,6 @@ from tiers.services.text_encoder import EMBEDDING_DIM, TextEncoder
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-PRESET = "motion_kitchen"  # configs/train/motion_kitchen.yaml
 # dataset key -> Observation attribute of the proprioception the predictor may read
 STATE_SOURCES = {FeatureKey.STATE.value: "state", FeatureKey.EE_POSE.value: "ee_pose"}
 
@@ -98,47 +89,6 @@ class MotionPredictorConfig(Config):
     def camera_name(self) -> str:
         """The camera's name in :attr:`Observation.images` ("front")."""
         return self.camera.removeprefix(f"{FeatureKey.IMAGES.value}.")
-
-
-@dataclass
-class MotionTrainerConfig(Config):
-    """How the predictor is trained and evaluated."""
-
-    steps: int = 1500  # optimiser steps
-    batch_size: int = 64  # frames per step
-    lr: float = 2e-3  # AdamW peak learning rate (cosine decay to 5% after warmup)
-    warmup_steps: int = 50  # linear learning-rate warmup
-    weight_decay: float = 1e-4  # AdamW weight decay
-    label_smoothing: float = 0.05  # cross-entropy label smoothing
-    shift_pixels: int = 4  # random image shift (pad + crop) while training, in pixels of the resized image
-    held_out_every: int = 4  # every k-th episode (k-1, 2k-1, ...) is held out; 0: no held-out split
-    held_out_episodes: list[int] = field(default_factory=list)  # explicit held-out episodes; overrides held_out_every
-    eval_every: int = 250  # steps between held-out evaluations in the log (0: only at the end)
-    seed: int = 0  # torch seed of initialisation, batches and augmentation
-    device: str = "cpu"  # cpu | cuda | auto
-    num_workers: int = 0  # DataLoader workers decoding the dataset once before training
-    cpu_threads: int = 0  # torch intra-op CPU threads; 0: torch's default (1 beats oversubscription on busy CPUs)
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.held_out_every < 0 or self.held_out_every == 1:
-            raise ValueError(f"held_out_every must be 0 or >= 2, got {self.held_out_every}")
-        if self.cpu_threads < 0:
-            raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"device must be cpu, cuda or auto, got {self.device!r}")
-
-
-@dataclass
-class MotionTrainConfig(Config):
-    """A training run: the predictor and the trainer (``configs/train/motion_kitchen.yaml``)."""
-
-    predictor: MotionPredictorConfig = field(default_factory=MotionPredictorConfig)
-    trainer: MotionTrainerConfig = field(default_factory=MotionTrainerConfig)
 
 
 # --- the network ------------------------------------------------------------------------------------------------
@@ -296,7 +246,7 @@ class MotionPredictor:
     def load(
         cls, folder: str | Path, *, device: str | torch.device = "cpu", encoder: TextEncoder | None = None
     ) -> MotionPredictor:
-        """A predictor from a folder written by :meth:`save` / :func:`train_motion_predictor`."""
+        """A predictor from a folder written by :meth:`save` (or by ``tiers train --policy motion``)."""
         return cls(load_model(folder), encoder=encoder, device=device)
 
 
@@ -338,381 +288,3 @@ def load_model(folder: str | Path) -> MotionClassifier:
     except RuntimeError as error:
         raise ContractError(f"{folder / WEIGHTS_FILE} does not fit {folder / CONFIG_FILE}: {error}") from error
     return model.eval()
-
-
-# --- training --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class MotionFrames:
-    """Every frame of a dataset in memory, ready for the classifier.
-
-    Attributes:
-        images: (N, 3, H, W) uint8, the camera resized to ``image_size``.
-        states: (N, S) float32, the ``state_keys`` concatenated.
-        tasks: (N,) int64 index into ``task_texts``.
-        labels: (N,) int64 index into the vocabulary.
-        episodes: (N,) int64 episode index.
-        task_texts: the distinct task texts.
-    """
-
-    images: torch.Tensor
-    states: torch.Tensor
-    tasks: torch.Tensor
-    labels: torch.Tensor
-    episodes: torch.Tensor
-    task_texts: list[str]
-
-
-def load_motion_frames(
-    dataset_root: str | Path, config: MotionPredictorConfig, *, num_workers: int = 0, progress: bool = False
-) -> tuple[MotionFrames, dict[str, dict[str, torch.Tensor]]]:
-    """Every frame of a dataset in memory: state, task and label through
-    :func:`tiers.datasets.loading.load_training_dataset`, and the camera resized to ``config.image_size``.
-
-    A video camera is decoded one episode at a time, in one pass, by lerobot's own decoder (``decode_video_frames``
-    at the episode's frame timestamps): lerobot's per-item access seeks and decodes anew for every frame, which is
-    two orders of magnitude slower for reading a whole dataset. A camera stored as images comes through the windows.
-    ``progress`` shows bars (on stderr).
-
-    Returns:
-        The frames and the dataset's normalisation statistics (tiers keys).
-
-    Raises:
-        ContractError: the dataset lacks the camera or the ``language_motion`` column, or a label is not in the
-            vocabulary (the message names the dataset, the label and the episode).
-    """
-    from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
-
-    root = Path(dataset_root)
-    extra = [key for key in config.state_keys if key != FeatureKey.STATE.value]  # identity-mapped: loaded with stats
-    base = DatasetLoadingConfig(
-        root=root, n_obs_steps=1, horizon=1, image_size=config.image_size, feature_map={key: key for key in extra}
-    )
-    windows, stats = load_training_dataset(base)  # no camera: validates the dataset, reads no video
-    features = json.loads((root / "meta/info.json").read_text())["features"]
-    cameras = [key for key, spec in features.items() if spec["dtype"] in ("video", "image")]
-    if config.camera not in cameras:
-        raise ContractError(f"{root}: no camera {config.camera!r} to learn from; its cameras are {cameras}")
-    motion = FeatureKey.LANGUAGE_MOTION.value
-    if motion not in features:
-        raise ContractError(f"{root}: no {motion!r} column to learn from (record it with `tiers record`)")
-    video = features[config.camera]["dtype"] == "video"
-    if not video:
-        base.cameras = [config.camera]
-        windows, stats = load_training_dataset(base)
-    index = {phrase: number for number, phrase in enumerate(config.vocabulary)}
-    loader: Any = torch.utils.data.DataLoader(windows, batch_size=256, num_workers=num_workers, shuffle=False)
-    if progress:
-        from tqdm.auto import tqdm
-
-        loader = tqdm(loader, desc="reading frames", unit="batch", file=sys.stderr)
-    images, states, tasks, labels, episodes, steps = [], [], [], [], [], []
-    task_texts: dict[str, int] = {}
-    for batch in loader:
-        if not video:
-            image = batch[config.camera]  # (b, 3, H, W): lerobot drops the time axis of a one-frame image window
-            image = image[:, -1] if image.ndim == 5 else image
-            images.append(_to_uint8(image))
-        # observation.state comes as a (b, To=1, J+1) window, the other keys as (b, D) frames
-        parts = [batch[key][:, -1] if key == FeatureKey.STATE.value else batch[key] for key in config.state_keys]
-        states.append(torch.cat([part.float() for part in parts], dim=-1))  # (b, S)
-        steps += batch["frame_index"].tolist()
-        for text, label, episode in zip(batch["task"], batch[motion], batch["episode_index"].tolist(), strict=True):
-            if label not in index:
-                raise ContractError(f"{root}: episode {episode} has language motion {label!r}, not in the vocabulary")
-            labels.append(index[label])
-            tasks.append(task_texts.setdefault(text, len(task_texts)))
-            episodes.append(episode)
-    if video:
-        decoded = _decode_episodes(windows.dataset, config, sorted(set(episodes)), progress=progress)
-        images = [torch.stack([decoded[e][t] for e, t in zip(episodes, steps, strict=True)])]
-    frames = MotionFrames(
-        images=torch.cat(images),
-        states=torch.cat(states),
-        tasks=torch.tensor(tasks),
-        labels=torch.tensor(labels),
-        episodes=torch.tensor(episodes),
-        task_texts=list(task_texts),
-    )
-    return frames, stats
-
-
-def _to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [0, 1] -> uint8 [0, 255], rounded."""
-    return (images * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
-
-
-def _decode_episodes(
-    dataset: Any, config: MotionPredictorConfig, episodes: list[int], *, progress: bool
-) -> dict[int, torch.Tensor]:
-    """Episode -> (L, 3, H, W) uint8 frames of ``config.camera`` (a video), resized to ``config.image_size``."""
-    from lerobot.datasets.video_utils import decode_video_frames
-
-    meta = dataset.meta
-    chosen: Any = episodes
-    if progress:
-        from tqdm.auto import tqdm
-
-        chosen = tqdm(episodes, desc=f"decoding {config.camera_name}", unit="episode", file=sys.stderr)
-    decoded: dict[int, torch.Tensor] = {}
-    for episode in chosen:
-        row = meta.episodes[episode]
-        start = float(row[f"videos/{config.camera}/from_timestamp"])
-        timestamps = [start + step / meta.fps for step in range(int(row["length"]))]
-        path = Path(dataset.root) / meta.get_video_file_path(episode, config.camera)
-        frames = decode_video_frames(path, timestamps, dataset.tolerance_s, backend="pyav")  # (L, 3, h, w) [0, 1]
-        decoded[episode] = _to_uint8(resize_images(frames, config.image_size))
-    return decoded
-
-
-def split_episodes(episodes: Sequence[int], trainer: MotionTrainerConfig) -> tuple[list[int], list[int]]:
-    """(train episodes, held-out episodes) of the distinct ``episodes``."""
-    distinct = sorted(set(episodes))
-    if trainer.held_out_episodes:
-        unknown = sorted(set(trainer.held_out_episodes) - set(distinct))
-        if unknown:
-            raise ContractError(f"held_out_episodes {unknown} are not episodes of the dataset (0..{max(distinct)})")
-        held = sorted(trainer.held_out_episodes)
-    elif trainer.held_out_every:
-        held = [e for number, e in enumerate(distinct) if number % trainer.held_out_every == trainer.held_out_every - 1]
-    else:
-        held = []
-    train = [e for e in distinct if e not in held]
-    if not train:
-        raise ContractError(f"no training episode left after holding out {held}")
-    return train, held
-
-
-@dataclass
-class MotionTrainSummary:
-    """What :func:`train_motion_predictor` measured (also written to ``metrics.json``)."""
-
-    dataset: str
-    steps: int
-    train_episodes: list[int]
-    held_out_episodes: list[int]
-    train_frames: int
-    held_out_frames: int
-    train_accuracy: float  # frame accuracy on the training episodes (eval mode, no augmentation)
-    held_out_accuracy: float  # frame accuracy on the held-out episodes (nan without a split)
-    majority_label: str  # most frequent label of the training frames
-    majority_accuracy: float  # held-out accuracy of always predicting it (the baseline)
-    held_out_per_label: dict[str, list[int]] = field(default_factory=dict)  # label -> [correct, frames]
-    held_out_per_task: dict[str, list[int]] = field(default_factory=dict)  # task text -> [correct, frames]
-    losses: list[float] = field(default_factory=list)  # training loss every log step
-    wall_time: float = 0.0  # s, decoding included
-    decode_time: float = 0.0  # s spent decoding the dataset
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device is cuda but torch sees no CUDA GPU")
-    return torch.device(name)
-
-
-def _shift(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
-    """Random translation by up to ``pixels`` (replicate padding, one offset per image)."""
-    if pixels == 0:
-        return images
-    batch, _, height, width = images.shape
-    padded = functional.pad(images, (pixels, pixels, pixels, pixels), mode="replicate")
-    offsets = torch.randint(0, 2 * pixels + 1, (batch, 2), generator=generator)
-    return torch.stack([padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets.tolist())])
-
-
-@torch.no_grad()
-def _predict(
-    model: MotionClassifier, frames: MotionFrames, rows: torch.Tensor, texts: torch.Tensor, device: torch.device
-) -> torch.Tensor:
-    """(len(rows),) predicted class of the frames ``rows``, in batches."""
-    model.eval()
-    out = []
-    for chunk in torch.split(rows, 256):
-        images = frames.images[chunk].to(device).float().div(255.0)
-        logits = model(images, frames.states[chunk].to(device), texts[frames.tasks[chunk]].to(device))
-        out.append(logits.argmax(dim=-1).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
-
-
-def train_motion_predictor(
-    dataset_root: str | Path,
-    config: MotionTrainConfig,
-    out_dir: str | Path,
-    *,
-    encoder: TextEncoder | None = None,
-    progress: bool = False,
-) -> MotionTrainSummary:
-    """Train a predictor on the ``language_motion`` column of ``dataset_root`` and save it into ``out_dir``.
-
-    Decodes the dataset once (camera resized to ``image_size``), holds out episodes (``trainer.held_out_*``), trains
-    ``trainer.steps`` AdamW steps on random batches of training frames, and writes ``model.safetensors``,
-    ``config.json`` (with the run's provenance) and ``metrics.json`` (:class:`MotionTrainSummary`).
-    """
-    start = time.perf_counter()
-    predictor_config, trainer = config.predictor, config.trainer
-    torch.manual_seed(trainer.seed)
-    device = _device(trainer.device)
-    if trainer.cpu_threads:
-        torch.set_num_threads(trainer.cpu_threads)
-    frames, stats = load_motion_frames(
-        dataset_root, predictor_config, num_workers=trainer.num_workers, progress=progress
-    )
-    decode_time = time.perf_counter() - start
-    encoder = encoder or TextEncoder()
-    texts = encoder(frames.task_texts)  # (tasks, 384)
-    train_episodes, held_episodes = split_episodes(frames.episodes.tolist(), trainer)
-    held_mask = torch.isin(frames.episodes, torch.tensor(held_episodes, dtype=torch.long))
-    train_rows, held_rows = torch.nonzero(~held_mask)[:, 0], torch.nonzero(held_mask)[:, 0]
-
-    model = MotionClassifier(predictor_config, state_dim=frames.states.shape[1])
-    model.state_mean.copy_(torch.cat([stats[key]["mean"].flatten() for key in predictor_config.state_keys]))
-    model.state_std.copy_(torch.cat([stats[key]["std"].flatten() for key in predictor_config.state_keys]))
-    model.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=trainer.lr, weight_decay=trainer.weight_decay)
-
-    def learning_rate(step: int) -> float:
-        if step < trainer.warmup_steps:
-            return (step + 1) / trainer.warmup_steps
-        progress_fraction = (step - trainer.warmup_steps) / max(1, trainer.steps - trainer.warmup_steps)
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress_fraction))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, learning_rate)
-    generator = torch.Generator().manual_seed(trainer.seed)
-    losses: list[float] = []
-    log_every = max(1, trainer.steps // 50)
-    bar = _progress_bar(trainer.steps) if progress else None
-    for step in range(trainer.steps):
-        model.train()
-        rows = train_rows[torch.randint(len(train_rows), (trainer.batch_size,), generator=generator)]
-        images = _shift(frames.images[rows].float().div(255.0), trainer.shift_pixels, generator).to(device)
-        logits = model(images, frames.states[rows].to(device), texts[frames.tasks[rows]].to(device))
-        loss = functional.cross_entropy(logits, frames.labels[rows].to(device), label_smoothing=trainer.label_smoothing)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimiser.step()
-        scheduler.step()
-        if step % log_every == 0 or step == trainer.steps - 1:
-            losses.append(loss.item())
-        if bar is not None:
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            bar.update(1)
-        if trainer.eval_every and (step + 1) % trainer.eval_every == 0 and len(held_rows) and bar is not None:
-            accuracy = float(
-                (_predict(model, frames, held_rows, texts, device) == frames.labels[held_rows]).float().mean()
-            )
-            bar.write(f"step {step + 1}: loss {loss.item():.3f}, held-out accuracy {accuracy:.1%}")
-    if bar is not None:
-        bar.close()
-
-    vocabulary = predictor_config.vocabulary
-    train_correct = _predict(model, frames, train_rows, texts, device) == frames.labels[train_rows]
-    held_predicted = _predict(model, frames, held_rows, texts, device)
-    held_labels = frames.labels[held_rows]
-    majority = Counter(frames.labels[train_rows].tolist()).most_common(1)[0][0]
-    per_label: dict[str, list[int]] = {}
-    per_task: dict[str, list[int]] = {}
-    held_tasks = frames.tasks[held_rows].tolist()
-    for label, predicted, task in zip(held_labels.tolist(), held_predicted.tolist(), held_tasks, strict=True):
-        for counts in (
-            per_label.setdefault(vocabulary[label], [0, 0]),
-            per_task.setdefault(frames.task_texts[task], [0, 0]),
-        ):
-            counts[0] += int(label == predicted)
-            counts[1] += 1
-    nan = float("nan")
-    summary = MotionTrainSummary(
-        dataset=str(dataset_root),
-        steps=trainer.steps,
-        train_episodes=train_episodes,
-        held_out_episodes=held_episodes,
-        train_frames=len(train_rows),
-        held_out_frames=len(held_rows),
-        train_accuracy=float(train_correct.float().mean()),
-        held_out_accuracy=float((held_predicted == held_labels).float().mean()) if len(held_rows) else nan,
-        majority_label=vocabulary[majority],
-        majority_accuracy=float((held_labels == majority).float().mean()) if len(held_rows) else nan,
-        held_out_per_label=dict(sorted(per_label.items(), key=lambda item: -item[1][1])),
-        held_out_per_task=per_task,
-        losses=losses,
-        decode_time=decode_time,
-    )
-    summary.wall_time = time.perf_counter() - start
-    out_dir = Path(out_dir)
-    provenance = {"dataset": str(dataset_root), "trainer": trainer.to_dict(), "held_out_episodes": held_episodes}
-    save_model(model.cpu(), out_dir, extra={"training": provenance})
-    (out_dir / METRICS_FILE).write_text(json.dumps(summary.__dict__, indent=2))
-    return summary
-
-
-def _progress_bar(total: int) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="motion predictor", unit="step", file=sys.stderr)
-
-
-# --- command line (to be wired as `tiers train --policy motion`) --------------------------------------------------
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``tiers train`` that apply to the motion predictor (same names, same meaning)."""
-    parser.add_argument(
-        "--dataset", type=Path, required=True, help="LeRobotDataset folder with a language_motion column"
-    )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="folder for model.safetensors, config.json, metrics.json"
-    )
-    parser.add_argument("--config", type=Path, default=None, help=f"YAML preset (default configs/train/{PRESET}.yaml)")
-    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (trainer.steps)")
-    parser.add_argument("--batch-size", type=int, default=None, help="frames per step (trainer.batch_size)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="trainer.device")
-    parser.add_argument("--num-workers", type=int, default=None, help="decoding workers (trainer.num_workers)")
-    parser.add_argument("--seed", type=int, default=None, help="trainer.seed")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("overrides", nargs="*", default=[], help="config overrides key=value (trainer.lr=1e-3)")
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """Train from parsed :func:`add_train_arguments` flags (``tiers train``'s namespace works too); prints a summary."""
-    from tiers.core.locations import preset_path
-
-    path = args.config if args.config is not None else preset_path("train", PRESET)
-    overrides = list(args.overrides)
-    for flag in ("steps", "batch_size", "device", "num_workers", "seed"):  # tiers train's flags
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides.append(f"trainer.{flag}={value}")
-    config = load_config(MotionTrainConfig, path, overrides=overrides)
-    summary = train_motion_predictor(args.dataset, config, args.out, progress=not args.no_progress)
-    print(
-        f"motion predictor -> {args.out}: {summary.steps} steps in {summary.wall_time:.0f} s "
-        f"(decoding {summary.decode_time:.0f} s)\n"
-        f"  train episodes {len(summary.train_episodes)} ({summary.train_frames} frames): "
-        f"accuracy {summary.train_accuracy:.1%}\n"
-        f"  held-out episodes {summary.held_out_episodes} ({summary.held_out_frames} frames): "
-        f"accuracy {summary.held_out_accuracy:.1%}; majority baseline ({summary.majority_label!r}) "
-        f"{summary.majority_accuracy:.1%}"
-    )
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tiers.policies.high.motion_predictor --dataset DATA --out RUN [key=value ...]``."""
-    from tiers.core.errors import TiersError
-
-    parser = argparse.ArgumentParser(
-        prog="python -m tiers.policies.high.motion_predictor", description="train the RT-H language-motion predictor"
-    )
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_train(args)
-    except TiersError as error:
-        print(f"motion predictor: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -27,6 +27,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from tiers.commands.motion_words import VOCABULARY
 from tiers.commands.subtasks import CANONICAL_FORMS, Subtask, SubtaskError
 from tiers.core.config import Config
 from tiers.core.errors import ConfigError
@@ -38,8 +39,6 @@ from tiers.services.chat import ChatBackend, system_message, user_message
 
 def motion_vocabulary() -> tuple[str, ...]:
     """The RT-H language motions the low tier knows (the datasets' auto-labeller vocabulary)."""
-    from tiers.commands.motion_words import VOCABULARY
-
     return tuple(VOCABULARY)
 
 

@@ -7,7 +7,9 @@ The network F is wrapped into a denoiser of noise std σ (variance exploding: x 
 
 Training draws σ per sample from a truncated log-logistic (BESO) or a log-normal (EDM) density and minimises
 λ(σ) ‖D(x0 + σ ε; σ) − x0‖² with EDM's weight λ = (σ² + σ_d²) / (σ σ_d)², computed in the equivalent,
-better conditioned form ‖F − (x0 − c_skip x) / c_out‖². Sampling runs one of :mod:`samplers` (3 steps by default).
+better conditioned form ‖F − (x0 − c_skip x) / c_out‖². Sampling runs one of :mod:`samplers` (3 steps by default);
+:meth:`BesoGenerator.step_function` runs the ancestral Euler sampler one step at a time for the mid tier's
+steering (:mod:`tiers.core.sampling`).
 """
 
 from __future__ import annotations
@@ -20,17 +22,28 @@ import torch
 from torch import nn
 
 from tiers.core.config import Config
+from tiers.core.sampling import SamplerStep, StateHook
 from tiers.policies.low.generator import (
     Conditioning,
     GuidanceHook,
+    ParticleTokens,
     check_actions,
     drop_conditions,
+    guidance_step_scale,
     masked_mean,
     starting_noise,
     with_classifier_free_guidance,
 )
 from tiers.policies.low.networks import NetworkConfig, build_network
-from tiers.policies.low.samplers import EDM_SAMPLERS, SIGMA_SCHEDULES, EdmSamplerName, SigmaScheduleName, sample_edm
+from tiers.policies.low.samplers import (
+    EDM_SAMPLERS,
+    SIGMA_SCHEDULES,
+    EdmSamplerName,
+    SigmaScheduleName,
+    euler_ancestral_step,
+    sample_edm,
+    sigma_schedule,
+)
 
 
 @dataclass
@@ -183,3 +196,32 @@ class BesoGenerator(nn.Module):
             guidance=guidance,
             generator=generator,
         )
+
+    def step_function(self, steps: int, tokens: ParticleTokens) -> SamplerStep:
+        """Ancestral Euler on the configured σ schedule one step at a time, over P particles (conditional model).
+
+        See :meth:`~tiers.policies.low.generator.StepwiseGenerator.step_function`. One denoiser evaluation per
+        step, as :meth:`sample` with ``sampler="euler_ancestral"`` (the same global random draws: fresh noise
+        from torch's default generator); the first step scales the standard-normal start by σ_max. Guidance
+        moves D(x; σ) up the reward gradient before the step (the scale of
+        :func:`~tiers.policies.low.samplers.sample_edm`). The fresh noise of each step differs between
+        particles, which gives Feynman–Kac resampling distinct descendants to choose from. The clean estimate
+        returned is D(x; σ), and after the last step the sample itself.
+        """
+        c = self.config
+        levels = sigma_schedule(
+            steps, schedule=c.schedule, sigma_min=c.sigma_min, sigma_max=c.sigma_max, rho=c.rho
+        )  # σ_max, ..., σ_min, 0
+
+        def step(x: torch.Tensor, index: int, hook: StateHook | None) -> tuple[torch.Tensor, torch.Tensor]:
+            sigma = levels[index]
+            if index == 0:
+                x = x * sigma  # the starting noise is standard normal
+            with torch.no_grad():
+                denoised = self.denoise(x, x.new_full((x.shape[0],), sigma), tokens(x.shape[0]))
+            if hook is not None:
+                denoised = denoised + guidance_step_scale(1.0, sigma, c.sigma_data) * hook(denoised)
+            x = euler_ancestral_step(x, denoised, sigma, levels[index + 1])
+            return x, x if index == steps - 1 else denoised
+
+        return step

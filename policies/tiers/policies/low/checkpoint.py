@@ -18,7 +18,11 @@ camera or language column, or missing normalisation statistics fail at load with
 mismatch, never later as a shape error inside a network.
 
 A policy type registers a loader in :data:`POLICY_TYPES` (``"module:Class"``, imported on first use); the
-class provides ``from_checkpoint(config: dict, features, stats) -> policy`` and is an ``nn.Module``.
+class provides ``from_checkpoint(config: dict, features, stats) -> policy`` and is an ``nn.Module``. A policy
+saved in another library's own layout (lerobot's ``save_pretrained``) registers in :data:`FOLDER_LAYOUTS` by the
+file that marks its folders; its class provides ``load(path, *, dataset, embodiment, action_dim, device)``. Both
+registries name their classes by string because those modules build on this one (they read
+:class:`PolicyFeatures`), so this module cannot import them.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from torch import nn
 from tiers.core.config import Config
 from tiers.core.embodiment import ActionSpace, EmbodimentSpec
 from tiers.core.errors import ContractError, EmbodimentMismatchError
-from tiers.core.features import FeatureKey
+from tiers.core.features import EE_DELTA_NAMES, FeatureKey
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -50,6 +54,10 @@ STATS_NAMES = ("mean", "std", "min", "max")
 # policy_type (config.json) -> "module:Class" with a ``from_checkpoint`` classmethod
 POLICY_TYPES: dict[str, str] = {
     "generative": "tiers.policies.low.policy:GenerativeLowPolicy",
+}
+# marker file of a checkpoint folder in another library's layout -> "module:Class" with a ``load`` classmethod
+FOLDER_LAYOUTS: dict[str, str] = {
+    "tiers_lerobot.json": "tiers.policies.low.lerobot_adapter:LerobotPolicyAdapter",  # lerobot's save_pretrained
 }
 
 Stats = dict[str, dict[str, torch.Tensor]]
@@ -294,12 +302,11 @@ def load_policy(
         EmbodimentMismatchError / ContractError: naming the mismatch, before any weight is read.
     """
     path = Path(path)
-    if (path / "tiers_lerobot.json").is_file():  # a lerobot policy, saved in lerobot's own layout by its adapter
-        from tiers.policies.low.lerobot_adapter import LerobotPolicyAdapter
-
-        return LerobotPolicyAdapter.load(
-            path, dataset=dataset, embodiment=embodiment, action_dim=action_dim, device=device
-        )
+    for marker, loader in FOLDER_LAYOUTS.items():  # a policy saved in another library's layout by its adapter
+        if (path / marker).is_file():
+            return _registered(loader).load(
+                path, dataset=dataset, embodiment=embodiment, action_dim=action_dim, device=device
+            )
     meta, features, stats = read_checkpoint(path)
     check_stats(stats, features.required_stats(), where=str(path / STATS_FILE))
     if dataset is not None:
@@ -309,9 +316,7 @@ def load_policy(
     policy_type = str(meta.get("policy_type"))
     if policy_type not in POLICY_TYPES:
         raise ContractError(f"{path / CONFIG_FILE}: unknown policy_type {policy_type!r}; known: {sorted(POLICY_TYPES)}")
-    module_name, _, class_name = POLICY_TYPES[policy_type].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    policy = cls.from_checkpoint(meta["config"], features, stats)
+    policy = _registered(POLICY_TYPES[policy_type]).from_checkpoint(meta["config"], features, stats)
     missing, unexpected = load_model(policy, str(path / WEIGHTS_FILE), strict=False)
     if missing or unexpected:
         raise ContractError(
@@ -344,6 +349,12 @@ def stats_from_json(data: Mapping[str, Any], *, source: str) -> Stats:
     return out
 
 
+def _registered(spec: str) -> Any:
+    """The class a registry entry ``"module:Class"`` names (its module imported on first use)."""
+    module_name, _, class_name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def _default_names(prefix: str, size: int) -> list[str]:
     """Component names given to a feature the dataset does not name: ``<prefix>_<i>``."""
     return [f"{prefix}_{i}" for i in range(size)]
@@ -361,8 +372,6 @@ def _given_names(feature: Mapping[str, Any]) -> list[str] | None:
 
 def _action_space(names: Any) -> str:
     """The tiers action space a dataset's action names imply; "" when they imply none."""
-    from tiers.datasets.features import EE_DELTA_NAMES
-
     if isinstance(names, list):
         if tuple(names) == EE_DELTA_NAMES:
             return ActionSpace.EE_DELTA.value

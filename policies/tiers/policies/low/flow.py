@@ -12,7 +12,8 @@ Guidance acts on the implied clean estimate x1_hat, like BESO's: x1_hat += scale
 variance of x1 given x_t under a Gaussian prior of std ``data_std``; the velocity is then re-derived from the
 moved estimate, v = (x1_hat − x_t) / (1 − t). Classifier-free guidance mixes velocities, which are linear in
 the conditional expectation, exactly as it mixes denoised estimates. The sampler is deterministic given the
-starting noise and unrolls into a fixed sequence of tensor ops (ONNX).
+starting noise and unrolls into a fixed sequence of tensor ops (ONNX). :meth:`FlowMatchingGenerator.step_function`
+runs the same Euler steps one at a time for the mid tier's steering (:mod:`tiers.core.sampling`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import torch
 from torch import nn
 
 from tiers.core.config import Config
+from tiers.core.sampling import SamplerStep, StateHook
 from tiers.policies.low.generator import (
     Conditioning,
     GuidanceHook,
+    ParticleTokens,
     check_actions,
     drop_conditions,
     guidance_step_scale,
@@ -123,3 +126,26 @@ class FlowMatchingGenerator(nn.Module):
                 v = v + scale * guidance(estimate, index) / (1.0 - t)
             x = x + dt * v
         return x
+
+    def step_function(self, steps: int, tokens: ParticleTokens) -> SamplerStep:
+        """:meth:`sample`'s Euler steps (t = 0 to 1, conditional model) one at a time, over P particles.
+
+        See :meth:`~tiers.policies.low.generator.StepwiseGenerator.step_function`. Guidance moves the implied
+        clean estimate x1_hat = x_t + (1 − t) v and re-derives the velocity, as in :meth:`sample`; the clean
+        estimate returned is x1_hat, and after the last step the sample itself.
+        """
+        dt = 1.0 / steps
+
+        def step(x: torch.Tensor, index: int, hook: StateHook | None) -> tuple[torch.Tensor, torch.Tensor]:
+            t = index * dt
+            with torch.no_grad():
+                v = self.velocity(x, x.new_full((x.shape[0],), t), tokens(x.shape[0]))
+            estimate = x + (1.0 - t) * v
+            if hook is not None:
+                scale = guidance_step_scale(t, 1.0 - t, self.config.data_std)
+                v = v + scale * hook(estimate) / (1.0 - t)
+                estimate = x + (1.0 - t) * v
+            x = x + dt * v
+            return x, x if index == steps - 1 else estimate
+
+        return step

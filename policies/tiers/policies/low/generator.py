@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from tiers.core.errors import ContractError
+from tiers.core.sampling import SamplerStep
 
 # (x0_hat (B, Ta, A) normalised denoised estimate at this step, step index) -> (B, Ta, A) gradient of the
 # guidance reward with respect to x0_hat, already weighted (the sampler adds ``gradient * step_scale``).
@@ -25,6 +26,9 @@ from tiers.core.errors import ContractError
 # when it is tilted by exp(reward). It is bounded by the data variance and vanishes as the noise does, so a
 # reward gradient moves early, uncertain estimates the most and never blows up at high noise.
 GuidanceHook = Callable[[torch.Tensor, int], torch.Tensor]
+
+# P -> (P, Tc, D) the conditioning tokens of one observation for P particles
+ParticleTokens = Callable[[int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,25 @@ class ActionGenerator(Protocol):
             cfg_scale: classifier-free guidance scale w; 1.0 uses the conditional model alone, otherwise
                 D = D(∅) + w (D(c) − D(∅)) (needs ``null_tokens``).
             generator: random source for the noise (and for ancestral samplers' fresh noise).
+        """
+        ...
+
+
+@runtime_checkable
+class StepwiseGenerator(Protocol):
+    """A generator whose sampler also runs one step at a time (:mod:`tiers.core.sampling`): flow and BESO."""
+
+    def step_function(self, steps: int, tokens: ParticleTokens) -> SamplerStep:
+        """Step i of a ``steps``-step sampler of the conditional model, over P particles in normalised units.
+
+        Args:
+            steps: denoising steps of the schedule.
+            tokens: P -> (P, Tc, D) conditioning tokens of the one observation all particles share.
+
+        Returns:
+            ``step(x (P, Ta, A), i, hook) -> (x_{i+1}, x0_i)``: the network runs without gradients; ``hook``
+            (x0 (P, Ta, A) -> weighted reward gradient) moves the clean estimate with the scale of
+            :func:`guidance_step_scale`, as :meth:`ActionGenerator.sample` does with its guidance hook.
         """
         ...
 

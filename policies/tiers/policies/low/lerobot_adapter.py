@@ -4,10 +4,12 @@
 own pre/post-processors (rename → batch → device → normalise, and unnormalise → cpu, built by
 ``lerobot.policies.factory.make_pre_post_processors`` from the tiers dataset's statistics), so that every
 comparison of the low tier has a real, unmodified peer in it. It satisfies
-:class:`tiers.core.protocols.LowLevelPolicy` and trains with the generic trainer
-(:func:`tiers.services.training.train`; ``tiers train --policy lerobot_diffusion | lerobot_act``).
+:class:`tiers.core.protocols.LowLevelPolicy` and trains on the one training loop
+(:func:`tiers.services.training.train`), run by ``tiers train --policy lerobot_diffusion | lerobot_act``
+(:func:`tiers.apps.training.train_lerobot_policy`).
 
-Training data are tiers windows (:func:`tiers.datasets.loading.load_training_dataset`): state and cameras
+Training data are tiers windows (:func:`tiers.datasets.loading.load_training_dataset`, cut to
+:func:`window_shape`): state and cameras
 over ``To`` frames ending at t, actions over the window's horizon starting at t. lerobot's diffusion policy
 predicts its ``horizon`` from t−To+1 (the first To−1 actions lie in the past and are never executed), so the
 adapter prepends To−1 steps flagged as padding to each action window and has lerobot mask padded steps in
@@ -36,8 +38,9 @@ Checkpoint folder (:meth:`LerobotPolicyAdapter.save`)::
                                                      :class:`~tiers.policies.low.checkpoint.PolicyFeatures`)
     tiers_lerobot.json                               {"adapter": adapter config, "weights": "ema"|"raw", "step"}
 
-Loading (:meth:`LerobotPolicyAdapter.load`) goes through lerobot's ``from_pretrained`` (strict) and checks the
-features against the robot and/or dataset it meets, failing with a message that names the mismatch.
+Loading (:meth:`LerobotPolicyAdapter.load`, also reached through :func:`tiers.policies.low.checkpoint.load_policy`,
+which knows these folders by ``tiers_lerobot.json``) goes through lerobot's ``from_pretrained`` (strict) and
+checks the features against the robot and/or dataset it meets, failing with a message that names the mismatch.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,15 +63,10 @@ from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ContractError, EmbodimentMismatchError
 from tiers.core.features import FeatureKey
 from tiers.core.observation import Observation
-from tiers.services.training import TrainerConfig
+from tiers.policies.low.checkpoint import EMBODIMENT_FILE, PolicyFeatures
 
-if TYPE_CHECKING:
-    from tiers.datasets.loading import DatasetLoadingConfig
-    from tiers.policies.low.checkpoint import PolicyFeatures
-    from tiers.services.training import TrainSummary
-
-TIERS_FILE = "tiers_lerobot.json"  # adapter metadata written next to lerobot's own files
-EMBODIMENT_FILE = "embodiment.json"  # PolicyFeatures, as in every tiers low-tier checkpoint
+# adapter metadata written next to lerobot's own files; the marker checkpoint.FOLDER_LAYOUTS knows these folders by
+TIERS_FILE = "tiers_lerobot.json"
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
 PAD_SUFFIX = "_is_pad"  # lerobot's padding flag, ``<key>_is_pad``
 _STAT_NAMES = {"MEAN_STD": ("mean", "std"), "MIN_MAX": ("min", "max")}  # what each normalisation mode reads
@@ -138,23 +136,6 @@ def window_shape(lerobot_config: Any) -> tuple[int, int]:
     return steps, int(lerobot_config.chunk_size)
 
 
-def dataset_loading_config(
-    adapter: LerobotAdapterConfig, root: str | Path, *, video_backend: str = "pyav"
-) -> DatasetLoadingConfig:
-    """The :class:`DatasetLoadingConfig` of the windows a lerobot policy of ``adapter`` trains on."""
-    from tiers.datasets.loading import DatasetLoadingConfig
-
-    n_obs_steps, horizon = window_shape(adapter.lerobot_config())
-    return DatasetLoadingConfig(
-        root=Path(root),
-        cameras=adapter.camera_keys,
-        n_obs_steps=n_obs_steps,
-        horizon=horizon,
-        image_size=adapter.image_size,
-        video_backend=video_backend,
-    )
-
-
 class LerobotPolicyAdapter(nn.Module):
     """A lerobot policy with lerobot's processors, behind the tiers low-tier protocol.
 
@@ -187,8 +168,6 @@ class LerobotPolicyAdapter(nn.Module):
         cls, config: LerobotAdapterConfig, root: str | Path, stats: Mapping[str, Mapping[str, torch.Tensor]]
     ) -> LerobotPolicyAdapter:
         """A fresh lerobot policy shaped by the tiers dataset at ``root`` and its statistics (tiers keys)."""
-        from tiers.policies.low.checkpoint import PolicyFeatures
-
         features = PolicyFeatures.from_dataset(
             root, cameras=config.cameras, image_size=config.image_size, language_key=None
         )
@@ -262,8 +241,6 @@ class LerobotPolicyAdapter(nn.Module):
                 ``embodiment`` differ from what the policy was trained for (the message names which).
         """
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-
-        from tiers.policies.low.checkpoint import PolicyFeatures
 
         path = Path(path)
         if not is_lerobot_checkpoint(path):
@@ -431,56 +408,9 @@ class LerobotPolicyAdapter(nn.Module):
         return np.asarray(array, dtype=np.float32)
 
 
-def is_lerobot_train_config(path: str | Path) -> bool:
-    """Whether the YAML run config at ``path`` is a :class:`LerobotTrainConfig` (its policy names a ``kind``)."""
-    from tiers.core.config import read_yaml_mapping
-
-    policy = read_yaml_mapping(path).get("policy")
-    return isinstance(policy, dict) and "kind" in policy
-
-
 def is_lerobot_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a checkpoint folder written by :meth:`LerobotPolicyAdapter.save`."""
     return (Path(path) / TIERS_FILE).is_file()
-
-
-# -- training (``tiers train --policy lerobot_diffusion | lerobot_act``) -------------------------------------------
-
-
-@dataclass
-class LerobotTrainConfig(Config):
-    """A training run of a lerobot policy (YAML presets ``configs/train/lerobot_<kind>_kitchen.yaml``)."""
-
-    policy: LerobotAdapterConfig = field(default_factory=LerobotAdapterConfig)  # which lerobot policy, what it reads
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)  # the tiers trainer's settings
-    video_backend: str = "pyav"  # lerobot's video decoder for camera datasets ("pyav" | "torchcodec")
-
-
-def train_lerobot_policy(
-    dataset: str | Path, config: LerobotTrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True
-) -> TrainSummary:
-    """Train a lerobot policy on the tiers dataset at ``dataset`` with the tiers trainer, into ``out``.
-
-    The same windows, statistics, optimiser loop, EMA, checkpoints and logs as the tiers policies, so the
-    comparison differs only by the policy. With ``resume`` the last checkpoint's features must match.
-    """
-    from tiers.datasets.loading import load_training_dataset
-    from tiers.services.training import CHECKPOINTS, LAST, RUN_CONFIG, train
-
-    out = Path(out)
-    windows, stats = load_training_dataset(
-        dataset_loading_config(config.policy, dataset, video_backend=config.video_backend)
-    )
-    policy = LerobotPolicyAdapter.from_dataset(config.policy, dataset, stats)
-    if resume:
-        last = out / CHECKPOINTS / LAST
-        if is_lerobot_checkpoint(last):
-            saved = json.loads((last / EMBODIMENT_FILE).read_text())
-            if saved != policy.features.to_dict():
-                raise ContractError(f"{last}: trained on other features ({saved}) than this dataset's")
-    out.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / RUN_CONFIG)
-    return train(policy, windows, config.trainer, out, resume=resume, progress=progress)
 
 
 # -- internals --------------------------------------------------------------------------------------------------

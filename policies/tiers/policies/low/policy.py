@@ -4,7 +4,8 @@ The policy owns what every core shares: observation encoders (:mod:`tiers.polici
 normalisation with the dataset statistics (saved with the weights), the observation history and the
 action queue (receding horizon, optional temporal ensembling), and the translation of
 :class:`~tiers.core.guidance.Guidance` terms, which reward raw actions, into the core's guidance hook on
-normalised ones. It implements :class:`tiers.core.protocols.LowLevelPolicy`, lerobot's policy interface.
+normalised ones. It implements :class:`tiers.core.protocols.LowLevelPolicy`, lerobot's policy interface, and
+(flow and BESO cores) :class:`tiers.core.sampling.SteerablePolicy`, the step-wise sampler the mid tier steers.
 
 Shapes: B batch, To = ``n_obs_steps``, Ta = ``horizon``, S state size, A action size, H x W image size.
 """
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from tiers.core.errors import ContractError, EmbodimentMismatchError
 from tiers.core.features import FeatureKey
 from tiers.core.guidance import Guidance, guidance_gradient
 from tiers.core.observation import Observation
+from tiers.core.sampling import SamplerStep, StepwiseSampler
 from tiers.policies.low.checkpoint import PolicyFeatures, Stats, check_stats, save_checkpoint
 from tiers.policies.low.conditioning import (
     EE_PATH_KEY,
@@ -38,7 +40,8 @@ from tiers.policies.low.conditioning import (
     condition_keys,
     resample_path,
 )
-from tiers.policies.low.generator import ActionGenerator, GuidanceHook
+from tiers.policies.low.generator import ActionGenerator, GuidanceHook, StepwiseGenerator
+from tiers.policies.low.registry import make_generator
 
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
 PAD_SUFFIX = "_is_pad"
@@ -349,6 +352,46 @@ class GenerativeLowPolicy(nn.Module):
 
         return hook
 
+    # -- SteerablePolicy (tiers.core.sampling) -------------------------------------------------------------
+
+    def stepwise_sampler(self, batch: Mapping[str, Any]) -> StepwiseSampler:
+        """The core's sampler over one observation step, one denoising step at a time (for the mid tier).
+
+        ``batch`` is as for :meth:`predict_action_chunk` with B = 1; it is encoded once here and the tokens are
+        shared by every particle. Flow matching steps Euler, BESO ancestral Euler (whatever its configured
+        sampler), both on the conditional model alone.
+
+        Raises:
+            TypeError: the core (``ddpm``) has no step-wise sampler.
+            ValueError: the policy samples with classifier-free guidance (``cfg_scale`` != 1).
+        """
+        generator = self.generator
+        if not isinstance(generator, StepwiseGenerator):
+            raise TypeError(f"the {self.config.generator!r} core has no step-wise sampler (flow and BESO have)")
+        if self.config.cfg_scale != 1.0:
+            raise ValueError(
+                f"step-wise sampling runs the conditional model alone; the policy has cfg_scale={self.config.cfg_scale}"
+            )
+        with torch.no_grad():
+            conditioning = self.encoder(self._normalized_inputs(batch))
+        default_steps: int = cast(Any, generator).config.steps  # every core's config names its default
+        return _StepwiseChunkSampler(
+            self.config.generator,
+            default_steps if self.config.sampler_steps is None else self.config.sampler_steps,
+            generator,
+            conditioning.tokens,
+            (self.config.horizon, self.features.action_dim),
+            self.device,
+        )
+
+    def to_actions(self, normalized: torch.Tensor) -> torch.Tensor:
+        """(..., Ta, A) normalised action chunks -> raw actions."""
+        return self.normalizer.unnormalize(ACTION, normalized)
+
+    def to_normalized_gradient(self, gradient: torch.Tensor) -> torch.Tensor:
+        """(..., Ta, A) ∂r/∂a -> ∂r/∂x̂0 = ∂r/∂a · scale, the chain rule through the action normalisation."""
+        return gradient * self.normalizer.scale(ACTION)
+
     # -- observations in, actions out -----------------------------------------------------------------------
 
     def batch_from_observation(
@@ -460,6 +503,44 @@ class GenerativeLowPolicy(nn.Module):
         return out
 
 
+class _StepwiseChunkSampler:
+    """:class:`~tiers.core.sampling.StepwiseSampler` over one encoded observation (see ``stepwise_sampler``)."""
+
+    def __init__(
+        self,
+        kind: str,
+        steps: int,
+        generator: StepwiseGenerator,
+        tokens: torch.Tensor,
+        chunk: tuple[int, int],
+        device: torch.device,
+    ) -> None:
+        """
+        Args:
+            kind: the core's name ("flow", "beso").
+            steps: the policy's default number of denoising steps.
+            generator: the core.
+            tokens: (1, Tc, D) conditioning tokens of the observation.
+            chunk: (Ta, A).
+            device: where the particles live.
+        """
+        self.kind, self.steps = kind, steps
+        self._generator, self._tokens, self._chunk, self._device = generator, tokens, chunk, device
+        self._expanded: dict[int, torch.Tensor] = {}
+
+    def noise(self, count: int) -> torch.Tensor:
+        return torch.randn(count, *self._chunk, device=self._device)
+
+    def make_step(self, steps: int) -> SamplerStep:
+        return self._generator.step_function(steps, self._particle_tokens)
+
+    def _particle_tokens(self, count: int) -> torch.Tensor:
+        """(count, Tc, D): the observation's tokens for ``count`` particles (a view, made once per count)."""
+        if count not in self._expanded:
+            self._expanded[count] = self._tokens.expand(count, -1, -1)
+        return self._expanded[count]
+
+
 def _check_finite(batch: Mapping[str, Any], keys: Sequence[str]) -> None:
     """Raise :class:`ContractError` naming the first key whose tensor holds a NaN or an infinity.
 
@@ -516,8 +597,6 @@ def generator_config_dict(config: GenerativeLowPolicyConfig, *, action_dim: int,
 
 def _make_generator(config: GenerativeLowPolicyConfig, *, action_dim: int, n_tokens: int) -> ActionGenerator:
     """The generative core named by ``config.generator``, sized for (Ta, A) chunks and Tc tokens of width D."""
-    from tiers.policies.low.registry import make_generator
-
     options = generator_config_dict(config, action_dim=action_dim, n_tokens=n_tokens)
     generator: ActionGenerator = make_generator(config.generator, options)  # type: ignore[assignment]
     return generator

@@ -16,7 +16,7 @@ away from their keypoint; approach stages do not (they are left behind on purpos
 
 A template is a sequence of calls to the reward-building API of :mod:`tiers.policies.mid.reward_spec` (the
 keypoints ``point``, ``approach_start``, ``lifted``, ``motion_end`` of the affordance, the ``obstacles`` point
-set, term ids listed in stages), the very API a language model's program calls from the high tier's sandbox in
+set, term ids listed in stages), the very API a language model's program calls from the shared sandbox in
 :mod:`tiers.policies.mid.llm_rewards`; both end in the same builder, :func:`~tiers.policies.mid.reward_spec.
 build_staged`. The prompt's few-shot examples there are these templates written as programs, and the LLM path
 falls back to :func:`subtask_rewards` when the model's program is refused, fails or is invalid.

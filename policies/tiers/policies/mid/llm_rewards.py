@@ -1,4 +1,4 @@
-"""Rewards from language by a language model: it writes a short reward program, run in the high tier's sandbox.
+"""Rewards from language by a language model: it writes a short reward program, run in the shared sandbox.
 
 A torch closure cannot cross the sandbox, so the model does not write rewards; it writes a program against the
 reward-building API of :mod:`tiers.policies.mid.reward_spec` (:data:`REWARD_API_DOC`)::
@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tiers.core.config import Config
-from tiers.policies.high.code_as_policies import extract_code
 from tiers.policies.mid.affordances import Affordance, AffordanceKind
 from tiers.policies.mid.kinematics import ArmFK
 from tiers.policies.mid.language_rewards import subtask_rewards
@@ -46,7 +45,14 @@ from tiers.policies.mid.reward_spec import (
     build_staged,
 )
 from tiers.policies.mid.steering import StagedGuidance
-from tiers.services.chat import ChatBackend, ChatMessage, assistant_message, system_message, user_message
+from tiers.services.chat import (
+    ChatBackend,
+    ChatMessage,
+    assistant_message,
+    extract_code,
+    system_message,
+    user_message,
+)
 from tiers.services.sandbox import (
     SandboxLimitError,
     SandboxLimits,

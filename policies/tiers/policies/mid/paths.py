@@ -555,20 +555,15 @@ class PathPlanner:
                     grippers.append(segment.gripper)
                 clock += segment.hold
                 continue
-            lengths = np.linalg.norm(np.diff(segment.positions, axis=0), axis=1)
-            total = float(lengths.sum())
-            cumulative = np.concatenate([[0.0], np.cumsum(lengths)])
+            cumulative = _arc_lengths(segment.positions)
+            total = float(cumulative[-1])
             angle = _quaternion_angle(segment.quaternions[0], segment.quaternions[-1])
             duration = max(SMOOTH_PEAK * total / segment.speed, SMOOTH_PEAK * angle / config.angular_speed, 0.1)
             count = max(2, int(np.ceil(total / config.waypoint_spacing)) + 1, int(np.ceil(duration / 0.1)) + 1)
             ts: Vector = np.linspace(0.0, duration, count, dtype=np.float64)
             s = _smooth_array(ts / duration)
             positions = np.stack([np.interp(s * total, cumulative, segment.positions[:, k]) for k in range(3)], axis=1)
-            if len(segment.quaternions) == len(segment.positions) and len(segment.positions) > 2:
-                slerp = Slerp(cumulative / max(total, 1e-9), Rotation.from_quat(wxyz_to_xyzw(segment.quaternions)))
-            else:
-                slerp = Slerp([0.0, 1.0], Rotation.from_quat(wxyz_to_xyzw(segment.quaternions[[0, -1]])))
-            quats = xyzw_to_wxyz(slerp(np.clip(s, 0.0, 1.0)).as_quat())
+            quats = xyzw_to_wxyz(_orientation_along(segment, cumulative)(np.clip(s, 0.0, 1.0)).as_quat())
             begin = 0 if not waypoints else 1
             if waypoints and segment.gripper != grippers[-1]:  # a gripper change takes effect at the segment start
                 waypoints.append(waypoints[-1])
@@ -632,18 +627,37 @@ def _densify(segment: _Segment, step: float) -> tuple[Vector, Vector]:
     """Positions (M, 3) every ``step`` m along a segment and their orientations (M, 4)."""
     if len(segment.positions) == 1:
         return segment.positions, segment.quaternions[:1]
-    lengths = np.linalg.norm(np.diff(segment.positions, axis=0), axis=1)
-    total = max(float(lengths.sum()), 1e-9)
-    cumulative = np.concatenate([[0.0], np.cumsum(lengths)])
+    cumulative = _arc_lengths(segment.positions)
+    total = max(float(cumulative[-1]), 1e-9)
     count = max(2, int(np.ceil(total / step)) + 1)
     s = np.linspace(0.0, 1.0, count)
     points = np.stack([np.interp(s * total, cumulative, segment.positions[:, k]) for k in range(3)], axis=1)
-    if len(segment.quaternions) == len(segment.positions) and len(segment.positions) > 2:
-        slerp = Slerp(cumulative / total, Rotation.from_quat(wxyz_to_xyzw(segment.quaternions)))
-    else:
-        slerp = Slerp([0.0, 1.0], Rotation.from_quat(wxyz_to_xyzw(segment.quaternions[[0, -1]])))
-    quats: Vector = xyzw_to_wxyz(slerp(s).as_quat())
+    quats: Vector = xyzw_to_wxyz(_orientation_along(segment, cumulative)(s).as_quat())
     return np.asarray(points), quats
+
+
+def _arc_lengths(positions: Vector) -> Vector:
+    """(K,) m: arc length from the first vertex of a (K, 3) polyline to each vertex (0 first, non-decreasing)."""
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(positions, axis=0), axis=1))])
+
+
+def _orientation_along(segment: _Segment, cumulative: Vector) -> Slerp:
+    """The tool orientation along a segment as a function of the arc-length fraction s in [0, 1].
+
+    Per-vertex orientations are keyed at each vertex's fraction of the arc length. The keys are divided by the
+    last cumulative length itself, and the last key is set to exactly 1: dividing by a separately summed length
+    can round the last key to 0.9999999999999999, and Slerp then refuses s = 1. Vertices that add no length
+    (repeated points) are dropped, since Slerp needs strictly increasing keys. Otherwise, and when the segment
+    has no length at all, the start and end orientations are slerped.
+    """
+    total = float(cumulative[-1])
+    if len(segment.quaternions) == len(segment.positions) and len(segment.positions) > 2 and total > 1e-9:
+        keys = cumulative / total
+        keys[-1] = 1.0
+        keep = np.concatenate([[True], np.diff(keys) > 0.0])
+        if int(keep.sum()) >= 2:
+            return Slerp(keys[keep], Rotation.from_quat(wxyz_to_xyzw(segment.quaternions[keep])))
+    return Slerp([0.0, 1.0], Rotation.from_quat(wxyz_to_xyzw(segment.quaternions[[0, -1]])))
 
 
 def _smooth_array(t: Vector) -> Vector:

@@ -15,13 +15,16 @@ voxel-downsampled with Open3D. Points are labelled by object:
 Fixtures (counter, drawer unit, cabinet) are never labelled: they are obstacles, and their articulation
 state is read from the cloud by :mod:`tiers.policies.mid.affordances`.
 
+The cameras this needs (two RGB-D views at 320x240, where the kitchen's preset renders one at 128x128) are
+:func:`perception_embodiment`'s; the hierarchy adapts the robot with it when a ``keypoint_paths`` mid tier runs.
+
 Frames and units: base frame, metres; colours RGB in [0, 1].
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +34,7 @@ from numpy.typing import NDArray
 
 from tiers.commands.palette import PALETTE
 from tiers.core.config import Config
+from tiers.core.embodiment import CameraSpec, EmbodimentSpec
 from tiers.core.observation import Observation
 
 if TYPE_CHECKING:
@@ -107,6 +111,22 @@ class PerceptionConfig(Config):
             raise ValueError("crop_low and crop_high must have 3 values each")
         if any(low >= high for low, high in zip(self.crop_low, self.crop_high, strict=True)):
             raise ValueError(f"crop_low {self.crop_low} must be below crop_high {self.crop_high}")
+
+
+def perception_embodiment(
+    embodiment: EmbodimentSpec, *, cameras: tuple[str, ...] = ("front", "top"), width: int = 320, height: int = 240
+) -> EmbodimentSpec:
+    """A copy of ``embodiment`` whose named world cameras render depth at ``width`` x ``height``.
+
+    The kitchen's preset renders 128x128 RGB with depth on the front camera only; the mid tier's perception
+    fuses two RGB-D views at a higher resolution (the handle bars are 16 mm thick).
+    """
+    specs: list[CameraSpec] = []
+    for camera in embodiment.cameras:
+        if camera.name in cameras:
+            camera = replace(camera, width=width, height=height, depth=True)
+        specs.append(camera)
+    return replace(embodiment, cameras=specs)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@
         -> MidLevelPlan(command, path, guidance=(path tracking, [staged VLS rewards]))
 
 The staged VLS rewards (``vls_weight > 0``) come from templates (``reward_source="templates"``, the default) or
-from a reward program a language model writes and the high tier's sandbox runs (``"llm"``,
+from a reward program a language model writes and the shared sandbox runs (``"llm"``,
 :mod:`~tiers.policies.mid.llm_rewards`; the templates stand in when the model's program fails, and
 :attr:`PlanOutcome.rewards_reason` says why).
 
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
@@ -42,10 +43,19 @@ from tiers.policies.mid.perception import PerceptionConfig, PointCloudBuilder, S
 from tiers.policies.mid.reward_spec import RewardSource
 from tiers.policies.mid.rewards import follow_path
 from tiers.policies.mid.steering import StagedGuidance
+from tiers.services.chat import ChatBackend, make_backend
+from tiers.services.kinematics import ArmKinematics
 
-if TYPE_CHECKING:
-    from tiers.services.chat import ChatBackend
-    from tiers.sim.mujoco.kitchen import MujocoKitchen
+
+class KitchenScene(Protocol):
+    """What :meth:`KeypointPathPlanner.for_kitchen` reads of a simulated kitchen (``tiers.sim``'s
+    ``MujocoKitchen``): the compiled scene, fixtures and robot included, and the robot's embodiment."""
+
+    @property
+    def model(self) -> mujoco.MjModel: ...
+
+    @property
+    def embodiment(self) -> EmbodimentSpec: ...
 
 
 @dataclass
@@ -137,8 +147,6 @@ class KeypointPathPlanner:
         self.reward_writer: LLMRewardWriter | None = None
         if self.config.reward_source is RewardSource.LLM:
             if reward_backend is None:
-                from tiers.services.chat import make_backend
-
                 llm = self.config.llm_rewards  # built now, so a missing endpoint fails at construction
                 reward_backend = make_backend(base_url=llm.base_url, model=llm.model, model_path=llm.model_path)
             self.reward_writer = LLMRewardWriter(reward_backend, self.config.llm_rewards)
@@ -146,12 +154,10 @@ class KeypointPathPlanner:
 
     @classmethod
     def for_kitchen(
-        cls, kitchen: MujocoKitchen, config: MidPlannerConfig | None = None, **kwargs: Any
+        cls, kitchen: KitchenScene, config: MidPlannerConfig | None = None, **kwargs: Any
     ) -> KeypointPathPlanner:
-        """A planner for a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen`: its model's FK, fixtures and IK;
+        """A planner for a simulated kitchen (a ``MujocoKitchen``): its scene model's FK, fixtures and IK;
         ``kwargs`` go to the constructor (``reward_backend``)."""
-        from tiers.services.kinematics import ArmKinematics
-
         spec = kitchen.embodiment
         fk = ArmFK.from_model(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame)
         kinematics = ArmKinematics(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame)

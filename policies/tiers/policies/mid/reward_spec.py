@@ -3,7 +3,7 @@
 Templates (:mod:`tiers.policies.mid.language_rewards`) and programs written by a language model
 (:mod:`tiers.policies.mid.llm_rewards`) describe staged rewards through the same API, a
 :class:`RewardRecorder`. Its methods take and return plain data only (numbers, strings, lists), because an LLM
-program runs in the high tier's sandbox (:func:`~tiers.services.sandbox.run_sandboxed`), where a torch
+program runs in the shared sandbox (:func:`~tiers.services.sandbox.run_sandboxed`), where a torch
 closure cannot exist: each call crosses as JSON, runs here, is validated at once and recorded, and the program
 gets back a term id (an int) to list in a stage. Only after the program has finished does
 :func:`build_staged` turn the recorded :class:`RewardSpec` into real reward terms of
@@ -106,7 +106,7 @@ class RewardSource(StrEnum):
     """Who writes the staged VLS rewards of a subtask."""
 
     TEMPLATES = "templates"  # language_rewards: one template per subtask verb (offline, deterministic)
-    LLM = "llm"  # llm_rewards: a language model's program, run in the high tier's sandbox
+    LLM = "llm"  # llm_rewards: a language model's program, run in the shared sandbox
 
 
 class RewardSpecError(TiersError):

@@ -7,8 +7,10 @@ The engine works with any sampler through one callable, a single denoising step 
 
 ``hook`` (None, or ``hook(estimate) -> gradient`` in the sampler's state units) is how reward-gradient
 guidance enters the step: the sampler moves its clean estimate up the gradient (as the low tier's
-``GuidanceHook`` does). :func:`flow_policy_steps` and :func:`beso_policy_steps` build this step for the low tier's
-flow-matching and BESO policies.
+``GuidanceHook`` does). A low-tier policy is reached only through the step-wise sampler contract of
+:mod:`tiers.core.sampling` (:class:`~tiers.core.sampling.SteerablePolicy`): :func:`policy_steps` turns its
+normalised steps into this raw-action step, :func:`flow_policy_steps` and :func:`beso_policy_steps` check the
+integrator, and :func:`policy_to_state` is the chain rule back to its state units.
 
 Feynman–Kac steering (Singhal et al., 2025) with the "difference" potential::
 
@@ -27,9 +29,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,13 +40,7 @@ from numpy.typing import NDArray
 from tiers.core.config import Config
 from tiers.core.guidance import Guidance, guidance_gradient
 from tiers.core.observation import Observation
-
-if TYPE_CHECKING:
-    from tiers.policies.low.policy import GenerativeLowPolicy
-
-StateHook = Callable[[torch.Tensor], torch.Tensor]  # clean estimate (P, Ta, A) -> reward gradient in state units
-SamplerStep = Callable[[torch.Tensor, int, StateHook | None], tuple[torch.Tensor, torch.Tensor]]
-StepFactory = Callable[[int], SamplerStep]  # number of steps -> the step function of that schedule
+from tiers.core.sampling import SamplerStep, StateHook, SteerablePolicy, StepFactory, StepwiseSampler
 
 
 @dataclass
@@ -231,131 +227,80 @@ def _systematic(log_weights: torch.Tensor, generator: torch.Generator | None) ->
     return torch.searchsorted(cumulative, positions).clamp(max=count - 1).to(log_weights.device)
 
 
-# -- the low tier's flow-matching policy as a step-wise sampler ---------------------------------------------------
+# -- a low-tier policy as a step-wise sampler (tiers.core.sampling) ----------------------------------------------
 
 
-def _particle_inputs(
-    policy: GenerativeLowPolicy, batch: dict[str, Any], generator_type: type, kind: str, caller: str
-) -> tuple[Callable[[int], torch.Tensor], Callable[[int], torch.Tensor]]:
-    """What every step-wise sampler over a low-tier policy needs, after checking the policy fits.
+def policy_steps(policy: SteerablePolicy, sampler: StepwiseSampler) -> StepFactory:
+    """The engine's step factory over a low-tier policy's :class:`~tiers.core.sampling.StepwiseSampler`.
 
-    Returns:
-        tokens: P -> (P, Tc, D) the observation's conditioning tokens for P particles (encoded once).
-        noise: P -> (P, Ta, A) standard-normal starting noise.
+    The policy's steps work in its normalised action space; the engine's rewards act on raw actions. Each step
+    hands the hook the un-normalised clean estimate (the hook maps the gradient back with :func:`policy_to_state`)
+    and returns its clean estimate un-normalised.
     """
-    generator = policy.generator
-    if not isinstance(generator, generator_type):
-        raise TypeError(f"{caller} needs a {kind} policy, got {type(generator).__name__}")
-    if policy.config.cfg_scale != 1.0:
-        raise ValueError(
-            f"{caller} samples the conditional model alone; the policy has cfg_scale={policy.config.cfg_scale}"
-        )
-    with torch.no_grad():
-        conditioning = policy.encoder(policy._normalized_inputs(batch))
-    network = cast(Any, generator).config.network  # flow and BESO configs both carry the network's shape
-    expanded: dict[int, torch.Tensor] = {}
-
-    def tokens(count: int) -> torch.Tensor:
-        if count not in expanded:
-            expanded[count] = conditioning.tokens.expand(count, -1, -1)
-        return expanded[count]
-
-    def noise(count: int) -> torch.Tensor:
-        return torch.randn(count, network.horizon, network.action_dim, device=policy.device)
-
-    return tokens, noise
-
-
-def flow_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tuple[StepFactory, Callable[[int], Any]]:
-    """Step-wise sampler over a flow-matching :class:`~tiers.policies.low.policy.GenerativeLowPolicy`.
-
-    Mirrors ``FlowMatchingGenerator.sample`` (Euler from t = 0 to 1, guidance moves the implied clean
-    estimate) one step at a time, over P particles sharing one observation (``batch`` with B = 1).
-
-    Returns:
-        (make_step, noise): the step factory and P -> (P, Ta, A) standard-normal starting noise.
-    """
-    from tiers.core.features import FeatureKey
-    from tiers.policies.low.flow import FlowMatchingGenerator
-    from tiers.policies.low.generator import guidance_step_scale
-
-    tokens, noise = _particle_inputs(policy, batch, FlowMatchingGenerator, "flow-matching", "flow_policy_steps")
-    generator = cast(FlowMatchingGenerator, policy.generator)
-    action, normalizer = FeatureKey.ACTION.value, policy.normalizer
+    to_actions = policy.to_actions
 
     def make_step(steps: int) -> SamplerStep:
-        dt = 1.0 / steps
+        normalized_step = sampler.make_step(steps)
 
         def step(x: torch.Tensor, index: int, hook: StateHook | None) -> tuple[torch.Tensor, torch.Tensor]:
-            t = index * dt
-            with torch.no_grad():
-                v = generator.velocity(x, x.new_full((x.shape[0],), t), tokens(x.shape[0]))
-            estimate = x + (1.0 - t) * v
-            if hook is not None:
-                scale = guidance_step_scale(t, 1.0 - t, generator.config.data_std)
-                v = v + scale * hook(normalizer.unnormalize(action, estimate)) / (1.0 - t)
-                estimate = x + (1.0 - t) * v
-            x = x + dt * v
-            clean = x if index == steps - 1 else estimate
-            return x, normalizer.unnormalize(action, clean)
+            state_hook = None if hook is None else lambda estimate: hook(to_actions(estimate))
+            x, clean = normalized_step(x, index, state_hook)
+            return x, to_actions(clean)
 
         return step
 
-    return make_step, noise
+    return make_step
 
 
-def beso_policy_steps(policy: GenerativeLowPolicy, batch: dict[str, Any]) -> tuple[StepFactory, Callable[[int], Any]]:
-    """Step-wise sampler over a BESO (score-based diffusion, EDM) low-tier policy.
+def _stepwise(
+    policy: SteerablePolicy, batch: Mapping[str, Any], kind: str, name: str, caller: str
+) -> tuple[StepFactory, Callable[[int], torch.Tensor]]:
+    """(make_step, noise) of ``policy``'s step-wise sampler after checking it is of ``kind``."""
+    sampler = policy.stepwise_sampler(batch)
+    if sampler.kind != kind:
+        raise TypeError(f"{caller} needs a {name} policy, got a {sampler.kind!r} one")
+    return policy_steps(policy, sampler), sampler.noise
 
-    The policy's ancestral Euler on its σ schedule (:func:`~tiers.policies.low.samplers.euler_ancestral_step`),
-    one denoiser evaluation per step, as ``BesoGenerator.sample`` with ``sampler="euler_ancestral"``; guidance
-    moves the denoised estimate D(x; σ) up the reward gradient before the step (the scale of ``sample_edm``).
-    The fresh noise each step adds differs between particles, which gives Feynman–Kac resampling distinct
-    descendants to choose from.
+
+def flow_policy_steps(
+    policy: SteerablePolicy, batch: Mapping[str, Any]
+) -> tuple[StepFactory, Callable[[int], torch.Tensor]]:
+    """Step-wise sampler over a flow-matching low-tier policy (``batch``: one observation, B = 1).
+
+    Euler from t = 0 to 1, guidance moving the implied clean estimate, one step at a time over P particles
+    sharing the observation (the policy's own sampler, stepped).
+
+    Returns:
+        (make_step, noise): the step factory and P -> (P, Ta, A) standard-normal starting noise.
+
+    Raises:
+        TypeError: the policy is not a flow-matching one.
+    """
+    return _stepwise(policy, batch, "flow", "flow-matching", "flow_policy_steps")
+
+
+def beso_policy_steps(
+    policy: SteerablePolicy, batch: Mapping[str, Any]
+) -> tuple[StepFactory, Callable[[int], torch.Tensor]]:
+    """Step-wise sampler over a BESO (score-based diffusion, EDM) low-tier policy (``batch``: B = 1).
+
+    The policy's ancestral Euler on its σ schedule, one denoiser evaluation per step; guidance moves the
+    denoised estimate D(x; σ) up the reward gradient before the step. The fresh noise each step adds differs
+    between particles, which gives Feynman–Kac resampling distinct descendants to choose from.
 
     Returns:
         (make_step, noise): the step factory and P -> (P, Ta, A) standard-normal starting noise (scaled by
         σ_max in the first step).
+
+    Raises:
+        TypeError: the policy is not a BESO one.
     """
-    from tiers.core.features import FeatureKey
-    from tiers.policies.low.beso import BesoGenerator
-    from tiers.policies.low.generator import guidance_step_scale
-    from tiers.policies.low.samplers import euler_ancestral_step, sigma_schedule
-
-    tokens, noise = _particle_inputs(policy, batch, BesoGenerator, "BESO", "beso_policy_steps")
-    generator = cast(BesoGenerator, policy.generator)
-    config = generator.config
-    action, normalizer = FeatureKey.ACTION.value, policy.normalizer
-
-    def make_step(steps: int) -> SamplerStep:
-        levels = sigma_schedule(
-            steps, schedule=config.schedule, sigma_min=config.sigma_min, sigma_max=config.sigma_max, rho=config.rho
-        )  # σ_max, ..., σ_min, 0
-
-        def step(x: torch.Tensor, index: int, hook: StateHook | None) -> tuple[torch.Tensor, torch.Tensor]:
-            sigma = levels[index]
-            if index == 0:
-                x = x * sigma  # the starting noise is standard normal
-            with torch.no_grad():
-                denoised = generator.denoise(x, x.new_full((x.shape[0],), sigma), tokens(x.shape[0]))
-            if hook is not None:
-                scale = guidance_step_scale(1.0, sigma, config.sigma_data)
-                denoised = denoised + scale * hook(normalizer.unnormalize(action, denoised))
-            x = euler_ancestral_step(x, denoised, sigma, levels[index + 1])
-            clean = x if index == steps - 1 else denoised
-            return x, normalizer.unnormalize(action, clean)
-
-        return step
-
-    return make_step, noise
+    return _stepwise(policy, batch, "beso", "BESO", "beso_policy_steps")
 
 
-def policy_to_state(policy: GenerativeLowPolicy) -> Callable[[torch.Tensor], torch.Tensor]:
+def policy_to_state(policy: SteerablePolicy) -> Callable[[torch.Tensor], torch.Tensor]:
     """Chain rule through the policy's action normalisation: ∂r/∂x̂0 = ∂r/∂a · scale."""
-    from tiers.core.features import FeatureKey
-
-    scale = policy.normalizer.scale(FeatureKey.ACTION.value)
-    return lambda gradient: gradient * scale
+    return policy.to_normalized_gradient
 
 
 # -- staged rewards --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""An optional VLM keypoint query through the high tier's chat backend: "where is the <object>?" -> 3D point.
+"""An optional VLM keypoint query through the shared chat backend: "where is the <object>?" -> 3D point.
 
-A vision-language model served behind any OpenAI-compatible endpoint (the high tier's
+A vision-language model served behind any OpenAI-compatible endpoint (the shared
 :class:`~tiers.services.chat.ChatBackend`) is shown one camera's RGB image and asked for the pixel of
 a named object part as JSON; the pixel is back-projected with that camera's depth and pinhole model into the
 base frame. On a real robot (no segmentation masks) :func:`name_cluster_at` then gives the object's name to
@@ -20,16 +20,13 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from tiers.core.observation import Observation
 from tiers.policies.mid.perception import BACKGROUND, SceneCloud
-
-if TYPE_CHECKING:
-    from tiers.services.chat import ChatBackend
+from tiers.services.chat import BackendError, ChatBackend, system_message, user_message
 
 PROMPT = (
     "The image is {width} x {height} pixels, u to the right from 0 at the left edge, v down from 0 at the top. "
@@ -67,7 +64,7 @@ class VLMKeypointQuery:
     def __init__(self, backend: ChatBackend, *, camera: str = "front", depth_window: int = 3):
         """
         Args:
-            backend: the high tier's chat backend (OpenAI-compatible HTTP or a local model).
+            backend: the shared chat backend (OpenAI-compatible HTTP or a local model).
             camera: the camera whose RGB image is shown and whose depth back-projects the answer.
             depth_window: half size (pixels) of the window whose median valid depth is used (edges have none).
         """
@@ -77,8 +74,6 @@ class VLMKeypointQuery:
 
     def locate(self, observation: Observation, target: str, part: str = "the middle") -> KeypointAnswer:
         """The base-frame point of ``part`` of ``target`` in ``observation`` (see the module docstring)."""
-        from tiers.services.chat import BackendError, system_message, user_message
-
         started = time.perf_counter()
         if self.camera not in observation.images or self.camera not in observation.depths:
             have = sorted(set(observation.images) & set(observation.depths))

@@ -13,7 +13,7 @@ def test_executable_modules_import(module: str) -> None:
 
 
 def test_the_node_parameters_are_declared_with_descriptions() -> None:
-    from tiers.deploy.ros_nodes import HIERARCHY_PARAMETERS
+    from tiers.deploy.ros.hierarchy_node import HIERARCHY_PARAMETERS
 
     assert all(description for _, _, description in HIERARCHY_PARAMETERS.values())
     assert HIERARCHY_PARAMETERS["profile"][0] == "sim" and HIERARCHY_PARAMETERS["confirm_real_robot"][0] is False

@@ -1,1 +1,1 @@
-"""tiers_ros: ROS 2 entry points over tiers.deploy.ros_nodes (the logic lives in the tiers package)."""
+"""tiers_ros: ROS 2 entry points over tiers.deploy.ros (the logic lives in the tiers package)."""

@@ -1,6 +1,6 @@
 """``ros2 run tiers_ros hierarchy_node``: a lifecycle node running a tiers hierarchy on a robot.
 
-The node class is :class:`tiers.deploy.ros_nodes.HierarchyNode` (parameters, topics and lifecycle are
+The node class is :class:`tiers.deploy.ros.hierarchy_node.HierarchyNode` (parameters, topics and lifecycle are
 documented there and in this package's README); this module is its ROS 2 executable.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from tiers.deploy.ros_nodes import hierarchy_main
+from tiers.deploy.ros.hierarchy_node import main as hierarchy_main
 
 
 def main(args: list[str] | None = None) -> None:

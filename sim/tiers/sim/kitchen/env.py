@@ -3,7 +3,7 @@
 An episode: ``reset(seed=s)`` picks the task (the one given, or one of several drawn with ``s``), samples
 a layout that meets the task's initial requirements from ``s`` (resampled, deterministically, while it
 already satisfies the task or leaves no counter room for one of its spatial placements: see
-:func:`~tiers.sim.kitchen.expert.spatial_room`), and returns the core ``Observation``;
+:func:`~tiers.sim.kitchen.placement.spatial_room`), and returns the core ``Observation``;
 ``step(action)`` applies one action for one control period. The episode terminates on success (reward 1)
 and is truncated after ``max_steps``. Same seed and actions -> same trajectory.
 
@@ -39,9 +39,12 @@ from scipy.spatial.transform import Rotation
 from tiers.core.embodiment import ActionSpace, EmbodimentSpec
 from tiers.core.errors import ContractError, SimulationError
 from tiers.core.observation import Observation
+from tiers.services.kinematics import ArmKinematics
 from tiers.sim.backend import SimBackend
+from tiers.sim.backends import DEFAULT_BACKEND, make_backend
 from tiers.sim.kitchen.layout import ARTICULATIONS, KitchenLayout, sample_layout
-from tiers.sim.kitchen.tasks import Task, get_task
+from tiers.sim.kitchen.placement import spatial_room
+from tiers.sim.kitchen.tasks import Task, all_tasks, get_task
 from tiers.sim.scene_state import SceneState
 
 MAX_EE_TRANSLATION = 0.05  # m per step (1 m/s at 20 Hz): bound of the ee_delta translation
@@ -109,8 +112,6 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
             max_steps: truncation limit; None: ``STEPS_PER_SUBTASK`` per gold-plan subtask.
         """
         if backend is None or isinstance(backend, str):
-            from tiers.sim.backends import DEFAULT_BACKEND, make_backend
-
             backend = make_backend(backend or DEFAULT_BACKEND, robot)
         self.backend = backend
         self.embodiment: EmbodimentSpec = backend.embodiment
@@ -119,7 +120,7 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         self._render_images = render
         self.render_mode = render_mode
         self._max_steps = max_steps
-        self._kinematics: Any = None
+        self._kinematics: ArmKinematics | None = None
         self._action_bounds = self._bounds()  # (lower, upper) of the action space, float64
         self.action_space = self._make_action_space()  # type: ignore[assignment]
         self.observation_space = self._make_observation_space()  # type: ignore[assignment]
@@ -151,8 +152,6 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
             self.task = options["task"] if isinstance(options["task"], Task) else get_task(str(options["task"]))
         else:
             self.task = self._tasks[int(self.np_random.integers(len(self._tasks)))]
-        from tiers.sim.kitchen.expert import spatial_room
-
         given: KitchenLayout | None = options.get("layout")
         refusals: list[str] = []
         for attempt in range(1 if given is not None else LAYOUT_ATTEMPTS):
@@ -261,8 +260,6 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
 
     @staticmethod
     def _resolve_tasks(task: str | Task | Sequence[str | Task] | None) -> list[Task]:
-        from tiers.sim.kitchen.tasks import all_tasks
-
         if task is None:
             return list(all_tasks())
         items = [task] if isinstance(task, str | Task) else list(task)
@@ -308,8 +305,6 @@ class KitchenEnv(gym.Env[Observation, NDArray[np.float32]]):
         rotation vector rad, both in the base frame)."""
         assert self._ee_target is not None and self._target is not None
         if self._kinematics is None:
-            from tiers.services.kinematics import ArmKinematics
-
             model = getattr(self.backend, "model", None)
             if model is None:
                 raise ContractError("ee_delta actions need a backend exposing a MuJoCo model of the robot")

@@ -21,6 +21,10 @@ further in), a push keeps correcting toward the object, an articulation is pulle
 reached. A routine that runs out of options raises :class:`ExpertGaveUpError`; the expert then stops and
 reports a :class:`SubtaskFailure` with the reason.
 
+The geometry it plans with lives beside it: how objects and handles are grasped in :mod:`~tiers.sim.kitchen.grasps`,
+where objects are put down (place goals, free counter and fixture spots) in :mod:`~tiers.sim.kitchen.placement`;
+this module holds the routines (pick, place, push, drawer, door), their tuning and the sequencing.
+
 Frames: the robot base frame (x away from the robot over the counter, y left, z up), metres, radians.
 Everything is deterministic: no randomness, same state and observations -> same actions.
 """
@@ -36,16 +40,31 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.phases import Motion
 from tiers.commands.subtasks import Action, Subtask
-from tiers.commands.vocabulary import PUSH_VECTORS, RELATION_TEXT, RELATION_VECTORS, FixtureName, Relation
+from tiers.commands.vocabulary import PUSH_VECTORS, RELATION_VECTORS, FixtureName, Relation
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.observation import Observation
-from tiers.sim.kitchen.layout import FREE_AREA_X, FREE_AREA_Y
+from tiers.services.kinematics import ArmKinematics
+from tiers.sim.kitchen.grasps import (
+    DEFAULT_FIXTURES,
+    FIXTURE_SIDE_Y,
+    GRASPS,
+    HAND_BODY_BELOW,
+    HAND_HALF_LENGTH,
+    MIN_TCP_HEIGHT,
+    ExpertGaveUpError,
+    FixtureGeometry,
+    Grasp,
+    body_yaw,
+    hand_over_fixture,
+    plan_grasp,
+    rotate_about,
+)
 from tiers.sim.kitchen.motions import (
     CARTESIAN_SPEED,
     CONTACT_SPEED,
     InverseKinematics,
-    Motion,
     MotionTracker,
     Pose,
     Profile,
@@ -56,15 +75,15 @@ from tiers.sim.kitchen.motions import (
     tool_yaw,
     wrap_angle,
 )
+from tiers.sim.kitchen.placement import PlaceGoal, free_spot_in, spatial_spot
 from tiers.sim.kitchen.predicates import Placed
-from tiers.sim.scene_state import Box, ObjectState, SceneState
+from tiers.sim.scene_state import ObjectState, SceneState
 
 if TYPE_CHECKING:
     from tiers.sim.mujoco.kitchen import MujocoKitchen
 
 Vector = NDArray[np.float64]
 
-# --- tuning constants (m, rad, control steps) --------------------------------------------------------------
 CARRY_SPEED = 0.22  # m/s, peak tool speed while carrying an object (slower: held objects slip less)
 RIM_CARRY_SPEED = 0.15  # m/s, peak tool speed carrying a dish held by its wall or rim (bowl, plate)
 CLEAR_Z = 0.24  # m, TCP height of free-space moves with an empty hand (above every fixture but the cabinet)
@@ -79,35 +98,16 @@ MAX_GRASP_ATTEMPTS = 3  # grasps tried per pick (the first and two re-grasps)
 MAX_PLACE_ATTEMPTS = 2  # placements tried per place (a failed one re-picks the object)
 MAX_STEPS_PER_SUBTASK = 900  # control steps before a subtask is given up (45 s at 20 Hz)
 DROP_DISTANCE = 0.1  # m, object centre this far from the TCP while not gripped: it was dropped
-FINGER_REACH = 0.024  # m, finger body beyond its pad's inner face, along the closing axis
-FINGER_RADIUS = 0.016  # m, radius of a circle holding one finger's footprint
-CLEARANCE_GOAL = 0.03  # m, finger clearance from other objects beyond which grasps score the same
-HAND_BODY_BELOW = 0.045  # m, from the TCP up to the underside of the hand body
-HAND_TOP_CLEARANCE = 0.008  # m, between a grasped object's top and the hand body
 HAND_CLEARANCE = 0.012  # m, kept between the hand body and an anchor it passes over
 MAX_DROP = 0.05  # m, highest release of an object's bottom above the counter for a spatial placement
-SPOT_MAX_SHIFT = 0.16  # m, largest sideways shift of a spatial spot off the anchor's axis
-SPOT_SHIFT_STEP = 0.02  # m
-SPOT_CONE = 0.8  # sideways shift at most this fraction of the on-axis offset (the predicate allows 1.0)
-HAND_HALF_LENGTH = 0.11  # m, hand body half length along the closing axis, with a margin
-SPOT_GAP = 0.045  # m, preferred footprint gap between a spatially placed object and its anchor
-SPOT_CLEARANCE = 0.015  # m, least footprint gap to every other object at a spatial spot
-RELAXED_SPOT_CONE = 0.95  # SPOT_CONE when no spot is free otherwise
-RELAXED_SPOT_CLEARANCE = 0.006  # m, SPOT_CLEARANCE when no spot is free otherwise
 # Counter area (m, base frame) spatial placements may use: the layout's free area grown to the fixtures' fronts
-SPOT_AREA_X = (FREE_AREA_X[0] - 0.06, FREE_AREA_X[1] + 0.03)
-SPOT_AREA_Y = (FREE_AREA_Y[0] - 0.01, FREE_AREA_Y[1] + 0.01)
-SIDE_AREA_X = (0.17, 0.41)  # m, counter strip beside the robot between the sink/shelf and the cabinet/drawer
-SIDE_AREA_Y = 0.55  # m, |y| bound of that strip
 WRIST_CAMERA_SIDE = -1.0  # the wrist camera housing sticks out on the hand's -x side (assets/panda/panda.xml)
-FIXTURE_SIDE_Y = 0.29  # m, |y| beyond which the drawer unit (left) and the cabinet (right) stand
 PUSH_TARGET = 0.12  # m, distance a push aims for (the predicate needs 0.08)
 PUSH_ENOUGH = 0.105  # m, displacement at which a push stops
 PUSH_STEP = 0.03  # m, tool advance between two closed-loop corrections of a push
 PUSH_STANDOFF = 0.025  # m, free gap between fingers and object before a push
 PUSH_HEIGHT = 0.028  # m, TCP height above the object's bottom while pushing (capped at half its height)
 FINGER_HALF_THICKNESS = 0.011  # m, half the closed fingers' thickness across the closing axis
-MIN_TCP_HEIGHT = 0.016  # m, lowest TCP height: the pads' lower edge stays above the counter
 HANDLE_OPENING = 0.045  # m, finger opening around a handle bar
 HANDLE_GRIP = (0.008, 0.03)  # m, finger opening range that means a handle bar is held
 DRAWER_OPEN_TARGET = 0.97  # opening fraction a drawer pull aims at (the predicate needs 0.8)
@@ -125,13 +125,7 @@ CABINET_NUDGE_REACH = 0.06  # m, how far short of the cabinet interior a release
 CABINET_NUDGE_HEIGHT = 0.02  # m, TCP height above the object's bottom while nudging it (at most half its height)
 CABINET_CORNER_MARGIN = 0.08  # m, carried objects pass the cabinet's side line at least this far in front of it
 DRAWER_FRONT_MARGIN = 0.06  # m, placed object's centre behind the drawer region's front edge (at least)
-FIXTURE_SPOT_STEP = 0.01  # m, grid of candidate spots in a fixture that already holds an object
-FIXTURE_SPOT_MARGIN = 0.005  # m, a placed footprint kept this far inside the fixture's region
-FIXTURE_SPOT_CLEARANCE = 0.03  # m, footprint gap to the objects already in a fixture beyond which spots score the same
-
-
-class ExpertGaveUpError(Exception):
-    """A routine gave up its subtask; the message says why."""
+DOOR_LEAN = 0.26  # rad, hand leaned back from the door on its handle so the hand mount clears the door's top
 
 
 @dataclass(frozen=True)
@@ -162,249 +156,6 @@ class ExpertStep:
     done: bool
     subtask_index: int | None = None
     failure: SubtaskFailure | None = None
-
-
-# --- objects and fixtures ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GraspSpec:
-    """How the expert grasps an upright object from above.
-
-    Attributes:
-        height: m above the object's bottom where the TCP closes.
-        axes: closing-axis angles in the object's frame (rad; pi/2 = its y axis); empty: any (round objects).
-        opening: m, finger opening on the way down.
-        rim_radius: m, > 0: grasp the wall or rim at this radius, closing radially (bowl, plate).
-        rim_segments: number of wall/rim segments (grasp points) around the object.
-        exact: keep ``height`` even if the hand body then touches the object's top (a sphere must be held at its
-            equator; its stem may touch the hand).
-    """
-
-    height: float
-    axes: tuple[float, ...]
-    opening: float
-    rim_radius: float = 0.0
-    rim_segments: int = 0
-    exact: bool = False
-
-
-_Y = (np.pi / 2,)
-GRASPS: MappingProxyType[str, GraspSpec] = MappingProxyType(
-    {
-        "cup": GraspSpec(0.045, _Y, 0.08),  # across the body, away from the handle (+x)
-        "bowl": GraspSpec(0.035, (), 0.045, rim_radius=0.06, rim_segments=12),
-        "plate": GraspSpec(0.024, (), 0.045, rim_radius=0.075, rim_segments=8),
-        "apple": GraspSpec(0.035, (), 0.08, exact=True),
-        "banana": GraspSpec(0.017, _Y, 0.06),
-        "sponge": GraspSpec(0.018, _Y, 0.08),
-        "can": GraspSpec(0.06, (), 0.08),
-        "box": GraspSpec(0.05, (np.pi / 2, 0.0), 0.08),
-    }
-)
-
-
-@dataclass(frozen=True)
-class FixtureGeometry:
-    """Where the articulated fixtures' handles are, as functions of their joint values (base frame, m, rad).
-
-    Attributes:
-        drawer_grasp: (3,) TCP grasp point on the drawer handle bar with the drawer closed.
-        drawer_axis: (3,) unit direction the drawer moves as it opens.
-        hinge: (2,) xy of the cabinet door's vertical hinge axis.
-        door_grasp: (3,) TCP grasp point on the door handle bar with the door closed.
-        cabinet_mouth_x: x of the cabinet's open front face.
-        drawer_unit_front_x: x of the drawer unit's front face (the drawer is covered beyond it).
-    """
-
-    drawer_grasp: Vector
-    drawer_axis: Vector
-    hinge: Vector
-    door_grasp: Vector
-    cabinet_mouth_x: float
-    drawer_unit_front_x: float
-
-    def drawer_handle(self, opening: float) -> Vector:
-        """(3,) TCP grasp point on the drawer handle with the drawer ``opening`` m open."""
-        return self.drawer_grasp + opening * self.drawer_axis
-
-    def door_handle(self, angle: float) -> Vector:
-        """(3,) TCP grasp point on the door handle with the door ``angle`` rad open."""
-        return rotate_about(self.door_grasp, self.hinge, angle)
-
-    @classmethod
-    def from_model(cls, model: mujoco.MjModel) -> FixtureGeometry:
-        """Read the handle bars and fixture faces from the kitchen model (all joints at 0)."""
-        data = mujoco.MjData(model)
-        mujoco.mj_kinematics(model, data)
-
-        def bar_grasp(geom: str, depth: float) -> Vector:
-            index = model.geom(geom).id
-            top = data.geom_xpos[index] + data.geom_xmat[index].reshape(3, 3)[:, 2] * model.geom_size[index][1]
-            top = top if top[2] > data.geom_xpos[index][2] else 2 * data.geom_xpos[index] - top
-            return np.array([top[0], top[1], top[2] - depth])
-
-        slide = model.joint("drawer_slide")
-        body_rotation = data.xmat[slide.bodyid[0]].reshape(3, 3)
-        hinge = data.xanchor[model.joint("cabinet_hinge").id]
-        cabinet_top = model.geom("cabinet_top").id
-        drawer_top = model.geom("drawer_unit_top").id
-        return cls(
-            drawer_grasp=bar_grasp("drawer_handle_bar", DRAWER_GRASP_DEPTH),
-            drawer_axis=body_rotation @ slide.axis,
-            hinge=hinge[:2].copy(),
-            door_grasp=bar_grasp("cabinet_handle_bar", DOOR_GRASP_DEPTH),
-            cabinet_mouth_x=float(data.geom_xpos[cabinet_top][0] - model.geom_size[cabinet_top][0]),
-            drawer_unit_front_x=float(data.geom_xpos[drawer_top][0] - model.geom_size[drawer_top][0]),
-        )
-
-
-DRAWER_GRASP_DEPTH = 0.010  # m, TCP below the top end of the drawer handle bar's axis
-DOOR_GRASP_DEPTH = 0.010  # m, TCP below the top end of the door handle bar's axis
-DOOR_LEAN = 0.26  # rad, hand leaned back from the door on its handle so the hand mount clears the door's top
-
-# The kitchen of assets/kitchen/scene.xml (from_model reads the same numbers from a compiled model).
-DEFAULT_FIXTURES = FixtureGeometry(
-    drawer_grasp=np.array([0.395, 0.44, 0.125 - DRAWER_GRASP_DEPTH]),
-    drawer_axis=np.array([-1.0, 0.0, 0.0]),
-    hinge=np.array([0.4425, -0.58]),
-    door_grasp=np.array([0.3975, -0.33, 0.20 - DOOR_GRASP_DEPTH]),
-    cabinet_mouth_x=0.45,
-    drawer_unit_front_x=0.45,
-)
-
-
-def rotate_about(point: Vector, pivot: Vector, angle: float) -> Vector:
-    """(3,) ``point`` rotated by ``angle`` rad about the vertical axis through ``pivot`` (2,) xy."""
-    c, s = np.cos(angle), np.sin(angle)
-    dx, dy = point[0] - pivot[0], point[1] - pivot[1]
-    return np.array([pivot[0] + c * dx - s * dy, pivot[1] + s * dx + c * dy, point[2]])
-
-
-def body_yaw(obj: ObjectState) -> float:
-    """Heading (rad) of the object's x axis in the horizontal plane."""
-    w, x, y, z = obj.quaternion
-    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
-
-
-def body_up(obj: ObjectState) -> Vector:
-    """(3,) the object's z axis in the base frame."""
-    w, x, y, z = obj.quaternion
-    return np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
-
-
-def box_distance(point: Vector, box: Box) -> float:
-    """Horizontal distance (m) from ``point`` (2+,) to the xy footprint of ``box`` (0 inside)."""
-    gap = np.maximum(np.maximum(box.low[:2] - point[:2], point[:2] - box.high[:2]), 0.0)
-    return float(np.linalg.norm(gap))
-
-
-def footprint_gap(centre: Vector, half: Vector, box: Box) -> float:
-    """Horizontal gap (m) between the footprint ``centre`` ± ``half`` (2,) and ``box`` (negative: overlap)."""
-    separation = np.maximum(box.low[:2] - (centre + half), (centre - half) - box.high[:2])
-    if np.all(separation < 0):
-        return float(np.max(separation))
-    return float(np.linalg.norm(np.maximum(separation, 0.0)))
-
-
-@dataclass(frozen=True)
-class Grasp:
-    """A planned grasp: TCP ``position`` (3,) m, closing-axis ``yaw`` rad, approach ``opening`` m."""
-
-    position: Vector
-    yaw: float
-    opening: float
-
-
-def plan_grasp(state: SceneState, name: str, *, fixture_front_x: float = DEFAULT_FIXTURES.drawer_unit_front_x) -> Grasp:
-    """Top-down grasp of object ``name``, scored on finger clearance from the other objects, the hand body
-    staying off the cabinet and drawer unit (whose fronts are at ``fixture_front_x``, m), and wrist comfort."""
-    if name not in GRASPS:
-        raise ExpertGaveUpError(f"the expert has no grasp for the {name}; graspable: {sorted(GRASPS)}")
-    obj = state.objects[name]
-    spec = GRASPS[name]
-    heading = body_yaw(obj)
-    centre = obj.position[:2]
-    upright = body_up(obj)[2] > np.cos(np.deg2rad(30))
-    # the hand body sits HAND_BODY_BELOW above the TCP: tall objects are held high enough to keep it off their top
-    height = obj.bounds.low[2] + spec.height
-    if not spec.exact:
-        height = max(height, obj.bounds.high[2] - HAND_BODY_BELOW + HAND_TOP_CLEARANCE)
-    opening = spec.opening
-    candidates: list[tuple[Vector, float]] = []
-    if not upright:  # fallen over: close across the horizontal projection of its z axis, at mid-height
-        axis = body_up(obj)[:2]
-        centre = obj.bounds.center[:2]
-        height = obj.bounds.center[2]
-        opening = 0.08
-        along = float(np.arctan2(axis[1], axis[0])) if np.linalg.norm(axis) > 0.3 else heading
-        candidates = [(centre, along + np.pi / 2)]
-    elif spec.rim_segments:
-        for k in range(spec.rim_segments):
-            angle = heading + 2 * np.pi * k / spec.rim_segments
-            point = centre + spec.rim_radius * np.array([np.cos(angle), np.sin(angle)])
-            candidates.append((point, angle))
-    elif spec.axes:
-        candidates = [(centre, heading + axis) for axis in spec.axes]
-    else:
-        base = reference_yaw(obj.position)
-        candidates = [(centre, base + k * np.pi / 12) for k in range(12)]
-    others = [other.bounds for other_name, other in state.objects.items() if other_name != name]
-    best: tuple[float, Grasp] | None = None
-    for point, yaw in candidates:
-        reference = reference_yaw(np.append(point, 0.0))
-        yaw = nearest_equivalent_yaw(yaw, reference)
-        clearance = finger_clearance(point, yaw, opening, others)
-        score = float(10 * min(clearance, CLEARANCE_GOAL) - 0.05 * abs(yaw - reference) - 0.5 * np.linalg.norm(point))
-        if _hand_over_fixture(point, yaw, fixture_front_x):  # it would come down on the fixture's top or side
-            score -= 1.0
-        grasp = Grasp(np.array([point[0], point[1], max(height, MIN_TCP_HEIGHT)]), yaw, opening)
-        if best is None or score > best[0]:
-            best = (score, grasp)
-    assert best is not None
-    return best[1]
-
-
-def _hand_over_fixture(point: Vector, yaw: float, fixture_front_x: float) -> bool:
-    """Whether the hand body (HAND_HALF_LENGTH along the closing axis ``yaw``) at ``point`` (2,) reaches over
-    the drawer unit or the cabinet beside the free counter area."""
-    closing = np.array([np.cos(yaw), np.sin(yaw)])
-    for end in (-HAND_HALF_LENGTH, HAND_HALF_LENGTH):
-        x, y = point[:2] + end * closing
-        if x > fixture_front_x - 0.02 and abs(y) > FIXTURE_SIDE_Y:
-            return True
-    return False
-
-
-def finger_clearance(point: Vector, yaw: float, opening: float, obstacles: Sequence[Box]) -> float:
-    """Least horizontal distance (m) from the two open fingers at ``point`` (2,) to ``obstacles``."""
-    closing = np.array([np.cos(yaw), np.sin(yaw)])
-    reach = opening / 2 + FINGER_REACH / 2
-    fingers = [point + reach * closing, point - reach * closing]
-    distances = [box_distance(finger, box) - FINGER_RADIUS for finger in fingers for box in obstacles]
-    return min(distances, default=CLEARANCE_GOAL)
-
-
-# --- placement targets -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlaceGoal:
-    """Where a held object goes.
-
-    Attributes:
-        centre: (2,) m, the object's footprint centre (bounds centre) at release.
-        bottom: m, the object's bottom height at release.
-        yaw: closing-axis yaw (rad) of the tool at release; None: keep the current one.
-        tilt: rad, lean of the approach axis from vertical (toward +x), for reaching into the cabinet.
-        from_front: enter horizontally along +x (cabinet) instead of from above.
-    """
-
-    centre: Vector
-    bottom: float
-    yaw: float | None = None
-    tilt: float = 0.0
-    from_front: bool = False
 
 
 # --- the expert --------------------------------------------------------------------------------------------
@@ -445,8 +196,6 @@ class ScriptedExpert:
     @classmethod
     def from_kitchen(cls, kitchen: MujocoKitchen) -> ScriptedExpert:
         """An expert for a :class:`~tiers.sim.mujoco.kitchen.MujocoKitchen` (its model's kinematics and fixtures)."""
-        from tiers.services.kinematics import ArmKinematics
-
         spec = kitchen.embodiment
         kinematics = ArmKinematics(kitchen.model, joint_names=spec.joint_names, site_name=spec.ee_frame)
         return cls(kinematics, spec, fixtures=FixtureGeometry.from_model(kitchen.model))
@@ -823,7 +572,7 @@ class ScriptedExpert:
             centre[0] = max(low, min((region.low[0] + front) / 2, region.high[0] - DRAWER_FRONT_MARGIN))
             yaw = nearest_equivalent_yaw(0.0, reference_yaw(np.append(centre, 0.0)))  # long side along y
             # along y only: the open drawer is reachable from above only between its front and the unit's front
-            spot = _free_spot_in(region, centre, obj, state, along_x=False)
+            spot = free_spot_in(region, centre, obj, state, along_x=False)
             return PlaceGoal(spot, region.low[2] + RELEASE_GAP, yaw=yaw)
         if fixture == FixtureName.CABINET:
             centre[0] = self._fixtures.cabinet_mouth_x + CABINET_DEPTH
@@ -834,7 +583,7 @@ class ScriptedExpert:
                 tilt=CABINET_TILTS.get(obj.name, CABINET_TILT),
                 from_front=True,
             )
-        return PlaceGoal(_free_spot_in(region, centre, obj, state), region.low[2] + RELEASE_GAP)
+        return PlaceGoal(free_spot_in(region, centre, obj, state), region.low[2] + RELEASE_GAP)
 
     def _basket_goal(self, basket: ObjectState, obj: ObjectState) -> PlaceGoal:
         """Beside the basket's carrying handle (which spans its length along its x axis), fingers along it."""
@@ -946,7 +695,7 @@ class ScriptedExpert:
         while the TCP pushes from ``point`` (3,) PUSH_TARGET m along ``direction`` (2,)."""
         yaw = float(np.arctan2(closing[1], closing[0]))
         front = self._fixtures.drawer_unit_front_x
-        return not any(_hand_over_fixture(point[:2] + travel * direction, yaw, front) for travel in (0.0, PUSH_TARGET))
+        return not any(hand_over_fixture(point[:2] + travel * direction, yaw, front) for travel in (0.0, PUSH_TARGET))
 
     # -- articulations ------------------------------------------------------------------------------------
 
@@ -1111,136 +860,6 @@ JOINT_MARGIN = 0.15  # rad, joints closer than this to a limit make a swing cost
 
 BASKET_SIDE_OFFSET = 0.03  # m, off the basket's handle line (its x axis) where objects are lowered
 BASKET_FLOOR = 0.008  # m, basket floor above its bottom
-
-
-def spatial_room(plan: Sequence[Subtask], state: SceneState) -> str | None:
-    """Why layout ``state`` leaves no room for a spatial placement of ``plan``; None when each has some.
-
-    The most permissive form of the expert's own search (:func:`spatial_spot` relaxed, either footprint
-    orientation, no hand-clearance gap) on the initial layout: where it finds nothing, the counter has no
-    free spot of the object's size in the relation's cone, so no robot could succeed without clearing the
-    counter first. :class:`~tiers.sim.kitchen.env.KitchenEnv` resamples such layouts.
-    """
-    for subtask in plan:
-        relation, anchor = subtask.relation, subtask.target
-        if subtask.action is not Action.PLACE or anchor is None or anchor not in state.objects:
-            continue
-        if relation not in RELATION_VECTORS and relation is not Relation.NEXT_TO:
-            continue
-        obj, ref = state.objects[subtask.object], state.objects[anchor]
-        directions = [RELATION_VECTORS[relation]] if relation in RELATION_VECTORS else list(RELATION_VECTORS.values())
-        others = [o.bounds for n, o in state.objects.items() if n not in (subtask.object, anchor)]
-        half = obj.bounds.size[:2] / 2
-        if all(
-            spatial_spot(ref.bounds, footprint, direction, others, state, relaxed=True) is None
-            for direction in directions
-            for footprint in (half, half[::-1])
-        ):
-            return f"no free counter spot {RELATION_TEXT[relation]} the {anchor} for the {subtask.object}"
-    return None
-
-
-def spatial_spot(
-    anchor: Box,
-    half: Vector,
-    direction: Vector,
-    others: Sequence[Box],
-    state: SceneState,
-    min_gap: float = 0.0,
-    *,
-    relaxed: bool = False,
-) -> tuple[float, Vector] | None:
-    """Best free footprint centre (2,) m for an object of half extents ``half`` (2,) placed ``direction``
-    (2,) unit, axis-aligned) of ``anchor``, with its score; None when no candidate is free.
-
-    Candidates: footprint gaps to the anchor around SPOT_GAP and lateral shifts within the relation's 45°
-    cone; each must stay on the free counter area and SPOT_CLEARANCE away from ``others``. ``relaxed``: the
-    fallback when nothing is free: shifts nearly to the cone's edge and RELAXED_SPOT_CLEARANCE from others.
-    """
-    cone, least_clearance = (RELAXED_SPOT_CONE, RELAXED_SPOT_CLEARANCE) if relaxed else (SPOT_CONE, SPOT_CLEARANCE)
-    axis = int(np.argmax(np.abs(direction)))
-    across = np.array([-direction[1], direction[0]])
-    best: tuple[float, Vector] | None = None
-    gaps = [gap for gap in (SPOT_GAP, 0.03, 0.06, 0.08, 0.1, 0.12) if gap >= min_gap] + [max(min_gap, 0.0) + 0.01]
-    for gap in gaps:
-        along = anchor.size[axis] / 2 + half[axis] + gap
-        for shift in np.arange(-SPOT_MAX_SHIFT, SPOT_MAX_SHIFT + 1e-9, SPOT_SHIFT_STEP):
-            if abs(shift) > cone * along:  # stay well inside the relation's 45° cone
-                continue
-            centre = anchor.center[:2] + direction * along + across * shift
-            if not _on_free_counter(centre, half, state):
-                continue
-            clearance = min((footprint_gap(centre, half, box) for box in others), default=1.0)
-            if clearance < least_clearance:
-                continue
-            score = float(
-                min(clearance, 0.06)
-                - 0.5 * abs(gap - max(SPOT_GAP, min_gap))
-                - 0.2 * abs(shift)
-                - 0.1 * np.linalg.norm(centre)
-            )
-            if best is None or score > best[0]:
-                best = (score, centre)
-    return best
-
-
-def _free_spot_in(
-    region: Box, preferred: Vector, obj: ObjectState, state: SceneState, *, along_x: bool = True
-) -> Vector:
-    """Footprint centre (2,) m for ``obj`` in fixture ``region`` beside the objects already in it.
-
-    ``preferred`` when nothing else is in the region; otherwise the spot on a FIXTURE_SPOT_STEP grid that keeps
-    ``obj``'s footprint inside the region (less FIXTURE_SPOT_MARGIN) and farthest from the others' footprints,
-    nearest ``preferred`` among equals: a second object set down on the first one in a drawer or the sink
-    ends up leaning on it, with its centre above the region. ``along_x=False`` keeps ``preferred``'s x.
-    When no spot is free of the others, ``preferred``: a long object (the banana) across a cup settles
-    beside it more often than one pushed against the wall.
-    """
-    occupants = [
-        other.bounds
-        for name, other in state.objects.items()
-        if name != obj.name and region.contains(other.bounds.center, margin=0.02)
-    ]
-    if not occupants:
-        return preferred
-    half = obj.bounds.size[:2] / 2  # (2,) m, as carried: its yaw changes little on the way down
-    low = region.low[:2] + half + FIXTURE_SPOT_MARGIN
-    high = region.high[:2] - half - FIXTURE_SPOT_MARGIN
-    if low[1] > high[1] or (along_x and low[0] > high[0]):
-        return preferred
-    best: tuple[float, float, Vector] | None = None
-    xs = np.arange(low[0], high[0] + 1e-9, FIXTURE_SPOT_STEP) if along_x else [preferred[0]]
-    for x in xs:
-        for y in np.arange(low[1], high[1] + 1e-9, FIXTURE_SPOT_STEP):
-            spot = np.array([x, y])
-            gap = min(footprint_gap(spot, half, box) for box in occupants)
-            key = (min(gap, FIXTURE_SPOT_CLEARANCE), -float(np.linalg.norm(spot - preferred)))
-            if best is None or key > best[:2]:
-                best = (*key, spot)
-    assert best is not None
-    if best[0] < 0.0:  # it overlaps the others wherever it goes: keep the usual spot (it settles against them)
-        return preferred
-    return best[2]
-
-
-def _on_free_counter(centre: Vector, half: Vector, state: SceneState) -> bool:
-    """Whether a footprint lies on the counter where the arm places things, clear of every fixture.
-
-    Two areas: the band in front of the robot (SPOT_AREA), and the strip beside it between the sink or shelf
-    and the cabinet or drawer unit (SIDE_AREA), on each side only while that side's fixture is closed.
-    """
-    low, high = centre - half, centre + half
-    if (
-        low[0] >= SPOT_AREA_X[0]
-        and high[0] <= SPOT_AREA_X[1]
-        and low[1] >= SPOT_AREA_Y[0]
-        and high[1] <= SPOT_AREA_Y[1]
-    ):
-        return True
-    if not (low[0] >= SIDE_AREA_X[0] and high[0] <= SIDE_AREA_X[1] and abs(centre[1]) + half[1] <= SIDE_AREA_Y):
-        return False
-    fixture = "drawer" if centre[1] > 0 else "cabinet"
-    return state.articulations[fixture].opening < 0.05
 
 
 def _carry_speed(name: str) -> float:

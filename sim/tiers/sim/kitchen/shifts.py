@@ -8,7 +8,8 @@
 
 Each builder takes a pick-and-place task's objects and a seed, and returns a :class:`KitchenLayout` (or None
 when that seed cannot host the shift: no room for the obstacle). Layouts are plain data, so the same scenes
-serve the IK executor here and a frozen learned policy later.
+serve the mid tier's IK execution (:mod:`tiers.apps.ik_execution`, ``tiers bench steering --ik-episodes``) and
+a frozen learned policy (:mod:`tiers.apps.bench.shifts`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from scipy.spatial.transform import Rotation
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ContractError
 from tiers.core.extras import require
+from tiers.deploy.inputs import InputRejectedError
+from tiers.deploy.observations import MAX_IMAGE_SIDE
 
 _PURPOSE = "the ROS 2 message conversions of tiers.deploy"
 require("rclpy", purpose=_PURPOSE)
@@ -174,19 +176,38 @@ def depth_message(depth: NDArray[np.float32], stamp: float, frame_id: str) -> An
     return message
 
 
+def _image_layout(message: Any, bytes_per_pixel: int) -> tuple[int, int, int, bytes]:
+    """(height, width, step, data) of an Image whose size, row step and data length agree.
+
+    Raises:
+        InputRejectedError: an empty or oversized image, a row step too short for the width or not a whole number
+            of values, or data whose length is not height × step.
+    """
+    height, width, step = int(message.height), int(message.width), int(message.step)
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        raise InputRejectedError("width, height", f"1..{MAX_IMAGE_SIDE} pixels each", f"{width}x{height}")
+    if step < width * bytes_per_pixel or step % bytes_per_pixel:
+        raise InputRejectedError(
+            "step",
+            f"a multiple of {bytes_per_pixel} bytes, at least {width * bytes_per_pixel} (width {width})",
+            str(step),
+        )
+    data = bytes(message.data)
+    if len(data) != height * step:
+        raise InputRejectedError("data", f"{height * step} bytes (height {height} × step {step})", f"{len(data)} bytes")
+    return height, width, step, data
+
+
 def image_from_message(message: Any) -> NDArray[np.uint8]:
     """sensor_msgs/Image rgb8/bgr8 -> (H, W, 3) uint8 RGB.
 
     Raises:
-        ContractError: another encoding, or a size that does not match the data.
+        InputRejectedError: another encoding, or a size, step or data length that do not agree.
     """
     if message.encoding not in ("rgb8", "bgr8"):
-        raise ContractError(f"colour image encoding {message.encoding!r} is not supported; use rgb8 or bgr8")
-    data = np.frombuffer(bytes(message.data), dtype=np.uint8)
-    height, width, step = int(message.height), int(message.width), int(message.step)
-    if data.size != height * step or step < width * 3:
-        raise ContractError(f"image data of {data.size} bytes does not fit {width}x{height}, step {step}")
-    image = data.reshape(height, step)[:, : width * 3].reshape(height, width, 3)
+        raise InputRejectedError("encoding", "rgb8 or bgr8", repr(message.encoding[:40]))
+    height, width, step, data = _image_layout(message, 3)
+    image = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, : width * 3].reshape(height, width, 3)
     return np.ascontiguousarray(image[..., ::-1] if message.encoding == "bgr8" else image)
 
 
@@ -194,18 +215,16 @@ def depth_from_message(message: Any) -> NDArray[np.float32]:
     """sensor_msgs/Image 32FC1 (m) or 16UC1 (mm) -> (H, W) float32 m.
 
     Raises:
-        ContractError: another encoding, or a size that does not match the data.
+        InputRejectedError: another encoding, or a size, step or data length that do not agree.
     """
     kinds = {"32FC1": ("f4", 1.0), "16UC1": ("u2", 1e-3)}
     if message.encoding not in kinds:
-        raise ContractError(f"depth encoding {message.encoding!r} is not supported; use 32FC1 (m) or 16UC1 (mm)")
+        raise InputRejectedError("encoding", "32FC1 (m) or 16UC1 (mm)", repr(message.encoding[:40]))
     code, scale = kinds[message.encoding]
     dtype = np.dtype(code).newbyteorder(">" if message.is_bigendian else "<")
-    height, width = int(message.height), int(message.width)
-    data = np.frombuffer(bytes(message.data), dtype=dtype)
-    if data.size * dtype.itemsize != height * int(message.step):
-        raise ContractError(f"depth data of {data.size} values does not fit {width}x{height}")
-    depth = data.reshape(height, -1)[:, :width].astype(np.float32) * np.float32(scale)
+    height, width, step, data = _image_layout(message, dtype.itemsize)
+    values = np.frombuffer(data, dtype=dtype).reshape(height, step // dtype.itemsize)
+    depth: NDArray[np.float32] = values[:, :width].astype(np.float32) * np.float32(scale)
     return depth
 
 
@@ -224,7 +243,7 @@ def camera_info_message(intrinsics: NDArray[np.float64], width: int, height: int
 
 
 def intrinsics_from_camera_info(message: Any) -> tuple[NDArray[np.float64], int, int]:
-    """sensor_msgs/CameraInfo -> (K (3, 3), width, height)."""
+    """sensor_msgs/CameraInfo -> (K (3, 3), width, height) (checked by the assembler that takes them)."""
     return np.asarray(message.k, dtype=np.float64).reshape(3, 3), int(message.width), int(message.height)
 
 
@@ -242,12 +261,19 @@ def pose_message(base_from_camera: NDArray[np.float64], stamp: float, frame_id: 
 
 
 def matrix_from_pose(message: Any) -> NDArray[np.float64]:
-    """geometry_msgs/PoseStamped -> (4, 4) homogeneous transform."""
+    """geometry_msgs/PoseStamped -> (4, 4) homogeneous transform.
+
+    Raises:
+        InputRejectedError: a non-finite position, or an orientation that is not a unit quaternion.
+    """
     pose = message.pose
     matrix = np.eye(4)
     quaternion = [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w]
-    if not np.isclose(np.linalg.norm(quaternion), 1.0, atol=1e-3):
-        raise ContractError(f"camera pose quaternion {quaternion} is not a unit quaternion")
+    position = [pose.position.x, pose.position.y, pose.position.z]
+    if not np.all(np.isfinite(position)):
+        raise InputRejectedError("pose.position", "finite x, y, z in m", str(position))
+    if not (np.all(np.isfinite(quaternion)) and np.isclose(np.linalg.norm(quaternion), 1.0, atol=1e-3)):
+        raise InputRejectedError("pose.orientation", "a unit quaternion", str(quaternion))
     matrix[:3, :3] = Rotation.from_quat(quaternion).as_matrix()
     matrix[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
     return matrix

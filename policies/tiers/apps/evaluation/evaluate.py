@@ -1,0 +1,157 @@
+"""One ``tiers eval`` run: the tasks selected, the episodes spread over workers, the report written.
+
+::
+
+    report = run_evaluation(EvalMode.CONTROL, out=Path("outputs/eval/control"), families=["open_close"], limit=4)
+    report.overall().success_rate
+
+Writes ``results.json``, ``summary.md``, ``success_by_family.png`` and rollout videos into ``out``
+(:meth:`tiers.apps.evaluation.report.EvalReport.write`), with a progress bar and the summary on ``console``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tiers.apps.evaluation.parallel import ParallelBackend, run_jobs
+from tiers.apps.evaluation.report import EpisodeResult, EvalMode, EvalReport
+from tiers.apps.evaluation.runner import make_runner
+from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
+from tiers.core.errors import ConfigError
+from tiers.sim.backends import check_backend_available
+from tiers.sim.kitchen.tasks import TaskFamily, all_tasks, get_task
+
+
+def select_tasks(task_ids: list[str], families: list[str], split: str, limit: int | None) -> list[str]:
+    """Task ids chosen by id, family and split, then an evenly spaced sample of ``limit``.
+
+    Raises:
+        TiersError: an unknown task id or family; the message lists valid ones.
+    """
+    known_families = [family.value for family in TaskFamily]
+    for family in families:
+        if family not in known_families:
+            raise ConfigError(f"unknown task family {family!r}; families: {', '.join(known_families)}")
+    tasks = [get_task(task_id) for task_id in task_ids] if task_ids else list(all_tasks())
+    tasks = [t for t in tasks if not families or t.family.value in families]
+    if split != "all":
+        tasks = [t for t in tasks if t.held_out == (split == "held_out")]
+    if not tasks:
+        raise ConfigError(f"no task matches --task {task_ids} --family {families} --split {split}")
+    if limit is not None and limit < len(tasks):
+        tasks = [tasks[int(i)] for i in spread(len(tasks), limit)]
+    return [t.id for t in tasks]
+
+
+def spread(total: int, count: int) -> list[int]:
+    """``count`` distinct indices evenly spaced over ``range(total)``."""
+    if count <= 0:
+        return []
+    step = total / count
+    return sorted({int(i * step) for i in range(count)})
+
+
+def run_evaluation(
+    mode: EvalMode,
+    *,
+    out: Path,
+    hierarchy: str | None = None,
+    controller: str = "expert",
+    planner: str = "gold_echo",
+    tasks: list[str] | None = None,
+    families: list[str] | None = None,
+    split: str = "all",
+    limit: int | None = None,
+    seeds: int = 1,
+    seed: int = 0,
+    backend: str = "mujoco",
+    workers: int = 1,
+    parallel: str = "process",
+    videos: int = 2,
+    max_steps: int | None = None,
+    corrections_log: Path | None = None,
+    record: dict[str, Any] | None = None,
+    console: Console | None = None,
+) -> EvalReport:
+    """Evaluate in ``mode`` and write the report into ``out`` (see the module docstring).
+
+    Args:
+        mode: planner, control, integrated or corrections (Kitchen-R's modes, plus corrections).
+        hierarchy: a hierarchy YAML (name or path) evaluated instead of ``planner`` / ``controller``.
+        controller: ``expert`` or a low-tier checkpoint folder (control, integrated).
+        planner: a name in :data:`tiers.apps.evaluation.settings.PLANNERS` (planner, integrated).
+        tasks, families, split, limit: which tasks (see :func:`select_tasks`).
+        seeds, seed: episodes per task, from seeds ``seed .. seed + seeds - 1``.
+        backend: simulator backend name.
+        workers, parallel: worker count and kind ("process" or "ray").
+        videos: rollout videos of an evenly spaced sample of the executed episodes.
+        max_steps: per-episode truncation override.
+        corrections_log: corrections mode: log the episodes as a corrections dataset here (one worker).
+        record: settings written into ``results.json`` besides the run's own (the command line's flags).
+        console: where progress and the summary go (default: stdout).
+
+    Raises:
+        ConfigError / IsaacUnavailableError: an unknown name, or a simulator this machine cannot start.
+    """
+    check_backend_available(backend)  # a missing simulator fails here, with why, before any worker starts
+    console = console or Console()
+    settings = EvalSettings(
+        mode=mode,
+        controller=controller,
+        planner=planner,
+        backend=backend,
+        video_dir=str(out / "videos"),
+        max_steps=max_steps,
+        hierarchy=hierarchy,
+        extra={"corrections_log": str(corrections_log)} if corrections_log else {},
+    )
+    if corrections_log and workers > 1:
+        raise ConfigError("--corrections-log writes one dataset: run it with --workers 1")
+    task_ids = select_tasks(tasks or [], families or [], split, limit)
+    pairs = [(task_id, seed + k) for task_id in task_ids for k in range(seeds)]
+    filmed = set(spread(len(pairs), videos)) if mode is not EvalMode.PLANNER else set()
+    jobs = [EpisodeJob(i, task_id, episode_seed, i in filmed) for i, (task_id, episode_seed) in enumerate(pairs)]
+    console.print(
+        f"[bold]tiers eval[/bold] mode={mode.value} {settings.agent}: {len(jobs)} episodes "
+        f"({len(task_ids)} tasks × {seeds} seeds), {workers} worker(s) [{parallel}]"
+    )
+    start = time.perf_counter()
+    successes = 0
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    ) as progress:
+        bar = progress.add_task("episodes  success 0.0%", total=len(jobs))
+
+        def on_result(result: EpisodeResult) -> None:
+            nonlocal successes
+            successes += result.success
+            done = progress.tasks[0].completed + 1
+            progress.update(bar, advance=1, description=f"episodes  success {100 * successes / done:.1f}%")
+
+        results = run_jobs(
+            make_runner, settings, jobs, workers=workers, backend=ParallelBackend(parallel), on_result=on_result
+        )
+    elapsed = time.perf_counter() - start
+    report = EvalReport(
+        mode,
+        settings.agent,
+        results,
+        settings={
+            **(record or {}),
+            "out": str(out),
+            "elapsed_s": elapsed,
+            "episodes_per_minute": 60 * len(jobs) / elapsed,
+        },
+    )
+    report.write(out)
+    console.print(report.markdown().split("\n## failures")[0])
+    console.print(
+        f"{len(jobs)} episodes in {elapsed:.1f} s ({60 * len(jobs) / elapsed:.1f}/min); "
+        f"overall success {100 * report.overall().success_rate:.1f}%; report in {out}"
+    )
+    return report
