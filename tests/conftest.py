@@ -55,11 +55,12 @@ def _tiers_command(*argv: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def camera_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """2 episodes of the expert on TASK with the robot's three 128 px cameras and front depth, as mp4."""
+    """2 episodes of the expert on TASK with the robot's three 128 px cameras and front depth (``--depth``), as mp4."""
     from tiers.cli import record
 
     root = tmp_path_factory.mktemp("recordings") / "drawer"
-    code = record.run(_cli_args("record", "--out", str(root), "--num-episodes", "2", "--tasks", TASK, "--seed", "0"))
+    argv = ("--out", str(root), "--num-episodes", "2", "--tasks", TASK, "--seed", "0", "--depth")
+    code = record.run(_cli_args("record", *argv))
     assert code == 0
     return root
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from tiers.apps.evaluation.runner import make_runner
 from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
 from tiers.commands.subtasks import Action
 from tiers.core import ConfigError
-from tiers.sim.kitchen.tasks import UnknownTaskError, all_tasks
+from tiers.sim.kitchen.tasks import UnknownTaskError, all_tasks, get_task
 
 # one single-step and one two-step task the expert solves quickly
 QUICK_TASKS = ["open/drawer/0", "pick_place/apple-in-bowl/0"]
@@ -55,6 +56,29 @@ def test_bad_selection_lists_the_valid_choices() -> None:
     result = _tiers("eval", "--family", "juggle")
     assert result.returncode == 2
     assert "unknown task family 'juggle'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_limit_spreads_tasks_evenly_over_the_families() -> None:
+    """``--limit 12`` over two families took 1 open_close task and 11 pick_place ones (issue 16)."""
+    families = ["open_close", "pick_place"]
+    chosen = select_tasks([], families, "train", 12)
+    counts = Counter(get_task(task_id).family.value for task_id in chosen)
+    assert counts == {"open_close": 6, "pick_place": 6}
+    assert len(set(chosen)) == 12
+    # an odd limit: the extra task goes to the first family in TaskFamily order, whatever the flags' order
+    odd = select_tasks([], families, "train", 5)
+    assert odd == select_tasks([], families[::-1], "train", 5)
+    assert Counter(get_task(task_id).family.value for task_id in odd) == {"pick_place": 3, "open_close": 2}
+    # a family with fewer tasks than its share gives its turns to the others
+    every = select_tasks([], [], "all", None)
+    open_close = sum(get_task(t).family.value == "open_close" for t in every)  # the smallest family
+    mixed = select_tasks([], families, "all", 2 * open_close + 4)
+    assert Counter(get_task(t).family.value for t in mixed) == {"open_close": open_close, "pick_place": open_close + 4}
+    # each family's share is evenly spaced over its tasks, not its first ones
+    pick_place = [t for t in every if get_task(t).family.value == "pick_place"]
+    chosen_pick_place = [t for t in chosen if t in pick_place]
+    positions = [pick_place.index(t) for t in chosen_pick_place]
+    assert positions[-1] - positions[0] > len(pick_place) // 2
 
 
 def test_control_mode_with_the_expert_writes_a_report_and_a_video(tmp_path: Path) -> None:

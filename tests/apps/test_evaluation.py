@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tiers.apps.evaluation.planning import GoldPlanEcho, ShuffledGoldPlan, collect_plan, score_plan
-from tiers.apps.evaluation.report import EpisodeResult, EvalMode, EvalReport
+from tiers.apps.evaluation.report import EpisodeError, EpisodeResult, EvalMode, EvalReport, wilson_interval
 from tiers.commands.subtasks import Subtask
 from tiers.core import Observation
 from tiers.core.protocols import HighLevelPlanner
@@ -87,9 +87,51 @@ def test_report_files(tmp_path: Path) -> None:
     assert data["summary"]["overall"]["success_rate"] == pytest.approx(2 / 3)
     assert len(data["episodes"]) == 3 and data["mode"] == "control"
     table = (folder / "summary.md").read_text()
-    assert "| open | 2 | 50.0% |" in table
+    assert "| open | 2 | 50.0% [9.5, 90.5] | 0 |" in table
+    assert data["summary"]["by_family"]["open"]["success_ci95"] == pytest.approx([0.0945, 0.9055], abs=1e-4)
     assert "`t2` (seed 1) 'pull the drawer open': drawer opening 0.3 < 0.8" in table
     assert (folder / "success_by_family.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wilson_intervals_match_known_values_and_stay_in_range() -> None:
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(3, 6) == pytest.approx((0.1876, 0.8124), abs=1e-4)  # a six-task sample pins down little
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def _raised() -> EpisodeError:
+    try:
+        {}["missing"]
+    except KeyError as error:
+        return EpisodeError.from_exception(error)
+    raise AssertionError("unreachable")
+
+
+def test_an_errored_episode_is_a_failure_counted_apart(tmp_path: Path) -> None:
+    error = _raised()
+    assert error.type == "KeyError" and error.message == "'missing'"
+    assert error.where.endswith(f"test_evaluation.py:{_raised.__code__.co_firstlineno + 2} in _raised")
+    assert "Traceback" in error.traceback
+    report = _report()
+    report.episodes.append(
+        EpisodeResult(
+            "t4", "open", "train", "open it", 3, False, f"error: KeyError: 'missing' ({error.where})", error=error
+        )
+    )
+    overall = report.overall()
+    assert (overall.episodes, overall.successes, overall.errored) == (4, 2, 1)
+    folder = report.write(tmp_path)
+    data = json.loads((folder / "results.json").read_text())
+    assert data["summary"]["overall"]["errored"] == 1 and data["summary"]["by_family"]["open"]["errored"] == 1
+    assert data["summary"]["by_family"]["pick_place"]["errored"] == 0
+    assert data["episodes"][3]["error"]["type"] == "KeyError"
+    assert EpisodeResult.from_dict(data["episodes"][3]) == report.episodes[3]  # results.json round-trips
+    table = (folder / "summary.md").read_text()
+    assert "| **overall** | 4 | 50.0% [15.0, 85.0] | 1 |" in table
+    assert f"## errored (1)\n\n- `t4` (seed 3): KeyError: 'missing' at {error.where}" in table
+    assert "## failures (1)" in table  # the errored episode is listed once, under errored
 
 
 def test_video_round_trip(tmp_path: Path) -> None:

@@ -40,3 +40,13 @@ def test_a_malformed_corrections_file_is_named(tmp_path: Path, parse_cli: Callab
     replay.write_text("- {t: soon, text: stop}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: entry 0: t must be seconds, got 'soon'"):
         run.run(parse_cli("run", "expert_reference", "--corrections", str(replay)))
+
+
+def test_list_kinds_needs_no_hierarchy(parse_cli: Callable[..., object], capsys: pytest.CaptureFixture[str]) -> None:
+    from tiers.cli import run
+
+    assert run.run(parse_cli("run", "--list-kinds")) == 0  # as the README writes it
+    kinds = [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert ["planner", "grammar"] in kinds and ["mid", "keypoint_paths"] in kinds and ["low", "policy"] in kinds
+    with pytest.raises(ConfigError, match="name a hierarchy to run"):
+        run.run(parse_cli("run", "--task", "open/drawer/0"))

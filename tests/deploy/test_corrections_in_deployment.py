@@ -100,7 +100,7 @@ def test_resume_after_a_language_stop_continues_the_interrupted_command() -> Non
 
 
 def test_an_unreadable_subtask_correction_leaves_the_task_running_and_says_why() -> None:
-    runtime, mid, _ = _runtime()
+    runtime, _, _ = _runtime()
     runtime.reset("open the kitchen drawer", _observation(0.0))
     for k in range(1, 6):
         runtime.step(_observation(0.05 * k))

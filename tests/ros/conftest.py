@@ -50,6 +50,10 @@ class Graph:
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._spinner.start()
 
+    def record(self, kind: Any, topic: str, qos: Any, convert: Callable[[Any], Any]) -> Recorder:
+        """Keep every message of ``topic`` (converted) with its arrival time, from now on."""
+        return Recorder(self, kind, topic, qos, convert)
+
     def _spin(self) -> None:
         while self.context.ok():
             try:
@@ -101,6 +105,31 @@ class Graph:
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._spinner.join(timeout=2)
+
+
+class Recorder:
+    """Messages of one topic with their arrival times (monotonic s), filled by the observer's executor."""
+
+    def __init__(self, graph: Graph, kind: Any, topic: str, qos: Any, convert: Callable[[Any], Any]) -> None:
+        self.items: list[tuple[float, Any]] = []
+        self._lock = threading.Lock()
+        self._convert = convert
+        graph.node.create_subscription(kind, topic, self._on_message, qos)
+
+    def _on_message(self, message: Any) -> None:
+        with self._lock:
+            self.items.append((time.monotonic(), self._convert(message)))
+
+    def since(self, t: float) -> list[tuple[float, Any]]:
+        with self._lock:
+            return [(at, value) for at, value in self.items if at >= t]
+
+    def values_since(self, t: float) -> list[Any]:
+        """The converted messages that arrived at or after ``t`` (monotonic s), without their times."""
+        return [value for _, value in self.since(t)]
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,24 +46,6 @@ NODE = {
     "status_rate_hz": 5.0,
 }
 WORDS = ["open", "the", "drawer", "stop", "resume", "move", "left", "up", "no", "please", "cabinet", "ä", "\x07", "⚠"]
-
-
-class _Topic:
-    """Messages of one topic (converted), filled by the observer's executor."""
-
-    def __init__(self, graph: Any, kind: Any, topic: str, qos: Any, convert: Callable[[Any], Any]) -> None:
-        self.items: list[tuple[float, Any]] = []
-        self._lock = threading.Lock()
-        self._convert = convert
-        graph.node.create_subscription(kind, topic, self._on_message, qos)
-
-    def _on_message(self, message: Any) -> None:
-        with self._lock:
-            self.items.append((time.monotonic(), self._convert(message)))
-
-    def since(self, t: float) -> list[Any]:
-        with self._lock:
-            return [value for at, value in self.items if at >= t]
 
 
 def _text(rng: np.random.Generator) -> str:
@@ -165,14 +146,13 @@ def test_no_input_stops_the_node(graph: Any) -> None:
     from tiers.deploy.ros.conventions import COMMAND_QOS, DEFAULT_COMMAND_TOPICS, EVENT_QOS, SENSOR_QOS
 
     node = graph.node
-    commands = _Topic(
-        graph,
+    commands = graph.record(
         Float64MultiArray,
         DEFAULT_COMMAND_TOPICS[rm.FORWARD_POSITION],
         COMMAND_QOS,
         lambda m: np.array(m.data),
     )
-    statuses = _Topic(graph, String, "/hierarchy_node/status", EVENT_QOS, lambda m: (len(m.data), json.loads(m.data)))
+    statuses = graph.record(String, "/hierarchy_node/status", EVENT_QOS, lambda m: (len(m.data), json.loads(m.data)))
     joints = node.create_publisher(JointState, "/joint_states", SENSOR_QOS)
     running = threading.Event()
     closed = threading.Event()
@@ -213,7 +193,7 @@ def test_no_input_stops_the_node(graph: Any) -> None:
         fuzz_joints.publish(bad)
         named = "joint_states: position: expected 9 values (one per name), got 5 values"
         graph.wait_for(
-            lambda: any(named in status["rejections"]["recent"] for _, status in statuses.since(0.0)), 10, named
+            lambda: any(named in status["rejections"]["recent"] for _, status in statuses.values_since(0.0)), 10, named
         )
 
         rng = np.random.default_rng(FUZZ_SEED)
@@ -248,16 +228,20 @@ def test_no_input_stops_the_node(graph: Any) -> None:
 
         # still answering: status, lifecycle, parameter service (every change refused: the parameters are read-only)
         assert process.poll() is None, graph.log("hierarchy")
-        graph.wait_for(lambda: len(statuses.since(fuzzed + 0.5)) > 0, 15, "a status after the fuzz")
+        graph.wait_for(lambda: len(statuses.values_since(fuzzed + 0.5)) > 0, 15, "a status after the fuzz")
         graph.wait_for(lambda: all(future.done() for _, future in futures), 15, "the parameter service's answers")
-        answers = [(request.parameters[0].name, request.parameters[0].value.type, r.successful, r.reason) for request, future in futures for r in future.result().results]
+        answers = [
+            (request.parameters[0].name, request.parameters[0].value.type, r.successful, r.reason)
+            for request, future in futures
+            for r in future.result().results
+        ]
         assert not any(ok for _, _, ok, _ in answers), [a for a in answers if a[2]]
         state = get_state.call_async(GetState.Request())
         graph.wait_for(state.done, 10, "lifecycle get_state")
         assert state.result().current_state.label == "active"
 
         # every input's rejections are counted and named in the status, and statuses stay small
-        _, latest = statuses.since(fuzzed)[-1]
+        _, latest = statuses.values_since(fuzzed)[-1]
         counts = latest["rejections"]["counts"]
         for source in ("joint_states", "instruction", "correction", topics["image"].strip("/")):
             assert counts.get(source, 0) > 0, counts
@@ -273,14 +257,14 @@ def test_no_input_stops_the_node(graph: Any) -> None:
         graph.wait_for(
             lambda: any(
                 status["instruction"] == "sweep the joints after the fuzz" and status["state"] == "running"
-                for _, status in statuses.since(fuzzed)
+                for _, status in statuses.values_since(fuzzed)
             ),
             15,
             "the instruction after the fuzz",
         )
         obeyed = time.monotonic()
-        graph.wait_for(lambda: len(commands.since(obeyed)) >= 25, 15, "commands after the fuzz")
-        moving = np.array(commands.since(obeyed))
+        graph.wait_for(lambda: len(commands.values_since(obeyed)) >= 25, 15, "commands after the fuzz")
+        moving = np.array(commands.values_since(obeyed))
         assert np.ptp(moving[:, :7], axis=0).max() > 1e-3, "the sweep does not move after the fuzz"
     finally:
         closed.set()

@@ -16,6 +16,10 @@ Checks, in order (each finding names the file, episode, frame and feature it con
                 frames as the episodes placed in it
     stats       ``meta/stats.json`` has min/max/mean/std/count for every numeric and visual feature, finite,
                 with the feature's size
+    cameras     camera models (:mod:`tiers.datasets.cameras`): both columns of each camera, shapes (4,) and
+                (12,), an image or depth feature of that camera, and at every frame finite values, fx, fy > 0,
+                the principal point inside the image, a proper orthonormal rotation; a warning for a depth
+                feature without a camera model (it cannot be unprojected)
 """
 
 from __future__ import annotations
@@ -29,6 +33,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.core.errors import ContractError
+from tiers.datasets.cameras import (
+    INTRINSICS_NAMES,
+    POSE_NAMES,
+    PREFIX,
+    camera_model_problems,
+    camera_size,
+    intrinsics_key,
+    pose_key,
+    recorded_cameras,
+)
 from tiers.datasets.staging import JOURNAL, staging_dir, work_dir
 
 TIMESTAMP_TOLERANCE = 1e-4  # s, as lerobot's default ``tolerance_s``
@@ -121,6 +136,7 @@ def check_dataset(root: str | Path, *, video_frames: bool = True) -> CheckReport
         if episodes is not None:
             _check_videos(root, info, episodes, out, count_frames=video_frames)
         _check_stats(root, info, out)
+        _check_cameras(root, info, out)
         report.episodes = int(info.get("total_episodes", 0))
         report.frames = int(info.get("total_frames", 0))
     out.close()
@@ -467,4 +483,57 @@ def _check_stats(root: Path, info: dict[str, Any], out: _Collector) -> None:
                     f"{stat!r} has {values.size} values, feature shape {tuple(feature['shape'])}",
                     file="meta/stats.json",
                     feature=key,
+                )
+
+
+def _check_cameras(root: Path, info: dict[str, Any], out: _Collector) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out.report.checks_run.append("cameras")
+    features: dict[str, dict[str, Any]] = info["features"]
+    cameras = recorded_cameras(features)
+    for key in features:
+        if key.startswith(PREFIX + ".") and key.rsplit(".", 1)[0][len(PREFIX) + 1 :] not in cameras:
+            out.error("cameras", "a camera model needs both intrinsics and base_from_camera", feature=key)
+    valid = []
+    for camera in cameras:
+        shapes = {intrinsics_key(camera): len(INTRINSICS_NAMES), pose_key(camera): len(POSE_NAMES)}
+        wrong = [key for key, size in shapes.items() if tuple(features[key].get("shape", ())) != (size,)]
+        for key in wrong:
+            out.error("cameras", f"shape {features[key].get('shape')}, expected ({shapes[key]},)", feature=key)
+        try:
+            size = camera_size(features, camera)
+        except ContractError as error:
+            out.error("cameras", str(error), file="meta/info.json", feature=intrinsics_key(camera))
+            continue
+        if not wrong:
+            valid.append((camera, size))
+    for key, feature in features.items():
+        camera = key.rsplit(".", 1)[-1]
+        if (feature.get("info") or {}).get("is_depth_map") and camera not in cameras:
+            out.warning("cameras", "depth without a camera model: it cannot be turned into points", feature=key)
+    if not valid:
+        return
+    for path in sorted((root / "data").glob("*/*.parquet")):
+        name = path.relative_to(root).as_posix()
+        for camera, (width, height) in valid:
+            columns = [intrinsics_key(camera), pose_key(camera), "episode_index", "frame_index"]
+            try:
+                table = pq.read_table(path, columns=columns)
+            except (pa.ArrowException, OSError, KeyError):
+                continue  # an unreadable file or a missing column is a finding of the data check already
+            intrinsics = np.asarray(table.column(columns[0]).to_pylist(), dtype=np.float64)
+            pose = np.asarray(table.column(columns[1]).to_pylist(), dtype=np.float64)
+            if intrinsics.shape != (len(table), len(INTRINSICS_NAMES)) or pose.shape != (len(table), len(POSE_NAMES)):
+                continue  # rows of the wrong size: named by the data check
+            episodes, frames = table.column("episode_index").to_numpy(), table.column("frame_index").to_numpy()
+            for row, column, problem in camera_model_problems(intrinsics, pose, width, height):
+                out.error(
+                    "cameras",
+                    problem,
+                    file=name,
+                    episode=int(episodes[row]),
+                    frame=int(frames[row]),
+                    feature=f"{PREFIX}.{camera}.{column}",
                 )

@@ -6,14 +6,23 @@ Columns (lerobot's ``features`` dict; keys from :class:`tiers.core.FeatureKey` w
     observation.ee_pose         float32 (7,)    tool centre point in the base frame: xyz (m), quaternion wxyz
     action                      float32 (A,)    the commanded action (joint_position: J targets rad + gripper m)
     observation.images.<cam>    video (H, W, 3) RGB, one per EmbodimentSpec camera (``image`` with use_videos=False)
-    observation.depth.<cam>     video (H, W, 1) depth in metres for cameras with ``depth: true``; lerobot stores
-                                it as a lossless 12-bit log-quantised HEVC depth video (``info.is_depth_map``)
-                                and decodes it back to metres (millimetres by default: pass
+    observation.depth.<cam>     video (H, W, 1) depth in metres for cameras with ``depth: true``, only when
+                                depth is asked for (``depth=True``, ``tiers record --depth``); lerobot stores it
+                                as a lossless 12-bit log-quantised HEVC depth video (``info.is_depth_map``) and
+                                decodes it back to metres (millimetres by default: pass
                                 ``depth_output_unit="m"`` to ``LeRobotDataset``)
+    camera.<cam>.intrinsics     float32 (4,)    fx, fy, cx, cy (px), every frame, see :mod:`tiers.datasets.cameras`
+    camera.<cam>.base_from_camera float32 (12,) optical frame -> base frame, top 3x4 row-major, every frame
     subtask                     string          the plan step being executed ("open the drawer")
     language_motion             string          RT-H language motion, see :mod:`tiers.datasets.language_motion`
     expert_motion               string          the scripted expert's primitive phase (only for expert data)
     task                        (lerobot)       the episode's instruction text, via ``tasks.parquet``
+
+Why depth is opt-in: lerobot 0.6.1 takes every video feature as a visual input of its policies, and its ACT and
+Diffusion image encoders take 3-channel RGB, so ``lerobot-train`` fails on a dataset holding a depth video (as it
+does on a depth recording of ``lerobot-record``; lerobot's RealSense camera leaves depth off by default too).
+Without depth a tiers dataset trains with ``lerobot-train`` as it is; the camera models are always kept, so a
+depth recording can be unprojected whenever one is made.
 
 Why plain string columns rather than lerobot's ``language_persistent`` / ``language_events``: in lerobot 0.6.1
 those columns are filled only by the offline annotation pipeline, which rewrites the parquet files after
@@ -34,6 +43,7 @@ from tiers.core.embodiment import ActionSpace, CameraSpec, EmbodimentSpec
 from tiers.core.errors import ContractError
 from tiers.core.features import EE_DELTA_NAMES, FeatureKey
 from tiers.core.observation import Observation
+from tiers.datasets.cameras import camera_features, camera_values, intrinsics_key, pose_key
 
 EXPERT_MOTION = FeatureKey.EXPERT_MOTION.value  # per-frame scripted-expert primitive (a motions.Motion value)
 EE_POSE_NAMES = ("x", "y", "z", "qw", "qx", "qy", "qz")
@@ -50,7 +60,7 @@ class DatasetSpec:
         state_names: J joint names then "gripper_opening".
         action_names: A names of the action components.
         cameras: RGB cameras recorded (empty: proprioception only, no rendering needed).
-        depth_cameras: names of cameras whose depth is recorded (a subset of ``cameras``).
+        depth_cameras: names of cameras whose depth is recorded (a subset of ``cameras``; empty by default).
         use_videos: encode images as mp4 (True) or store PNG images in the parquet files (False).
         expert_motion: add the ``expert_motion`` column (scripted-expert recordings).
     """
@@ -70,11 +80,15 @@ class DatasetSpec:
         embodiment: EmbodimentSpec,
         *,
         cameras: bool = True,
-        depth: bool = True,
+        depth: bool = False,
         use_videos: bool = True,
         expert_motion: bool = True,
     ) -> DatasetSpec:
-        """The spec of a recording of ``embodiment``; ``cameras=False`` records proprioception only."""
+        """The spec of a recording of ``embodiment``; ``cameras=False`` records proprioception only.
+
+        ``depth=True`` adds the depth of the cameras marked ``depth: true`` (a dataset lerobot's own policies
+        cannot train on until the depth feature is removed, see the module docstring).
+        """
         fps = embodiment.control_rate_hz
         if fps != int(fps):
             raise ContractError(f"lerobot stores an integer fps; robot {embodiment.name!r} runs at {fps} Hz")
@@ -117,6 +131,7 @@ class DatasetSpec:
                     "names": IMAGE_AXES,
                     "info": {"is_depth_map": True},
                 }
+        features.update(camera_features(self.cameras))
         for key in self.language_keys:
             features[key] = {"dtype": "string", "shape": (1,), "names": None}
         return features
@@ -158,6 +173,10 @@ class DatasetSpec:
                     f"observation has no image from camera {camera.name!r} ({sorted(observation.images)})"
                 )
             frame[FeatureKey.IMAGES.camera(camera.name)] = observation.images[camera.name]
+            # the Observation holds a model for every camera it has an image from (its own invariant)
+            frame[intrinsics_key(camera.name)], frame[pose_key(camera.name)] = camera_values(
+                observation.cameras[camera.name]
+            )
         for name in self.depth_cameras:
             if name not in observation.depths:
                 raise ContractError(f"observation has no depth from camera {name!r} ({sorted(observation.depths)})")

@@ -3,7 +3,7 @@
 :func:`summarize` reads only metadata and the data parquet files (no video decoding), so it is quick on large
 datasets. It works on any LeRobotDataset v3; the tiers extras (per-episode success from
 ``meta/tiers_episodes.jsonl``, language columns, corrections from ``meta/tiers_corrections.jsonl``) are reported
-where present.
+where present, and so are the camera models (intrinsics, where each camera sits, how far it moves).
 
 One episode (:func:`episode_frames` decodes one camera through lerobot):
     video           (H·scale, W·scale + band) mp4 at the dataset's fps with the task, subtask, language motion
@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from tiers.core.errors import ContractError
 from tiers.core.features import FeatureKey
+from tiers.datasets.cameras import camera_size, intrinsics_key, matrices, pose_key, recorded_cameras
 from tiers.datasets.corrections import ACTIVE_CORRECTION, INTERJECTION, read_corrections
 from tiers.datasets.language_motion import runs
 from tiers.datasets.recorder import dataset_size_bytes, read_episode_log
@@ -74,6 +75,28 @@ class LanguageSummary:
 
 
 @dataclass
+class CameraSummary:
+    """One camera's recorded model: intrinsics of its first frame, and how far its pose moves over the dataset.
+
+    ``intrinsics_vary``: fx, fy, cx or cy differ between frames (a zoom; never in the kitchen).
+    ``travel``: the largest distance (m) of the camera's origin from its first-frame position: 0 for a static
+    camera, centimetres to decimetres for a wrist camera.
+    """
+
+    name: str
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    position: tuple[float, float, float]  # first frame, base frame (m)
+    depth: bool  # the dataset holds this camera's depth
+    intrinsics_vary: bool
+    travel: float
+
+
+@dataclass
 class DatasetSummary:
     root: str
     robot_type: str
@@ -86,6 +109,7 @@ class DatasetSummary:
     tasks: list[tuple[str, int]] = field(default_factory=list)  # (task text, episodes)
     episode_list: list[EpisodeSummary] = field(default_factory=list)
     language: list[LanguageSummary] = field(default_factory=list)
+    cameras: list[CameraSummary] = field(default_factory=list)  # cameras with a recorded model
     correction_events: int = 0  # interjection events in meta/tiers_corrections.jsonl
     intervention_spans: int = 0
 
@@ -193,9 +217,44 @@ def summarize(root: str | Path) -> DatasetSummary:
         summary.language.append(
             LanguageSummary(name, len(values), sum(values.values()), values.most_common(TOP_VALUES))
         )
+    summary.cameras = camera_summaries(root, features)
     log = read_corrections(root)
     summary.correction_events, summary.intervention_spans = len(log.events), len(log.spans)
     return summary
+
+
+def camera_summaries(root: Path, features: dict[str, Any]) -> list[CameraSummary]:
+    """The recorded model of every camera that has one (read from the data parquet files, no decoding)."""
+    cameras = recorded_cameras(features)
+    if not cameras:
+        return []
+    table = read_frames(root, [key for camera in cameras for key in (intrinsics_key(camera), pose_key(camera))])
+    summaries = []
+    for camera in cameras:
+        intrinsics = np.asarray(table[intrinsics_key(camera)], dtype=np.float64).reshape(-1, 4)
+        pose = np.asarray(table[pose_key(camera)], dtype=np.float64).reshape(-1, 12)
+        if not len(intrinsics):
+            continue
+        width, height = camera_size(features, camera)
+        _, transforms = matrices(intrinsics, pose)
+        positions = transforms[:, :3, 3]
+        fx, fy, cx, cy = (float(value) for value in intrinsics[0])
+        summaries.append(
+            CameraSummary(
+                name=camera,
+                width=width,
+                height=height,
+                fx=fx,
+                fy=fy,
+                cx=cx,
+                cy=cy,
+                position=(float(positions[0, 0]), float(positions[0, 1]), float(positions[0, 2])),
+                depth=FeatureKey.DEPTH.camera(camera) in features,
+                intrinsics_vary=bool(np.ptp(intrinsics, axis=0).max() > 1e-6),
+                travel=float(np.linalg.norm(positions - positions[0], axis=1).max()),
+            )
+        )
+    return summaries
 
 
 # --- one episode ------------------------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ class ControlLoop:
         sink: sends a command to the robot (J+1,) rad, m; called under the loop's command lock, so a hold
             sent by :meth:`watch` from another thread is never followed by a stale tick's motion. None: the
             caller sends what the returned :class:`TickResult` holds.
+        watched: :meth:`watch` runs often, in the thread that receives the data: the ticks leave the judgement
+            of staleness to it (a tick's thread can be behind the data it has not yet been handed).
         recent_interventions: the last interventions, newest last, for the status.
     """
 
@@ -71,6 +73,7 @@ class ControlLoop:
     safety: SafetyFilter
     watchdog: Watchdog
     sink: Callable[[NDArray[np.float64]], None] | None = None
+    watched: bool = False
     recent_interventions: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     _instruction: str | None = None
     _pending_instruction: bool = False
@@ -98,7 +101,7 @@ class ControlLoop:
         and sent only if the watchdog still says RUNNING when it is ready.
         """
         self.ticks += 1
-        state = self.watchdog.update(now)
+        state = self._state(now)
         if state is ControlState.HOLDING and self._instruction is None:
             # nothing has been commanded yet: a gap in the data endangers nothing, so it does not latch
             state = self.watchdog.resume(now)
@@ -124,7 +127,7 @@ class ControlLoop:
             return self._controller_failed(error, now)
         with self._command_lock:
             # the data may have gone stale, or a stop come, while the controller stepped: then its action is void
-            state = self.watchdog.update(now)
+            state = self._state(now)
             if state is not ControlState.RUNNING:
                 self._was_running = False
                 return self._hold_or_nothing(state)
@@ -180,6 +183,10 @@ class ControlLoop:
         self.watchdog.stop(f"controller failed: {detail[:500]}", now)
         self._was_running = False
         return TickResult(ControlState.STOPPED, None, motion=False)
+
+    def _state(self, now: float | None) -> ControlState:
+        """The state to act in: judged here, or (``watched``) as :meth:`watch` last judged it."""
+        return self.watchdog.state if self.watched else self.watchdog.update(now)
 
     def _emit(self, command: NDArray[np.float64]) -> None:
         if self.sink is not None:

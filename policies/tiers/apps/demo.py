@@ -270,7 +270,7 @@ def write_report(out: Path, steps: list[StepRecord], *, checkpoint: Path, quick:
     if train_log.is_file():
         summary["training"] = json.loads(train_log.read_text()).get("summary")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "report.md").write_text(_markdown(summary))
+    (out / "report.md").write_text(_markdown(summary, figures))
     (out / "report.html").write_text(_html(summary, figures))
     return summary
 
@@ -291,7 +291,7 @@ def _fmt(value: Any, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.2f}"
 
 
-def _markdown(summary: dict[str, Any]) -> str:
+def _markdown(summary: dict[str, Any], figures: Path) -> str:
     lines = ["# tiers demo", ""]
     lines.append(f"{'quick run (shipped checkpoint)' if summary['quick'] else 'full run'}, {summary['wall_s']:.0f} s")
     lines += ["", "| mode | episodes | success | train split | held-out | corrections/ep | step p50 ms | step p99 ms |"]
@@ -311,7 +311,9 @@ def _markdown(summary: dict[str, Any]) -> str:
                   f"final loss {t.get('final_loss', float('nan')):.4f}, {t.get('wall_s', 0):.0f} s."]  # fmt: skip
     lines += ["", "## Steps (each reproduces alone)", ""]
     lines += [f"- {s['name']} ({s['seconds']:.0f} s): `{s['command']}`" for s in summary["steps"]]
-    lines += ["", "Figures: `figures/success_by_mode.png`, `figures/learning_curve.png`. Videos:"]
+    names = ("success_by_mode.png", "learning_curve.png")
+    drawn = [f"`figures/{name}`" for name in names if (figures / name).is_file()]
+    lines += ["", f"Figures: {', '.join(drawn) or 'none'}. Videos:"]  # only those drawn (a quick run trains none)
     lines += [f"- {video}" for r in summary["modes"] for video in r["videos"]]
     return "\n".join(lines) + "\n"
 

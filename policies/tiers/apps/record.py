@@ -148,7 +148,7 @@ def record_dataset(
     seed: int = 0,
     resume: bool = False,
     cameras: bool = True,
-    depth: bool = True,
+    depth: bool = False,
     videos: bool = True,
     keep_failures: bool = False,
     max_attempts: int | None = None,
@@ -162,6 +162,9 @@ def record_dataset(
     in ``meta/tiers_episodes.jsonl``, and each kept episode is committed atomically.
 
     Args:
+        cameras: render and record the robot's cameras (RGB video and each camera's model, every frame).
+        depth: also record the depth of the cameras marked ``depth: true``; off by default, because lerobot's
+            own policies take every video as an RGB input and ``lerobot-train`` fails on a depth video.
         max_attempts: stop after this many attempts; None: 3 x ``num_episodes``.
         console: where the progress goes (default: stderr).
 

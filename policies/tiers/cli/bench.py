@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lowlevel.add_argument("--train-batch", type=int, default=8, help="windows per timed training step")
     lowlevel.add_argument("--policies", nargs="+", default=None, help="subset of beso flow ddpm lerobot_diffusion")
     lowlevel.add_argument("--success", action="store_true", help="train each policy on --dataset and run the kitchen")
+    lowlevel.add_argument(
+        "--no-onnx", action="store_true", help="skip BESO-3 exported and run by ONNX Runtime (needs the export extra)"
+    )
     lowlevel.add_argument("--seeds", type=int, default=3, help="--success: training seeds per policy")
     lowlevel.add_argument("--episodes", type=int, default=5, help="--success: episodes per task and seed")
     lowlevel.add_argument(
@@ -221,6 +224,7 @@ def _run_lowlevel(args: argparse.Namespace) -> int:
             train_steps=args.train_steps,
             train_batch=args.train_batch,
             policies=policies,
+            onnx=not args.no_onnx,
         )
         console.print(f"[bold]tiers bench lowlevel[/bold] on {args.device}, {args.preset} networks (minutes on a CPU)")
         figures = bench.run_lowlevel_benchmark(config, progress=console.print)

@@ -1,10 +1,12 @@
 """``tiers dataset``: look after LeRobotDataset folders.
 
-tiers dataset check PATH            schema, shapes, NaN/Inf, timestamps, episode indices, videos, stats;
+tiers dataset check PATH            schema, shapes, NaN/Inf, timestamps, episode indices, videos, stats,
+                                    camera models (fx > 0, orthonormal rotations, ...);
                                     exit status 1 when an error is found
 tiers dataset check PATH --json     the same findings as one JSON object
 tiers dataset show PATH             episodes, frames, fps, features with shapes, tasks, per-episode length and
-                                    success, language columns (subtasks, motions, corrections); --json
+                                    success, language columns (subtasks, motions, corrections), camera models
+                                    (intrinsics, position, how far each camera moves, depth or not); --json
 tiers dataset show PATH --episode K [--video OUT.mp4] [--sheet OUT.png] [--plot OUT.png] [--camera KEY]
                                     one episode's language segments; a captioned video (task, subtask,
                                     language motion, correction), a contact sheet, a state/action plot
@@ -154,6 +156,22 @@ def _print_summary(console: Any, summary: Any) -> None:
             top = ", ".join(f"{escape(text)} ({count})" for text, count in entry.top)
             language.add_row(entry.column, str(entry.distinct), str(entry.frames), top)
         console.print(language)
+    if summary.cameras:
+        cameras = Table(title="camera models (camera.<name>.intrinsics / .base_from_camera, every frame)")
+        for column in ("camera", "size", "fx, fy px", "cx, cy px", "at frame 0 (m)", "moves", "depth"):
+            cameras.add_column(column)
+        for camera in summary.cameras:
+            moves = f"{camera.travel:.2f} m" if camera.travel > 1e-4 else "static"
+            cameras.add_row(
+                escape(camera.name),
+                f"{camera.width}x{camera.height}",
+                f"{camera.fx:.1f}, {camera.fy:.1f}" + (" (varies)" if camera.intrinsics_vary else ""),
+                f"{camera.cx:.1f}, {camera.cy:.1f}",
+                " ".join(f"{value:.2f}" for value in camera.position),
+                moves,
+                "yes" if camera.depth else "no",
+            )
+        console.print(cameras)
     if summary.correction_events or summary.intervention_spans:
         console.print(
             f"corrections: {summary.correction_events} interjection events, "

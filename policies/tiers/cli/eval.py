@@ -7,7 +7,9 @@ Examples::
     tiers eval --mode integrated --planner gold_echo --family push --limit 10 --workers 2 --videos 3
     tiers eval --mode corrections --hierarchy offline_paths --limit 20 --corrections-log outputs/corrections
 
-Writes ``results.json``, ``summary.md``, ``success_by_family.png`` and rollout videos into ``--out``; the run
+Writes ``results.json``, ``summary.md`` (success rates with 95 % Wilson intervals, errored episodes counted
+apart), ``success_by_family.png`` and rollout videos into ``--out``; the same command on the same machine gives
+the same episodes (``sim/README.md``, "Reproducible evaluation"). The run
 is :func:`tiers.apps.evaluation.evaluate.run_evaluation`.
 """
 
@@ -35,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", action="append", default=[], help="task id (repeatable); default: all tasks")
     parser.add_argument("--family", action="append", default=[], help="task family (repeatable)")
     parser.add_argument("--split", choices=["all", "train", "held_out"], default="all")
-    parser.add_argument("--limit", type=int, default=None, help="evenly spaced sample of at most N tasks")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="at most N tasks, shared round-robin among the families (evenly spaced)"
+    )
     parser.add_argument("--seeds", type=int, default=1, help="episodes per task, seeds 0..N-1 (+ --seed)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument(
@@ -45,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", choices=["process", "ray"], default="process", help="worker backend")
     parser.add_argument("--videos", type=int, default=2, help="rollout videos for an evenly spaced sample")
     parser.add_argument("--max-steps", type=int, default=None, help="override the per-episode step limit")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads per worker (episodes replay exactly at one count)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default outputs/eval/<mode>-<time>)")
 
 
@@ -72,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         videos=args.videos,
         max_steps=args.max_steps,
+        torch_threads=args.threads,
         corrections_log=args.corrections_log,
         record={key: str(value) if isinstance(value, Path) else value for key, value in flags.items()},
     )

@@ -2,6 +2,11 @@
 
     tiers record --out data/drawer --num-episodes 50 --tasks open_close push --seed 0
     tiers record --out data/drawer --num-episodes 20 --tasks open/drawer/0 --resume
+    tiers record --out data/drawer_rgbd --num-episodes 50 --tasks open_close --depth
+
+The default dataset (RGB videos of every camera, each camera's intrinsics and base-from-camera pose at every
+frame, proprioception, actions, language) trains with lerobot's own ``lerobot-train``; ``--depth`` adds the front
+depth video, which lerobot 0.6.1's policies would take as an RGB input (see datasets/README.md).
 
 Attempt j (counted across resumed sessions) runs seed ``--seed + j`` on a task drawn from the selection with that
 seed. Only successful episodes are kept unless ``--keep-failures``; every attempt is logged in
@@ -16,7 +21,10 @@ import argparse
 import os
 from pathlib import Path
 
-HELP = "record scripted-expert episodes in the kitchen into a LeRobotDataset v3 (videos, depth, language labels)"
+HELP = (
+    "record scripted-expert episodes in the kitchen into a LeRobotDataset v3 (videos, camera models, language "
+    "labels; depth with --depth)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="append to an existing dataset at --out")
     parser.add_argument("--no-videos", action="store_true", help="store camera frames as PNG images, not mp4 videos")
     parser.add_argument("--no-cameras", action="store_true", help="record proprioception only (no rendering; fast)")
-    parser.add_argument("--no-depth", action="store_true", help="leave out depth images")
+    parser.add_argument(
+        "--depth",
+        action="store_true",
+        help="also record depth (cameras with depth: true) as lerobot depth videos; lerobot-train's ACT and "
+        "Diffusion take every video as RGB, so drop it for them (datasets/README.md)",
+    )
     parser.add_argument("--keep-failures", action="store_true", help="keep failed episodes too (logged as failed)")
     parser.add_argument(
         "--max-attempts", type=int, default=None, help="stop after this many attempts (default 3 × --num-episodes)"
@@ -54,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         resume=args.resume,
         cameras=not args.no_cameras,
-        depth=not args.no_depth,
+        depth=args.depth,
         videos=not args.no_videos,
         keep_failures=args.keep_failures,
         max_attempts=args.max_attempts,

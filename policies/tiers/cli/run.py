@@ -5,6 +5,7 @@ Examples::
     tiers run offline_paths --task open/drawer/0 --video outputs/run/drawer.mp4
     tiers run offline_paths --instruction "open the drawer, put the apple inside, then close it" --interactive
     tiers run learned_paths --task pick_place/apple-in-bowl/0 --corrections corrections.yaml --log outputs/yay
+    tiers run --list-kinds      # the tier kinds a hierarchy YAML may name (no hierarchy needed)
 
 ``--interactive`` reads corrections from the console while the robot moves (type "stop", "move a bit
 left", "no, open the cabinet first", ...) and paces the simulation at the control rate so a person can
@@ -27,7 +28,9 @@ HELP = "run a hierarchy (configs/hierarchies/<name>.yaml) in the kitchen with li
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("hierarchy", help="hierarchy preset name or YAML path")
+    parser.add_argument(
+        "hierarchy", nargs="?", default=None, help="hierarchy preset name or YAML path (not with --list-kinds)"
+    )
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--task", default=None, help="kitchen task id (default: open/drawer/0)")
     what.add_argument("--instruction", default=None, help="free text; the kitchen task it names is set up")
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     import tiers.apps.evaluation.kinds  # noqa: F401  (the privileged kinds a hierarchy may name can be built)
     from tiers.apps.evaluation.hierarchy_episode import run_hierarchy_episode
-    from tiers.core.errors import ContractError
+    from tiers.core.errors import ConfigError, ContractError
     from tiers.core.features import CommandSource
     from tiers.policies.hierarchy.build import describe_kinds, hierarchy_embodiment, load_hierarchy
     from tiers.sim.backends import check_backend_available, make_backend
@@ -90,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False)
     if args.list_kinds:
-        console.print(describe_kinds(), markup=False)
+        console.print(describe_kinds(), markup=False, soft_wrap=True)
         return 0
+    if args.hierarchy is None:
+        raise ConfigError("name a hierarchy to run (a preset of configs/hierarchies/ or a YAML path): tiers run NAME")
     check_backend_available(args.backend)
     replay = load_replay(args.corrections) if args.corrections else []
     task = task_for_instruction(args.instruction) if args.instruction else get_task(args.task or "open/drawer/0")

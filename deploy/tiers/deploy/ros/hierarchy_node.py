@@ -16,10 +16,12 @@
 
 ``~/stop`` is a latched *software* stop: it is not a hardware e-stop (see :mod:`tiers.deploy.watchdog`).
 
-Threads: the executor's thread runs every callback (joint states, cameras, texts, the watchdog timer at
-``watchdog_rate_hz``, the status, lifecycle and parameter services); the control ticks run in a thread of their
-own (``control``), so a controller step that plans for a while never delays the arrival of joint states nor
-the watchdog's check of them: the watchdog measures the robot's data, not the node's stalls.
+Threads: the joint states and the watchdog timer (``watchdog_rate_hz``) run on a helper node,
+``<name>_watchdog``, spun by a thread of its own (``watchdog``); the node's executor thread runs every other
+callback (cameras, texts, the status, lifecycle and parameter services); the control ticks run in a third
+thread (``control``). So a controller step that plans for a while, or a burst of other messages, never
+delays the arrival of joint states nor the watchdog's check of them: the watchdog measures the robot's
+data (fed with the time DDS received each state), not the node's stalls.
 
 Inputs: every callback checks its message (:mod:`tiers.deploy.inputs`, :mod:`tiers.deploy.observations`,
 :mod:`tiers.deploy.ros.messages`); a message that cannot be used is rejected, counted and named in
@@ -30,6 +32,7 @@ next tick tries again; after ``MAX_TICK_FAILURES`` in a row the software stop la
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -67,7 +70,8 @@ from tiers.deploy.safety import SafetyConfig, SafetyFilter
 from tiers.deploy.watchdog import ControlState, Watchdog, WatchdogConfig
 
 _PURPOSE = "the tiers ROS 2 hierarchy node"
-require("rclpy", purpose=_PURPOSE)
+rclpy = require("rclpy", purpose=_PURPOSE)
+_executors = require("rclpy.executors", purpose=_PURPOSE)
 _lifecycle = require("rclpy.lifecycle", purpose=_PURPOSE)
 _node = require("rclpy.node", purpose=_PURPOSE)
 _callback_groups = require("rclpy.callback_groups", purpose=_PURPOSE)
@@ -125,6 +129,7 @@ _RANGES = {
 MAX_TICK_FAILURES = 20  # consecutive failed ticks (unexpected errors, each held) before the stop latches
 RECENT_REJECTIONS = 10  # rejected messages listed in the status (the counts cover all of them)
 SWITCH_INTERVAL_S = 0.001  # s, the interpreter's thread switch interval while the node is active (see on_activate)
+WATCH_STALL_PERIODS = 3.0  # a watchdog check later than this many periods after the last one: the node stalled
 STATUS_TEXT_CHARS = 200  # characters of the instruction and command texts in ~/status
 MAX_EVENT_TEXT = 1000  # characters of an event's detail on ~/language_events
 
@@ -144,6 +149,11 @@ class HierarchyNode(LifecycleNode):
         self._spec: EmbodimentSpec | None = None
         self._stamps: StampGuard | None = None
         self._entities: list[Any] = []  # subscriptions and publishers made in configure
+        # joint states and the watchdog timer live on a second node with an executor thread of its own, so no
+        # other callback (a status, a burst of camera images or texts) can delay them
+        self._fast: Any = None
+        self._fast_executor: Any = None
+        self._fast_thread: threading.Thread | None = None
         self._status_timer: Any = None
         self._watch_timer: Any = None
         self._tick_on_state = False
@@ -156,6 +166,7 @@ class HierarchyNode(LifecycleNode):
         self._pending_corrections: deque[tuple[str, int]] = deque(maxlen=100)  # (text, tick when received)
         self.rejections: Counter[str] = Counter()  # rejected messages by input (joint_states, instruction, ...)
         self._recent_rejections: deque[str] = deque(maxlen=RECENT_REJECTIONS)
+        self.watch_stalls = 0  # watchdog checks skipped because the check itself came late (see _on_watch)
         self.tick_errors = 0  # ticks that failed with an unexpected error (each one held the robot)
         self._failed_in_a_row = 0
         self._last_tick_error = ""
@@ -189,8 +200,11 @@ class HierarchyNode(LifecycleNode):
         assert self._loop is not None
         self._tick_on_state = self.get_parameter("tick_source").value == "joint_states"
         watch_rate = float(self.get_parameter("watchdog_rate_hz").value)
+        self._loop.watched = watch_rate > 0  # then staleness is judged only in the thread that gets the data
+        self._watch_period = 1.0 / watch_rate if watch_rate > 0 else 0.0
+        self._last_watch, self._skipped_watch = time.monotonic(), False
         if watch_rate > 0:  # the executor's thread: never waits for a controller step
-            self._watch_timer = self.create_timer(1.0 / watch_rate, self._on_watch, callback_group=self._io_group)
+            self._watch_timer = self._fast.create_timer(1.0 / watch_rate, self._on_watch)
         rate = float(self.get_parameter("status_rate_hz").value)
         if rate > 0:
             self._status_timer = self.create_timer(1.0 / rate, self._publish_status, callback_group=self._io_group)
@@ -209,9 +223,10 @@ class HierarchyNode(LifecycleNode):
 
     def on_deactivate(self, state: Any) -> Any:
         self._stop_control()
-        for timer in (self._status_timer, self._watch_timer):
-            if timer is not None:
-                self.destroy_timer(timer)
+        if self._status_timer is not None:
+            self.destroy_timer(self._status_timer)
+        if self._watch_timer is not None and self._fast is not None:
+            self._fast.destroy_timer(self._watch_timer)
         self._status_timer = self._watch_timer = None
         self.get_logger().info("inactive: no commands are sent")
         return super().on_deactivate(state)
@@ -228,6 +243,7 @@ class HierarchyNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         self._stop_control()
+        self._destroy_fast_path()
         super().destroy_node()
 
     def _on_set_parameters(self, parameters: list[Any]) -> Any:
@@ -322,7 +338,21 @@ class HierarchyNode(LifecycleNode):
         self._status_pub = self.create_publisher(_std.String, "~/status", EVENT_QOS)
         self._events_pub = self.create_publisher(_std.String, "~/language_events", EVENT_QOS)
         self._entities = [self._command_pub, self._status_pub, self._events_pub]
-        self._subscribe(_sensor.JointState, settings["joint_states_topic"], self._on_joint_state, SENSOR_QOS)
+        # with the message info: the watchdog is fed the time DDS received the state, however late the callback
+        # on a node of its own, spun by a thread of its own: the data path and the watchdog (module docstring)
+        source = "joint_states"
+        name, namespace = f"{self.get_name()}_watchdog", self.get_namespace()
+        self._fast = rclpy.create_node(name, namespace=namespace, context=self.context)
+        self._fast.create_subscription(
+            _sensor.JointState,
+            settings["joint_states_topic"],
+            lambda message, info: self._guarded(source, lambda m: self._on_joint_state(m, info), message),
+            SENSOR_QOS,
+        )
+        self._fast_executor = _executors.SingleThreadedExecutor(context=self.context)
+        self._fast_executor.add_node(self._fast)
+        self._fast_thread = threading.Thread(target=self._spin_fast, name="watchdog", daemon=True)
+        self._fast_thread.start()
         for camera in settings["cameras"]:
             topics = rm.camera_topics(camera, settings["camera_prefix"])
             self._subscribe(_sensor.Image, topics["image"], _bind(self._on_image, camera), SENSOR_QOS)
@@ -339,7 +369,23 @@ class HierarchyNode(LifecycleNode):
         guarded = _bind(self._guarded, source, callback)
         self._entities.append(self.create_subscription(kind, topic, guarded, qos, callback_group=self._io_group))
 
+    def _spin_fast(self) -> None:
+        executor = self._fast_executor
+        with contextlib.suppress(Exception):  # shutdown races end the thread
+            executor.spin()
+
+    def _destroy_fast_path(self) -> None:
+        fast, self._fast = self._fast, None
+        if fast is None:
+            return
+        self._fast_executor.shutdown()
+        thread = self._fast_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        fast.destroy_node()
+
     def _destroy_entities(self) -> None:
+        self._destroy_fast_path()
         for entity in self._entities:
             if isinstance(entity, _node.Publisher):
                 self.destroy_publisher(entity)
@@ -369,7 +415,7 @@ class HierarchyNode(LifecycleNode):
         self._recent_rejections.append(text)
         self.get_logger().warning(f"rejected {text}", throttle_duration_sec=1.0)
 
-    def _on_joint_state(self, message: Any) -> None:
+    def _on_joint_state(self, message: Any, info: Any = None) -> None:
         loop, assembler, stamps = self._loop, self._assembler, self._stamps
         if assembler is None or loop is None or stamps is None:
             return
@@ -379,7 +425,7 @@ class HierarchyNode(LifecycleNode):
         assembler.update_joints(list(message.name), list(message.position), list(message.velocity), stamp)
         stamps.accept(stamp)  # only a state valid in every field moves the stamps' reference
         self._joint_arrival = time.perf_counter()
-        loop.watchdog.feed("joint_states")
+        loop.watchdog.feed("joint_states", _arrival(info))
         if self._tick_on_state:
             self._new_state.set()  # the control thread ticks on it; a tick still running skips this state
 
@@ -495,11 +541,24 @@ class HierarchyNode(LifecycleNode):
         self._note_state(result.state)
 
     def _on_watch(self) -> None:
-        """The watchdog between ticks (the executor's thread): a hold goes out as soon as the data is stale."""
+        """The watchdog between ticks (the executor's thread): a hold goes out as soon as the data is stale.
+
+        When this check itself comes late (the process stalled: a loaded CPU), joint states received meanwhile
+        may still wait for their callback: the check is skipped once, so the callbacks run first; the next
+        check (one period later) judges. Never twice in a row, so a real gap still holds."""
         loop = self._loop
-        if loop is not None:
-            loop.watch()  # the hold, if any, is sent through loop.sink
-            self._note_state(loop.watchdog.state)
+        if loop is None:
+            return
+        now = time.monotonic()
+        late = now - self._last_watch > WATCH_STALL_PERIODS * self._watch_period
+        self._last_watch = now
+        if late and not self._skipped_watch:
+            self._skipped_watch = True
+            self.watch_stalls += 1
+            return
+        self._skipped_watch = False
+        loop.watch()  # the hold, if any, is sent through loop.sink
+        self._note_state(loop.watchdog.state)
 
     def _note_state(self, state: ControlState) -> None:
         """Log and publish the status on a change of state."""
@@ -556,9 +615,18 @@ class HierarchyNode(LifecycleNode):
         status["monotonic"] = time.monotonic()
         status["rejections"] = {"counts": dict(self.rejections), "recent": list(self._recent_rejections)}
         status["tick_errors"] = {"count": self.tick_errors, "last": self._last_tick_error}
+        status["watch_stalls"] = self.watch_stalls
         if self.jitter is not None:
             status["rate"] = self.jitter.summary()
         self._status_pub.publish(_std.String(data=status_json(status)))
+
+
+def _arrival(info: Any) -> float | None:
+    """Monotonic s when DDS received a message (its ``received_timestamp``, system clock ns), or None (now)."""
+    received = int(info.get("received_timestamp", 0)) if isinstance(info, dict) else 0
+    if received <= 0:
+        return None
+    return time.monotonic() - max(0.0, (time.time_ns() - received) * 1e-9)
 
 
 def _bind(method: Callable[..., None], *bound: Any) -> Callable[[Any], None]:

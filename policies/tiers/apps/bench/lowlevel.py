@@ -13,6 +13,12 @@ Speed figures (:func:`run_lowlevel_benchmark`; one chunk for one robot, B = 1, `
     *_cpu_ms                         process CPU time of the same calls: with ``--threads 1`` on a shared CPU,
                                      the latency one free core would give (wall times include waiting for it)
     flow.chunk_ms, ddpm.chunk_ms     flow matching at its default Euler steps; DDPM at its 100 steps
+    onnx.chunk_ms                    the BESO policy exported at 3 evaluations (``tiers export``) and run by
+                                     ONNX Runtime (the ``onnx`` low tier: numpy in, numpy out, no torch), same
+                                     one-step batch, ``threads`` intra-op threads; ``speedup.torch_over_onnx``
+                                     = BESO-3's torch chunk / the ONNX chunk (needs the ``export`` extra);
+                                     ``onnx.control_step_ms_p50/p99``: one ``select_action`` per control tick
+                                     (a chunk every ``n_action_steps`` ticks, queued actions in between)
     lerobot_diffusion.chunk_ms       lerobot's diffusion policy at lerobot's defaults (ResNet-18 per camera, UNet
                                      (512, 1024, 2048), horizon 64, DDPM 100 steps) through the adapter, same run
     speedup.ddpm100_over_beso3       DDPM-100 chunk / BESO-3 chunk (CPU times with ``--threads 1``, else walls)
@@ -38,6 +44,7 @@ from __future__ import annotations
 import gc
 import resource
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,7 +65,9 @@ from tiers.core.features import FeatureKey
 from tiers.core.locations import preset_path
 from tiers.datasets.recorder import EPISODES_LOG, read_episode_log
 from tiers.policies.low.checkpoint import PolicyFeatures
+from tiers.policies.low.export import export_onnx
 from tiers.policies.low.lerobot_adapter import LerobotPolicyAdapter, window_shape
+from tiers.policies.low.onnx_policy import OnnxLowPolicy
 from tiers.policies.low.policy import GenerativeLowPolicy
 
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
@@ -81,6 +90,7 @@ class LowLevelBenchConfig(Config):
     train_batch: int = 8  # windows per training step
     policies: list[str] = field(default_factory=lambda: list(POLICIES))  # which policies to measure
     threads: int | None = None  # torch CPU threads; 1 makes CPU-time figures contention-free; None: torch's
+    onnx: bool = True  # also time BESO-3 exported and run by ONNX Runtime (CPU only; needs the export extra)
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -274,6 +284,43 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
     return figures
 
 
+def _onnx_latency(policy: Any, config: LowLevelBenchConfig) -> dict[str, float]:
+    """BESO exported at 3 evaluations and run by :class:`OnnxLowPolicy` on the same one-step batch (B = 1)."""
+    batch = {
+        key: value.numpy() if isinstance(value, torch.Tensor) else value
+        for key, value in _one_step_batch(policy, "cpu").items()
+    }
+    noise = torch.randn(1, policy.config.horizon, policy.features.action_dim).numpy()
+    with tempfile.TemporaryDirectory(prefix="tiers-bench-onnx-") as folder:
+        texts = [batch[key][0] for key in (policy.features.language_key,) if key]  # the bench's own command
+        report = export_onnx(policy, Path(folder) / "beso.onnx", steps=3, check=False, texts=texts)
+        runtime = OnnxLowPolicy(report.path, threads=config.threads)
+        timing = time_call(
+            partial(runtime.predict_action_chunk, batch, noise=noise),
+            repeats=config.repeats,
+            warmup=config.warmup,
+            device="cpu",
+        )
+        # the control step as the hierarchy's driver sees it: select_action every tick, a chunk every
+        # n_action_steps ticks (the queue in between), over `repeats` chunks
+        runtime.reset()
+        ticks = []
+        for _ in range(config.repeats * runtime.config.n_action_steps):
+            start = time.perf_counter()
+            runtime.select_action(batch)
+            ticks.append(time.perf_counter() - start)
+    ticks_ms = sorted(1000 * tick for tick in ticks)
+    return {
+        "onnx.control_step_ms_p50": statistics.median(ticks_ms),
+        "onnx.control_step_ms_p99": ticks_ms[min(len(ticks_ms) - 1, round(0.99 * (len(ticks_ms) - 1)))],
+        "onnx.network_evaluations": 3,
+        "onnx.chunk_ms": timing.median_ms,
+        "onnx.chunk_cpu_ms": timing.cpu_ms,
+        "onnx.chunk_best_ms": timing.best_ms,
+        "onnx.graph_mb": report.size_mb,
+    }
+
+
 def _ratio_basis(config: LowLevelBenchConfig) -> tuple[str, Callable[[Timing], float]]:
     """Which time the ratios divide: CPU time with one CPU thread (robust to other processes on the machine),
     else the fastest wall time (GPU kernels and multi-threaded CPU work do not show in process CPU time)."""
@@ -373,6 +420,9 @@ def run_lowlevel_benchmark(
             figures[f"{name}.network_evaluations"] = int(lerobot.num_inference_steps or lerobot.num_train_timesteps)
         elif name == "beso":
             figures.update(_latencies(name, policy, config, sorted(set(config.evaluations))))
+            if config.onnx and config.device == "cpu":
+                say("beso: exported, under ONNX Runtime")
+                figures.update(_onnx_latency(policy, config))
         else:
             steps = int(policy.config.sampler_steps or policy.generator.config.steps)
             figures[f"{name}.network_evaluations"] = steps
@@ -396,6 +446,9 @@ def run_lowlevel_benchmark(
             other = figures.get(key)
             if isinstance(other, float):
                 figures[f"speedup.{name}_over_beso3"] = other / beso3
+        onnx = figures.get(f"onnx.{kind}")
+        if isinstance(onnx, float):
+            figures["speedup.torch_over_onnx"] = beso3 / onnx
     return figures
 
 
@@ -419,7 +472,7 @@ def plot_latency(figures: Mapping[str, Any], path: Path) -> Path:
     if all(f"beso.{sample}.{n}" in figures for n in counts):
         axis.plot(counts, [figures[f"beso.{sample}.{n}"] for n in counts], "s--", label="BESO sampler only")
     axis.plot(counts, [n * figures[f"beso.{forward}"] for n in counts], ":", color="gray", label="N × one forward")
-    for name, marker in (("flow", "^"), ("ddpm", "v"), ("lerobot_diffusion", "*")):
+    for name, marker in (("flow", "^"), ("ddpm", "v"), ("lerobot_diffusion", "*"), ("onnx", "D")):
         if f"{name}.{chunk}" in figures:
             axis.plot(
                 figures[f"{name}.network_evaluations"], figures[f"{name}.{chunk}"], marker, markersize=11, label=name

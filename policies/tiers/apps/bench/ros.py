@@ -11,23 +11,45 @@ negligible, so the figures are the ROS layer's, not a policy's). Figures (ms unl
   with ``tick_source: joint_states`` (a tick on each new state, no wait);
 - ``tick_processing_*``: the tick itself: observation assembly (with FK), controller, safety filter, message;
 - ``control_jitter_*``: |period - 1/rate| of the node's control timer at ``rate_hz`` (50 Hz by default);
-- ``hold_latency_*``: the last joint state -> the watchdog holds (trials of a dying publisher; timeout 50 ms);
+- ``hold_latency_*``: the last joint state -> the watchdog holds (trials of a dying publisher), against
+  ``hold_latency_bound_ms`` = ``stale_timeout_s`` (50 ms) + one watchdog period (10 ms);
+- ``self_trips`` over ``self_trip_instructions``: the README's sim graph (MuJoCo kitchen node + the
+  ``offline_paths`` hierarchy with its two RGB-D cameras, parameters of ``config/sim.yaml``) in this one
+  process; each instruction makes the planner and the mid tier plan; a self-trip is a hold while the sim
+  published on time (its joint states, by their DDS source stamps, never further apart than the timeout:
+  the node's own stall; goal: 0); ``sim_late_holds``: holds after the sim itself published late (a real
+  gap of the robot's data, e.g. a CPU shared with other work). ``self_trip_mid_plan_ms_*``: how long those
+  plans took;
 - ``safety_filter_us_*``: one :meth:`SafetyFilter.filter` call with the workspace check (FK), µs;
-- ``image_<W>x<H>_*``: an RGB image through rclpy: array -> message, publish -> callback, message -> array.
+- ``image_<W>x<H>_*``: an RGB image through rclpy: array -> message, publish -> callback, message -> array;
+- ``low_<onnx|torch>_control_step_*``: the same sim graph with a learned low tier: the shipped
+  ``kitchen_paths_beso`` under ONNX Runtime (``learned_paths_onnx``, exported to a temporary folder) and the same
+  checkpoint under torch without guidance (``learned_paths_unguided``), instructed "open the drawer" and run
+  ``learned_seconds``: the node's tick (observation, hierarchy with the low tier's chunk every
+  ``n_action_steps`` ticks, safety filter, message), ms; ``low_*_ticks`` how many.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from tiers.core.embodiment import EmbodimentSpec
+from tiers.core.locations import preset_path
 from tiers.deploy.safety import SafetyFilter
 from tiers.deploy.watchdog import ControlState
+from tiers.policies.hierarchy.registry import HierarchyContext
+from tiers.policies.low.export import export_onnx
 
 
 def _percentiles(name: str, seconds: list[float], scale: float = 1e3, unit: str = "ms") -> dict[str, float]:
@@ -49,8 +71,17 @@ def run_ros_benchmark(
     image_sizes: tuple[tuple[int, int], ...] = ((320, 240), (640, 480)),
     images: int = 40,
     domain_id: int | None = None,
+    self_trip_instructions: int = 100,
+    instruction_period_s: float = 1.0,
+    learned_seconds: float = 8.0,
 ) -> dict[str, Any]:
-    """Measure the ROS layer (see the module docstring); returns the figures as a flat JSON-able dict."""
+    """Measure the ROS layer (see the module docstring); returns the figures as a flat JSON-able dict.
+
+    Args:
+        self_trip_instructions: instructions sent to the sim graph for ``self_trips`` (0 skips that part).
+        instruction_period_s: s between those instructions.
+        learned_seconds: s the sim graph runs each learned low tier (ONNX, torch) for ``low_*`` (0 skips).
+    """
     os.environ["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else 90 + os.getpid() % 10)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
@@ -196,6 +227,7 @@ def run_ros_benchmark(
             if entered:
                 holds.append(entered[0] - last)
         figures.update(_percentiles("hold_latency", holds))
+        figures["hold_latency_bound_ms"] = (0.05 + 1.0 / 100.0) * 1e3  # stale_timeout_s + one watchdog period
         figures["hold_trials"] = len(holds)
     finally:
         stopped.set()
@@ -223,4 +255,220 @@ def run_ros_benchmark(
     event_node.destroy_node()
     robot.destroy_node()
     rclpy.try_shutdown(context=context)
+    if self_trip_instructions > 0:
+        figures.update(_self_trips_in_a_process(self_trip_instructions, instruction_period_s))
+    if learned_seconds > 0:
+        figures.update(_learned_control_steps_in_a_process(learned_seconds))
+    return figures
+
+
+def _learned_control_steps_in_a_process(seconds: float) -> dict[str, Any]:
+    """:func:`_learned_control_steps` in a fresh process (EGL chosen before mujoco loads, as for the self-trips)."""
+    code = (
+        "import json\n"
+        "from tiers.apps.bench.ros import _learned_control_steps\n"
+        f"print('FIGURES ' + json.dumps(_learned_control_steps({float(seconds)!r})))\n"
+    )
+    environment = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=600 + 4 * seconds
+    )
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith("FIGURES "):
+            figures: dict[str, Any] = json.loads(line.removeprefix("FIGURES "))
+            return figures
+    raise RuntimeError(f"the learned low-tier run failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+LEARNED_LOW_TIERS = {  # figure name -> hierarchy preset (configs/hierarchies/); {model} is the exported graph
+    "onnx": "learned_paths_onnx",
+    "torch": "learned_paths_unguided",
+}
+
+
+def _learned_control_steps(seconds: float) -> dict[str, Any]:
+    """Tick latencies of the sim graph's hierarchy node with each learned low tier (see the module docstring)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+
+    from tiers.deploy.ros.conventions import EVENT_QOS
+    from tiers.deploy.ros.hierarchy_node import HierarchyNode
+    from tiers.deploy.ros.sim_robot_node import MujocoSimNode
+    from tiers.deploy.ros.spin import parameter_overrides
+
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="tiers-bench-ros-") as folder:
+        checkpoint = HierarchyContext(embodiment=EmbodimentSpec.load("panda")).resolve("pretrained:kitchen_paths_beso")
+        model = export_onnx(checkpoint, Path(folder) / "kitchen_paths_beso.onnx").path
+        for name, preset in LEARNED_LOW_TIERS.items():
+            hierarchy = yaml.safe_load(preset_path("hierarchies", preset).read_text())
+            if hierarchy["low"]["kind"] == "onnx":
+                hierarchy["low"]["settings"]["model"] = str(model)
+            path = Path(folder) / f"{preset}.yaml"
+            path.write_text(yaml.safe_dump(hierarchy))
+            context = rclpy.Context()
+            rclpy.init(context=context)
+            sim = MujocoSimNode(
+                context=context, parameter_overrides=parameter_overrides({**SIM_GRAPH_SIM, "hierarchy": str(path)})
+            )
+            node = HierarchyNode(
+                context=context,
+                parameter_overrides=parameter_overrides({**SIM_GRAPH_HIERARCHY, "controller": str(path)}),
+            )
+            person = rclpy.create_node("bench_person", context=context)
+            publisher = person.create_publisher(String, "/hierarchy_node/instruction", EVENT_QOS)
+            executors, threads = [], []
+            for member in (sim, node, person):
+                executor = SingleThreadedExecutor(context=context)
+                executor.add_node(member)
+                executors.append(executor)
+                threads.append(threading.Thread(target=executor.spin, daemon=True))
+                threads[-1].start()
+            try:
+                deadline = time.monotonic() + 120
+                while node._loop is None or node._loop.watchdog.state is not ControlState.RUNNING:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the sim graph with {preset} did not start running within 120 s")
+                    time.sleep(0.1)
+                while publisher.get_subscription_count() == 0:
+                    time.sleep(0.05)
+                publisher.publish(String(data="open the drawer"))
+                time.sleep(1.0)  # the planner and the mid tier plan; the low tier's first chunk
+                node.tick_latencies.clear()
+                time.sleep(seconds)
+                ticks = list(node.tick_latencies)
+            finally:
+                for executor in executors:
+                    executor.shutdown()
+                for worker in threads:
+                    worker.join(timeout=5.0)
+                sim.close()
+                node.destroy_node()
+                sim.destroy_node()
+                person.destroy_node()
+                rclpy.try_shutdown(context=context)
+            figures.update(_percentiles(f"low_{name}_control_step", ticks))
+            figures[f"low_{name}_ticks"] = len(ticks)
+    return figures
+
+
+def _self_trips_in_a_process(instructions: int, period_s: float) -> dict[str, Any]:
+    """:func:`_self_trips` in a fresh process: the sim renders with EGL on a headless machine, which must be chosen
+    before mujoco is first imported (this process imported it already, for the safety filter)."""
+    code = (
+        "import json, sys\n"
+        "from tiers.apps.bench.ros import _self_trips\n"
+        f"print('FIGURES ' + json.dumps(_self_trips({int(instructions)}, {float(period_s)!r})))\n"
+    )
+    environment = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=300 + 5 * instructions
+    )
+    for line in reversed(result.stdout.splitlines()):
+        if line.startswith("FIGURES "):
+            figures: dict[str, Any] = json.loads(line.removeprefix("FIGURES "))
+            return figures
+    raise RuntimeError(f"the self-trip run failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+# the hierarchy node's parameters of ros2_ws/src/tiers_ros/config/sim.yaml (the README's `tiers ros up` example)
+SIM_GRAPH_HIERARCHY = {
+    "profile": "sim",
+    "robot": "panda",
+    "controller": "offline_paths",
+    "cameras": ["front", "top"],
+    "watch_cameras": True,
+    "stale_timeout_s": 0.1,
+    "camera_timeout_s": 1.0,
+    "stop_after_s": 1.0,
+    "resume_on_fresh_data": False,
+    "autostart": True,
+    "status_rate_hz": 5.0,
+}
+SIM_GRAPH_SIM = {
+    "robot": "panda",
+    "task": "open/drawer/0",
+    "hierarchy": "offline_paths",
+    "cameras": ["front", "top"],
+    "camera_rate_hz": 10.0,
+}
+
+
+def _self_trips(instructions: int, period_s: float) -> dict[str, Any]:
+    """Holds of the sim graph in one process while it is instructed ``instructions`` times (see the module doc)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+
+    from tiers.deploy.ros.conventions import EVENT_QOS, SENSOR_QOS
+    from tiers.deploy.ros.hierarchy_node import HierarchyNode
+    from tiers.deploy.ros.sim_robot_node import MujocoSimNode
+    from tiers.deploy.ros.spin import parameter_overrides
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    sim = MujocoSimNode(context=context, parameter_overrides=parameter_overrides(SIM_GRAPH_SIM))
+    node = HierarchyNode(context=context, parameter_overrides=parameter_overrides(SIM_GRAPH_HIERARCHY))
+    person = rclpy.create_node("bench_person", context=context)
+    publisher = person.create_publisher(String, "/hierarchy_node/instruction", EVENT_QOS)
+    published: list[float] = []  # monotonic s when the sim published each joint state (DDS source stamp)
+
+    def on_state(message: Any, info: Any) -> None:
+        published.append(time.monotonic() - max(0.0, (time.time_ns() - info["source_timestamp"]) * 1e-9))
+
+    person.create_subscription(JointState, "/joint_states", on_state, SENSOR_QOS)
+    executors, threads = [], []
+    for member in (sim, node, person):  # one executor thread a node, as `tiers ros up` spins them
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(member)
+        executors.append(executor)
+        threads.append(threading.Thread(target=executor.spin, daemon=True))
+        threads[-1].start()
+    trips: list[str] = []  # holds while the sim published on time: the node's own stalls
+    sim_late: list[str] = []  # holds after the sim itself published late (a real gap of the robot's data)
+    timeout = float(SIM_GRAPH_HIERARCHY["stale_timeout_s"])  # type: ignore[arg-type]
+    plans: list[float] = []  # s, the longest mid-tier plan of each instruction
+    try:
+        deadline = time.monotonic() + 120
+        while node._loop is None or node._loop.watchdog.state is not ControlState.RUNNING:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sim graph did not start running within 120 s")
+            time.sleep(0.1)
+        loop = node._loop
+        while publisher.get_subscription_count() == 0:
+            time.sleep(0.05)
+        for _ in range(instructions):
+            sent = time.monotonic()
+            publisher.publish(String(data="open the kitchen drawer"))
+            time.sleep(period_s)
+            mid = loop.controller.status().get("timings", {}).get("mid", {})
+            if mid.get("max_ms") is not None:  # the runtime restarts its timers with each instruction
+                plans.append(mid["max_ms"] / 1e3)
+            held = [t for t in loop.watchdog.transitions if t.after is ControlState.HOLDING and t.time >= sent]
+            if held:
+                # was the sim late (its publications apart by more than the timeout before the hold), or the node?
+                before = [t for t in published if held[0].time - 0.5 <= t <= held[0].time]
+                gap = float(np.diff(before).max()) if len(before) > 1 else float("inf")
+                (sim_late if gap > timeout else trips).append(f"{held[0].reason}; sim's largest gap {gap * 1e3:.0f} ms")
+                loop.watchdog.resume()  # go on with the next instruction
+    finally:
+        for executor in executors:
+            executor.shutdown()
+        for worker in threads:
+            worker.join(timeout=5.0)
+        sim.close()
+        node.destroy_node()
+        sim.destroy_node()
+        person.destroy_node()
+        rclpy.try_shutdown(context=context)
+    figures: dict[str, Any] = {
+        "self_trip_instructions": instructions,
+        "self_trips": len(trips),
+        "self_trip_reasons": trips[:10],
+        "sim_late_holds": len(sim_late),
+        "sim_late_reasons": sim_late[:10],
+    }
+    figures.update(_percentiles("self_trip_mid_plan", plans))
     return figures

@@ -4,6 +4,9 @@ The simulator renders camera images only on the ticks that read them (:meth:`Hie
 planners and the mid tier look at the scene when a command starts, a low tier without cameras never does,
 so a proprioceptive hierarchy runs at physics speed. Corrections said by the corrector are handed to the
 runtime exactly as a person's would be, and to an optional recorder of the episode (the corrections log).
+
+Every random draw of the episode derives from ``seed`` (:mod:`tiers.apps.evaluation.seeding`): the scene, the
+tiers' own generators and the global ones, so the same seed replays the same episode on the same machine.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from numpy.typing import NDArray
 
 from tiers.apps.evaluation.corrector import SimulatedCorrector
 from tiers.apps.evaluation.report import EpisodeResult
+from tiers.apps.evaluation.seeding import seed_tiers, state_digest
 from tiers.core.errors import ContractError
 from tiers.core.features import CommandSource
 from tiers.core.observation import Observation
@@ -68,6 +72,8 @@ def run_hierarchy_episode(
         layout: start from this scene instead of one sampled for ``task`` from ``seed`` (test-time shifts).
     """
     start = time.perf_counter()
+    # before the reset: resetting the runtime already plans the first command
+    seed_tiers(seed, planner=runtime.planner, mid=runtime.mid, low=runtime.low)
     options: dict[str, object] = {"task": task} if layout is None else {"task": task, "layout": layout}
     observation, _ = env.reset(seed=seed, options=options)
     observation = _with_images(env, observation)
@@ -108,6 +114,7 @@ def run_hierarchy_episode(
         "subtasks_started": sum(event.kind == "command" for event in runtime.events),
         "corrections": 0 if corrector is None else len(corrector.said),
         "control_p50_ms": runtime.timers["step"].summary()["p50_ms"],
+        "state_digest": state_digest(observation.joint_positions, observation.ee_pose),  # replays compare equal
     }
     if video_path is not None and frames:
         extra["video"] = str(write_video(video_path, frames, fps=env.embodiment.control_rate_hz))

@@ -7,6 +7,7 @@ subtask when that subtask's effect holds in the simulator (the benchmark's succe
 predicate the task's success is made of), dropping the queued actions so the new text acts on the next
 tick; it gives up a subtask after ``STEPS_PER_SUBTASK`` control steps. The checkpoint is checked
 against the simulated robot when it is loaded (robot, action space and size, state size, rate, cameras).
+The policy's sampler noise is seeded from the episode's seed (:mod:`tiers.apps.evaluation.seeding`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from numpy.typing import NDArray
 
 from tiers.apps.evaluation.report import EpisodeResult
+from tiers.apps.evaluation.seeding import seed_tiers, state_digest
 from tiers.commands.subtasks import Subtask
 from tiers.core.observation import Observation
 from tiers.policies.low.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_policy
@@ -64,6 +66,7 @@ class LearnedController:
         """One episode of ``task`` from the env's current reset state, executing ``plan``."""
         env, policy = self.env, self.policy
         language = policy.features.language_key
+        seed_tiers(seed, low=policy)  # the sampler's noise follows the episode's seed, not the episodes before
         policy.reset()
         observation = self._observe(task)
         frames: list[NDArray[np.uint8]] = []
@@ -102,7 +105,11 @@ class LearnedController:
                     break
         success = bool(info["success"])
         reason = "" if success else "; ".join(part for part in (failure, str(info["reason"])) if part)
-        extra: dict[str, object] = {"subtasks": len(plan), "subtasks_done": index}
+        extra: dict[str, object] = {
+            "subtasks": len(plan),
+            "subtasks_done": index,
+            "state_digest": state_digest(observation.joint_positions, observation.ee_pose),
+        }
         if video_path is not None and frames:
             extra["video"] = str(write_video(video_path, frames, fps=env.embodiment.control_rate_hz))
         return EpisodeResult(

@@ -4,11 +4,18 @@
     results.json          every episode and the summary (machine-readable, the source of truth)
     summary.md            success table per task family and split (paste into a paper or a PR)
     success_by_family.png bar chart of the same table
+
+Every success rate comes with its 95 % Wilson score interval (:func:`wilson_interval`): with the few dozen
+episodes an evaluation runs, a rate alone hides how little it pins down (3/6 is anywhere in 19–81 %). An
+episode that raised is a failure with its error (:class:`EpisodeError`) and is counted apart as ``errored``,
+so a crash is never mistaken for a policy that tried and failed.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import traceback
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +31,51 @@ class EvalMode(StrEnum):
     CONTROL = "control"  # the gold plan is given; a low-level policy (or the expert) executes it
     INTEGRATED = "integrated"  # planner and policy together, judged by the task's success predicate
     CORRECTIONS = "corrections"  # a whole hierarchy with a simulated person correcting it in plain language
+
+
+Z_95 = 1.959963984540054  # standard-normal quantile of a two-sided 95 % interval
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a success rate, (low, high) in [0, 1]; (0, 1) without trials.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0/n or n/n.
+    """
+    if trials <= 0:
+        return 0.0, 1.0
+    rate = successes / trials
+    z2 = z * z
+    centre = (rate + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(rate * (1 - rate) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EpisodeError:
+    """What an episode raised: ``type`` (the exception's class), ``message``, ``where`` (``file:line in
+    function`` of the raising frame) and the ``traceback`` text."""
+
+    type: str
+    message: str
+    where: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, error: BaseException) -> EpisodeError:
+        """The error ``error`` describes; ``where`` is its innermost traceback frame (the one that raised)."""
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f"{_short_path(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
+        text = "".join(traceback.format_exception(error))
+        return cls(type(error).__name__, str(error), where, text[-TRACEBACK_CHARS:])
+
+
+TRACEBACK_CHARS = 6000  # of an episode's traceback kept in results.json (the innermost frames)
+
+
+def _short_path(filename: str) -> str:
+    """``.../policies/tiers/policies/mid/paths.py`` -> ``tiers/policies/mid/paths.py`` (the module's path)."""
+    marker = filename.rfind("/tiers/")
+    return filename[marker + 1 :] if marker >= 0 else filename
 
 
 @dataclass
@@ -42,6 +94,7 @@ class EpisodeResult:
         sim_time: s of simulated time.
         wall_time: s of wall-clock time.
         extra: mode-specific metrics (e.g. "step_accuracy" in planner mode, "subtasks_done").
+        error: what the episode raised, None when it ran to its end (an errored episode is a failure).
     """
 
     task_id: str
@@ -55,6 +108,13 @@ class EpisodeResult:
     sim_time: float = 0.0
     wall_time: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    error: EpisodeError | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpisodeResult:
+        """The inverse of ``dataclasses.asdict`` (an entry of ``results.json``'s ``episodes``)."""
+        error = data.get("error")
+        return cls(**{**data, "error": None if error is None else EpisodeError(**error)})
 
 
 @dataclass
@@ -64,10 +124,21 @@ class GroupSummary:
     episodes: int
     successes: int
     mean_extra: dict[str, float]  # mean of each numeric metric in EpisodeResult.extra
+    errored: int = 0  # episodes that raised (each also a failure)
 
     @property
     def success_rate(self) -> float:
         return self.successes / self.episodes if self.episodes else 0.0
+
+    @property
+    def success_interval(self) -> tuple[float, float]:
+        """95 % Wilson score interval of :attr:`success_rate`."""
+        return wilson_interval(self.successes, self.episodes)
+
+    def success_text(self) -> str:
+        """``"50.0% [18.8, 81.2]"``: the rate and its 95 % interval, in percent."""
+        low, high = self.success_interval
+        return f"{100 * self.success_rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def summarise(episodes: Iterable[EpisodeResult]) -> GroupSummary:
@@ -81,6 +152,7 @@ def summarise(episodes: Iterable[EpisodeResult]) -> GroupSummary:
         episodes=len(episodes),
         successes=sum(episode.success for episode in episodes),
         mean_extra={key: sum(values) / len(values) for key, values in sorted(numeric.items())},
+        errored=sum(episode.error is not None for episode in episodes),
     )
 
 
@@ -105,7 +177,8 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         def summary(group: GroupSummary) -> dict[str, Any]:
-            return {**asdict(group), "success_rate": group.success_rate}
+            low, high = group.success_interval
+            return {**asdict(group), "success_rate": group.success_rate, "success_ci95": [low, high]}
 
         return {
             "mode": self.mode.value,
@@ -120,9 +193,9 @@ class EvalReport:
         }
 
     def markdown(self) -> str:
-        """Success table per family, then per split, then overall."""
+        """Success table per family, then per split, then overall (rates with 95 % Wilson intervals)."""
         extras = sorted(self.overall().mean_extra)
-        header = ["group", "episodes", "success", *extras]
+        header = ["group", "episodes", "success [95% CI]", "errored", *extras]
         lines = [
             f"# {self.mode.value} evaluation: {self.agent}",
             "",
@@ -132,10 +205,18 @@ class EvalReport:
         rows = [*self.by("family").items(), *((f"split: {k}", v) for k, v in self.by("split").items())]
         rows.append(("**overall**", self.overall()))
         for name, group in rows:
-            cells = [name, str(group.episodes), f"{100 * group.success_rate:.1f}%"]
+            cells = [name, str(group.episodes), group.success_text(), str(group.errored)]
             cells += [f"{group.mean_extra[key]:.3f}" if key in group.mean_extra else "" for key in extras]
             lines.append("| " + " | ".join(cells) + " |")
-        failures = [episode for episode in self.episodes if not episode.success]
+        errored = [episode for episode in self.episodes if episode.error is not None]
+        if errored:
+            lines += ["", f"## errored ({len(errored)})", ""]
+            lines += [
+                f"- `{e.task_id}` (seed {e.seed}): {e.error.type}: {e.error.message} at {e.error.where}"
+                for e in errored[:50]
+                if e.error is not None
+            ]
+        failures = [episode for episode in self.episodes if not episode.success and episode.error is None]
         if failures:
             lines += ["", f"## failures ({len(failures)})", ""]
             lines += [f"- `{e.task_id}` (seed {e.seed}) {e.instruction!r}: {e.reason}" for e in failures[:50]]
@@ -144,7 +225,7 @@ class EvalReport:
         return "\n".join(lines) + "\n"
 
     def plot(self, path: Path) -> None:
-        """Bar chart of the success rate per task family."""
+        """Bar chart of the success rate per task family, with 95 % Wilson intervals as error bars."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -154,11 +235,14 @@ class EvalReport:
         fig, ax = plt.subplots(figsize=(max(5.5, 0.8 * len(families) + 2), 3.5))
         names = list(families)
         rates = [100 * families[name].success_rate for name in names]
-        bars = ax.bar(names, rates, color="#4c72b0")
+        intervals = [families[name].success_interval for name in names]
+        below = [rate - 100 * low for rate, (low, _) in zip(rates, intervals, strict=True)]
+        above = [100 * high - rate for rate, (_, high) in zip(rates, intervals, strict=True)]
+        bars = ax.bar(names, rates, color="#4c72b0", yerr=[below, above], capsize=3, ecolor="#555555")
         for bar, name in zip(bars, names, strict=True):
             ax.annotate(f"n={families[name].episodes}", (bar.get_x() + bar.get_width() / 2, 1), ha="center", fontsize=7)
         ax.set_ylim(0, 105)
-        ax.set_ylabel("success rate (%)")
+        ax.set_ylabel("success rate (%, 95% CI)")
         ax.set_title(f"{self.mode.value}: {self.agent}\noverall {100 * self.overall().success_rate:.1f}%", fontsize=9)
         ax.tick_params(axis="x", labelrotation=30)
         fig.tight_layout()

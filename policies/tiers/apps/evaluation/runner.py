@@ -12,6 +12,10 @@ Controllers: ``expert`` (the scripted expert with privileged state, through
 (``tiers train``), run by :class:`tiers.apps.evaluation.learned.LearnedController`. Planners and the settings
 that name them: :mod:`tiers.apps.evaluation.settings`. A hierarchy YAML is run by
 :class:`tiers.apps.evaluation.hierarchy_runner.HierarchyEpisodeRunner`.
+
+:func:`make_runner` wraps either in a :class:`GuardedRunner`: an episode that raises becomes a failed
+:class:`EpisodeResult` carrying its error (type, message, the raising frame), and the worker goes on with the
+next job; every job starts from its own seed (:mod:`tiers.apps.evaluation.seeding`).
 """
 
 from __future__ import annotations
@@ -22,16 +26,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
 from tiers.apps.evaluation.expert_episode import run_expert_plan
 from tiers.apps.evaluation.hierarchy_runner import HierarchyEpisodeRunner
 from tiers.apps.evaluation.learned import LearnedController, is_checkpoint
 from tiers.apps.evaluation.planning import collect_plan, score_plan
-from tiers.apps.evaluation.report import EpisodeResult, EvalMode
+from tiers.apps.evaluation.report import EpisodeError, EpisodeResult, EvalMode
+from tiers.apps.evaluation.seeding import seed_globals
 from tiers.apps.evaluation.settings import PLANNERS, EpisodeJob, EvalSettings
 from tiers.commands.subtasks import Subtask
-from tiers.core.errors import ContractError
+from tiers.core.errors import ContractError, TiersError
 from tiers.core.observation import Observation
 from tiers.services.video import write_video
 from tiers.sim.kitchen.env import KitchenEnv
@@ -133,8 +139,56 @@ class EpisodeRunner:
         )
 
 
+class GuardedRunner:
+    """Runs a job from its own seed on ``torch_threads`` CPU threads and turns an exception into an errored
+    result (see the module docstring).
+
+    The thread count is set for the job and restored after it, so an in-process evaluation leaves the caller's
+    torch as it was; every worker runs its episodes alike (a Ray actor would otherwise get one thread, the main
+    process one per core, and CPU reductions round by how they are split).
+    """
+
+    def __init__(self, runner: Callable[[EpisodeJob], EpisodeResult], *, torch_threads: int = 1) -> None:
+        self.runner = runner
+        self.torch_threads = torch_threads
+
+    def __call__(self, job: EpisodeJob) -> EpisodeResult:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.torch_threads)
+        seed_globals(job.seed)  # whatever an episode draws from a global generator follows its seed alone
+        start = time.perf_counter()
+        try:
+            return self.runner(job)
+        except Exception as error:  # any failure of one episode is that episode's result, never the run's
+            result = errored_result(job, error)
+            result.wall_time = time.perf_counter() - start
+            return result
+        finally:
+            torch.set_num_threads(threads)
+
+
+def errored_result(job: EpisodeJob, error: BaseException) -> EpisodeResult:
+    """The failed result of ``job``, which raised ``error`` (its type, message and where it was raised)."""
+    described = EpisodeError.from_exception(error)
+    try:
+        task = get_task(job.task_id)
+        family, split, instruction = task.family.value, "held_out" if task.held_out else "train", task.instruction
+    except (TiersError, ValueError):  # the task id itself may be what failed
+        family, split, instruction = "unknown", "unknown", ""
+    return EpisodeResult(
+        task_id=job.task_id,
+        family=family,
+        split=split,
+        instruction=instruction,
+        seed=job.seed,
+        success=False,
+        reason=f"error: {described.type}: {described.message} (at {described.where})",
+        error=described,
+    )
+
+
 def make_runner(settings: EvalSettings) -> Callable[[EpisodeJob], EpisodeResult]:
     """Top-level (picklable) factory for :func:`tiers.apps.evaluation.parallel.run_jobs`."""
     if settings.hierarchy is not None:
-        return HierarchyEpisodeRunner(settings)
-    return EpisodeRunner(settings)
+        return GuardedRunner(HierarchyEpisodeRunner(settings), torch_threads=settings.torch_threads)
+    return GuardedRunner(EpisodeRunner(settings), torch_threads=settings.torch_threads)

@@ -73,8 +73,13 @@ class EvalSettings:
     max_steps: int | None = None  # per-episode override of the truncation limit
     extra: dict[str, str] = field(default_factory=dict)
     hierarchy: str | None = None  # a hierarchy YAML (name or path) evaluated instead of planner/controller
+    # torch's CPU threads in every worker: CPU reductions round by how they are split, so episodes replay
+    # exactly only at one thread count; the same count everywhere keeps them independent of --workers/--parallel
+    torch_threads: int = 1
 
     def __post_init__(self) -> None:
+        if self.torch_threads < 1:
+            raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown simulator backend {self.backend!r}; available: {', '.join(BACKENDS)}")
         if self.hierarchy is not None:

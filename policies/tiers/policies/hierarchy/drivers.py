@@ -13,20 +13,26 @@ gripper open, opened to that width. A learned policy lags a planned path now and
 PATH_GIVE_UP_S beyond the path's end to catch up before the command counts as done anyway. A policy
 without a path is done when its time budget is spent. All of it works on a real robot: only the robot's own
 measured tool pose and gripper, no privileged state.
+
+Reproducibility: :meth:`PolicyDriver.seed` seeds the policy's sampler noise for an episode (a policy without
+its own ``seed`` gets torch's global generator seeded instead). :meth:`PolicyDriver.degrade` (run only when the
+hierarchy sets a latency budget, on the wall clock) lasts until the next :meth:`PolicyDriver.reset`, so one
+episode's degradation never carries into the next.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from tiers.core.ee_path import EEPath
 from tiers.core.errors import ContractError
 from tiers.core.observation import Observation
-from tiers.core.protocols import MidLevelPlan
+
+if TYPE_CHECKING:  # tiers.core.protocols imports torch; the ONNX low tier builds this driver without it
+    from tiers.core.protocols import MidLevelPlan
 
 PATH_SETTLE_S = 1.0  # s a path-following command keeps running after the path's end (the arm catches up)
 PATH_GIVE_UP_S = 4.0  # s after the path's end when a command that has not reached the end counts as done anyway
@@ -87,10 +93,24 @@ class PolicyDriver:
         self._path: EEPath | None = None
         self._started = 0.0
         self._idle = False
+        self._sampler_steps = getattr(getattr(policy, "config", None), "sampler_steps", None)  # before degrading
+
+    def seed(self, seed: int) -> None:
+        """Seed the policy's sampler noise for the coming episode (see the module docstring)."""
+        seed_policy = getattr(self.policy, "seed", None)
+        if callable(seed_policy):
+            seed_policy(seed)
+        else:
+            import torch  # here, not at the top: the ONNX low tier runs this module on computers without torch
+
+            torch.manual_seed(seed)
 
     def reset(self) -> None:
-        """A new episode: forget the observation history and queued actions."""
+        """A new episode: forget the observation history and queued actions, undo any degradation."""
         self.policy.reset()
+        config = getattr(self.policy, "config", None)
+        if config is not None and self._sampler_steps is not None:
+            config.sampler_steps = self._sampler_steps
 
     def start(self, plan: MidLevelPlan, observation: Observation) -> None:
         # a path-conditioned policy with no path (the mid tier found none, and says why) has nothing to do:
@@ -112,8 +132,7 @@ class PolicyDriver:
             batch = self.policy.batch_from_observation(observation, command=self._command, path=path)
         else:
             batch = self.policy.batch_from_observation(observation, command=self._command)
-        with torch.no_grad():
-            action = self.policy.select_action(batch)
+        action = self.policy.select_action(batch)  # torch policies run it under no_grad; ONNX needs no torch
         result: NDArray[np.float32] = self.policy.action_for_env(action)
         return result
 

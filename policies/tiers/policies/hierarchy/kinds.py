@@ -3,7 +3,8 @@
 Planners: ``grammar`` (offline rule-based, the benchmark's instruction grammar), ``llm`` (an
 OpenAI-compatible chat model), ``gold_plan`` (privileged: the task's gold plan). Mid tiers:
 ``keypoint_paths`` (keypoint affordances from RGB-D -> collision-aware paths). Low tiers: ``policy`` (a
-learned checkpoint: BESO, flow, DDPM or a lerobot policy), ``ik_path`` (the mid tier's path through IK),
+learned checkpoint: BESO, flow, DDPM or a lerobot policy), ``onnx`` (an exported BESO / flow policy under
+ONNX Runtime, no torch), ``ik_path`` (the mid tier's path through IK),
 ``expert`` (privileged: the scripted expert).
 
 The privileged kinds are declared here (name, hand-offs, ``privileged``), so any YAML naming them is checked,
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tiers.core.embodiment import EmbodimentSpec
-from tiers.core.errors import ConfigError
+from tiers.core.errors import ConfigError, EmbodimentMismatchError
 from tiers.core.features import CommandStyle
 from tiers.policies.hierarchy.registry import HierarchyContext, TierKind, register
 
@@ -150,6 +151,57 @@ def _policy_needs(settings: dict[str, Any], context: HierarchyContext) -> tuple[
     return frozenset(needs), True
 
 
+def _onnx(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    """An exported policy (``tiers export``) under ONNX Runtime; imports no torch (see low/onnx_policy.py)."""
+    from tiers.policies.hierarchy.drivers import PolicyDriver
+    from tiers.policies.low.onnx_policy import OnnxLowPolicy
+
+    options = dict(settings)
+    model = _onnx_model(options.pop("model", None), context)
+    budget = float(options.pop("command_budget_s", 15.0))
+    threads = options.pop("threads", None)
+    if options:
+        raise ConfigError(f"low.settings: unknown keys {sorted(options)} (model, command_budget_s, threads)")
+    policy = OnnxLowPolicy(model, threads=None if threads is None else int(threads))
+    _check_onnx_embodiment(policy.features, context.embodiment, model)
+    return PolicyDriver(policy, control_rate_hz=context.embodiment.control_rate_hz, command_budget_s=budget)
+
+
+def _onnx_model(model: Any, context: HierarchyContext) -> Any:
+    if model is None:
+        raise ConfigError("low.settings.model: the exported .onnx file (tiers export CKPT --out FILE.onnx) is required")
+    path = context.resolve(model)
+    if not path.is_file():
+        raise ConfigError(f"low.settings.model: {path} does not exist (write it with tiers export CKPT --out {model})")
+    return path
+
+
+def _check_onnx_embodiment(features: Any, spec: EmbodimentSpec, model: Any) -> None:
+    """Refuse an export made for another robot, action space, control rate or state/action size."""
+    problems = []
+    if features.robot != spec.name:
+        problems.append(f"robot {features.robot!r} (this robot: {spec.name!r})")
+    if features.action_space != spec.action_space.value:
+        problems.append(f"action space {features.action_space!r} (this robot: {spec.action_space.value!r})")
+    if abs(features.fps - spec.control_rate_hz) > 1e-6:
+        problems.append(f"control rate {features.fps} Hz (this robot: {spec.control_rate_hz} Hz)")
+    if problems:
+        raise EmbodimentMismatchError(f"{model} was exported for another embodiment: {'; '.join(problems)}")
+
+
+def _onnx_needs(settings: dict[str, Any], context: HierarchyContext) -> tuple[frozenset[str], bool]:
+    """What an export conditions on, from its JSON sidecar (the graph is not loaded); it takes no guidance."""
+    from tiers.policies.low.onnx_policy import read_sidecar
+
+    meta = read_sidecar(_onnx_model(settings.get("model"), context))
+    needs = set()
+    if meta.get("language_key") in LANGUAGE_NEEDS:
+        needs.add(LANGUAGE_NEEDS[meta["language_key"]])
+    if "ee_path" in meta.get("inputs", {}):
+        needs.add("path")
+    return frozenset(needs), False
+
+
 def _ik_path(settings: dict[str, Any], context: HierarchyContext) -> Any:
     from tiers.policies.hierarchy.drivers import PathFollowerDriver
     from tiers.policies.mid.execution import FollowerConfig, PathFollower
@@ -169,6 +221,16 @@ register(
         "a learned low tier from a checkpoint (BESO, flow, DDPM, lerobot)",
         needs=None,
         needs_of=_policy_needs,
+    )
+)
+register(
+    TierKind(
+        "onnx",
+        "low",
+        _onnx,
+        "an exported BESO / flow policy (tiers export) under ONNX Runtime, without torch",
+        needs=None,
+        needs_of=_onnx_needs,
     )
 )
 register(TierKind("ik_path", "low", _ik_path, "follows the mid tier's path through IK", needs=frozenset({"path"})))

@@ -3,6 +3,11 @@
 Every call into a tier is timed on the wall clock. A :class:`TierTimer` keeps the durations, reports
 p50/p99, and says when the recent calls run over the tier's budget, so the runtime can degrade the tier
 gracefully (fewer denoising steps, fewer particles) instead of missing control ticks.
+
+Budgets are opt-in (``runtime.budgets_s`` of a hierarchy YAML). Without one the durations are only reported
+and nothing the runtime decides depends on the wall clock, so an episode replays exactly from its seed; with
+one, when a tier is degraded depends on the machine's speed and load (``tiers eval`` records the budgets in
+``results.json`` and marks the run as not bit-reproducible).
 """
 
 from __future__ import annotations

@@ -28,16 +28,18 @@ from numpy.typing import NDArray
 from torch import nn
 
 from tiers.core.config import Config
-from tiers.core.ee_path import EEPath
 from tiers.core.errors import ContractError
 from tiers.core.features import FeatureKey
 from tiers.policies.low.generator import Conditioning
+from tiers.policies.low.path_tokens import (  # re-exported: the condition keys and path tokens live torch-free there
+    EE_PATH_KEY,
+    GOAL_STATE_KEY,
+    PATH_WAYPOINT_DIM,
+    canonical_path,
+    resample_path,
+)
 from tiers.services.text_encoder import EMBEDDING_DIM, TextEncoder
 
-# Batch keys of the optional conditions (policy batch entries; not dataset columns).
-GOAL_STATE_KEY = "goal.state"  # (B, S) target proprioceptive state, raw units like observation.state
-EE_PATH_KEY = "ee_path"  # (B, K, 8) path waypoints: xyz m, quaternion wxyz (w >= 0), gripper m; base frame
-PATH_WAYPOINT_DIM = 8
 LANGUAGE_KEYS = (FeatureKey.TASK.value, FeatureKey.SUBTASK.value, FeatureKey.LANGUAGE_MOTION.value)
 
 
@@ -214,7 +216,12 @@ class ObservationEncoder(nn.Module):
         tokens = [self.state_proj(state)]  # (B, To, D)
         for camera, encoder in self.cameras.items():
             images = batch[FeatureKey.IMAGES.camera(camera)]  # (B, To, 3, H, W)
-            features = encoder(images.flatten(0, 1)).unflatten(0, (batch_size, steps))  # (B, To, 2K)
+            if steps > 1 and images.stride(1) == 0:
+                # one frame repeated To times (a single-step batch, or the first chunk of an episode): the CNN
+                # runs once per sample, not To times; the features are those of every copy
+                features = encoder(images[:, 0])[:, None].expand(-1, steps, -1)  # (B, To, 2K)
+            else:
+                features = encoder(images.flatten(0, 1)).unflatten(0, (batch_size, steps))  # (B, To, 2K)
             tokens.append(self.camera_proj[camera](features))
         conditions = []
         if self.language_proj is not None:
@@ -256,37 +263,6 @@ def _required(batch: Mapping[str, Any], key: str) -> Any:
     if key not in batch:
         raise ContractError(f"the policy is conditioned on {key!r} but the batch has no such key ({sorted(batch)})")
     return batch[key]
-
-
-def resample_path(path: EEPath, waypoints: int) -> NDArray[np.float32]:
-    """An :class:`EEPath` as K evenly timed waypoints, the policy's path tokens.
-
-    Args:
-        path: a path in the robot base frame.
-        waypoints: K.
-
-    Returns:
-        (K, 8) float32: xyz (m), quaternion wxyz with w >= 0 (q and -q are one rotation; one sign keeps
-        the network's input continuous), gripper target (m); all in the base frame.
-
-    Raises:
-        ContractError: the path is not in the base frame, or K < 1.
-    """
-    if waypoints < 1:
-        raise ContractError(f"waypoints must be >= 1, got {waypoints}")
-    if path.frame != "base":
-        raise ContractError(f"EEPath is in frame {path.frame!r}; the policy reads paths in the base frame")
-    times = np.linspace(path.times[0], path.times[-1], waypoints)
-    poses, gripper = path.sample(times)
-    return canonical_path(np.concatenate([poses, gripper[:, None]], axis=1))
-
-
-def canonical_path(waypoints: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
-    """(..., 8) waypoints with each quaternion's sign chosen so that w >= 0."""
-    out = np.array(waypoints, dtype=np.float32)
-    flip = out[..., 3] < 0
-    out[..., 3:7][flip] *= -1
-    return out
 
 
 def hindsight_path(
@@ -375,3 +351,20 @@ class HindsightConditions(torch.utils.data.Dataset[dict[str, Any]]):
             path = hindsight_path(self._ee_pose[frames], self._gripper_target[frames], self.path_waypoints)
             item[EE_PATH_KEY] = torch.from_numpy(path)
         return item
+
+
+__all__ = [
+    "EE_PATH_KEY",
+    "GOAL_STATE_KEY",
+    "PATH_WAYPOINT_DIM",
+    "LANGUAGE_KEYS",
+    "ConditioningConfig",
+    "HindsightConditions",
+    "ImageEncoder",
+    "ImageEncoderConfig",
+    "ObservationEncoder",
+    "canonical_path",
+    "condition_keys",
+    "hindsight_path",
+    "resample_path",
+]

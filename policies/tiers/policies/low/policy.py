@@ -179,6 +179,7 @@ class GenerativeLowPolicy(nn.Module):
         self._observations: deque[dict[str, Any]] = deque(maxlen=config.n_obs_steps)
         self._actions: deque[torch.Tensor] = deque(maxlen=config.horizon)
         self._ensembler: Any = None
+        self._noise: torch.Generator | None = None  # the sampler's noise source once seeded (None: torch's global one)
         self.reset()
 
     # -- construction -------------------------------------------------------------------------------------
@@ -223,6 +224,14 @@ class GenerativeLowPolicy(nn.Module):
 
             self._ensembler = ACTTemporalEnsembler(self.config.temporal_ensemble_coeff, self.config.horizon)
 
+    def seed(self, seed: int) -> None:
+        """Draw the sampler's noise from a generator seeded with ``seed`` (on the policy's device) from now on.
+
+        Called at the start of an evaluation episode, so the chunks sampled depend on the episode's seed alone,
+        not on what ran before in the same process. A ``generator`` passed to :meth:`select_action` wins.
+        """
+        self._noise = torch.Generator(device=self.device).manual_seed(int(seed))
+
     def drop_queued_actions(self) -> None:
         """Forget queued actions (and the ensemble) so a new command or correction acts on the next tick.
 
@@ -256,7 +265,7 @@ class GenerativeLowPolicy(nn.Module):
         Args:
             batch: one observation step (see above).
             noise: (B, Ta, A) starting noise for a chunk predicted in this call (deterministic tests).
-            generator: random source for the sampler's noise.
+            generator: random source for the sampler's noise (default: the one :meth:`seed` made, else torch's).
         """
         step = {key: value for key, value in batch.items() if key != ACTION}
         if not self._observations:
@@ -291,7 +300,7 @@ class GenerativeLowPolicy(nn.Module):
             steps=self.config.sampler_steps,
             guidance=hook,
             cfg_scale=self.config.cfg_scale,
-            generator=generator,
+            generator=generator if generator is not None else self._noise,
         )
         return self.normalizer.unnormalize(ACTION, sample)
 
@@ -468,6 +477,8 @@ class GenerativeLowPolicy(nn.Module):
         """The queued observation steps as one batch: tensors stacked on a time axis, the rest from now."""
         latest = self._observations[-1]
         out = dict(latest)
+        if all(step is latest for step in self._observations):
+            return out  # the episode's first step repeated To times: one step, expanded (and encoded) once
         for key in (STATE, *self.features.cameras):
             out[key] = torch.stack([step[key] for step in self._observations], dim=1)
         return out
@@ -480,7 +491,8 @@ class GenerativeLowPolicy(nn.Module):
             if key not in batch:
                 raise ContractError(f"batch has no {key!r}; the policy reads {[STATE, *self.features.cameras]}")
             value = batch[key].to(self.device, torch.float32)
-            if value.ndim == rank:  # a single step: the history is that step, To times
+            single = value.ndim == rank  # a single step: the history is that step, To times
+            if single:
                 value = value[:, None].expand(-1, steps, *value.shape[1:])
             if value.ndim != rank + 1 or value.shape[1] != steps:
                 raise ContractError(
@@ -490,7 +502,10 @@ class GenerativeLowPolicy(nn.Module):
                 raise ContractError(
                     f"batch {key!r} images are {tuple(value.shape[2:])}; the policy reads {self.features.cameras[key]}"
                 )
-            out[key] = self.normalizer.normalize(key, value)
+            if single:  # normalise the one step, then repeat it: the encoder sees the repeat and encodes it once
+                out[key] = self.normalizer.normalize(key, value[:, 0])[:, None].expand_as(value)
+            else:
+                out[key] = self.normalizer.normalize(key, value)
         for key in condition_keys(self.config.conditioning):
             if key not in batch:
                 raise ContractError(f"batch has no {key!r}, a condition of this policy")

@@ -15,6 +15,11 @@ every obstacle point. The counter is a floor (the TCP stays ``min_tcp_height`` a
 Near contact the target's own points are not obstacles (the fingers must close around it). A free-space
 segment whose straight line collides is replaced by an RRT-Connect path in 3D (then shortcut).
 
+Reproducibility: every :meth:`PathPlanner.plan` call samples from a fresh generator seeded with
+(``PathConfig.seed``, the episode seed given to :meth:`PathPlanner.seed`), and RRT-Connect stops after
+``rrt_iterations`` extensions, so a plan is a function of the scene and the seeds alone. A wall-clock limit
+(``rrt_time_limit``) is opt-in: with it, how far the search gets depends on the machine's speed and load.
+
 Time parameterisation: each segment runs rest-to-rest with a trapezoidal speed profile whose peak is the
 segment's speed (at most the embodiment's ``max_ee_speed``) and whose rotation rate stays under
 ``angular_speed``; the result is an :class:`~tiers.core.ee_path.EEPath`.
@@ -106,16 +111,20 @@ class PathConfig(Config):
     check_step: float = 0.01  # m, spacing of collision checks along a segment
     obstacle_voxel: float = 0.01  # m, obstacle points are thinned to one per voxel of this size before the KD-tree
     waypoint_spacing: float = 0.03  # m, spacing of the path's waypoints along a segment
-    rrt_iterations: int = 1500  # RRT-Connect extensions before giving up
+    rrt_iterations: int = 1500  # RRT-Connect extensions before giving up (the search's budget)
     rrt_step: float = 0.05  # m, RRT-Connect extension length
-    rrt_time_limit: float = 0.5  # s, RRT-Connect gives up after this much time in one plan() call
-    seed: int = 0  # RRT-Connect sampling seed (same scene and seed -> same path)
+    # s of wall clock after which RRT-Connect gives up in one plan() call; None: the iteration budget alone
+    # (reproducible). A limit makes the path depend on the machine's speed and load.
+    rrt_time_limit: float | None = None
+    seed: int = 0  # RRT-Connect sampling seed, combined with the episode's (same scene and seeds -> same path)
     default_hang: float = 0.04  # m, TCP height above a held object's bottom when the object is not seen
 
     def __post_init__(self) -> None:
         for name in ("free_speed", "carry_speed", "contact_speed", "angular_speed", "check_step", "rrt_step"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.rrt_time_limit is not None and self.rrt_time_limit <= 0:
+            raise ValueError(f"rrt_time_limit must be positive or null, got {self.rrt_time_limit}")
 
 
 class Reachability(Protocol):
@@ -177,9 +186,19 @@ class PathPlanner:
         self.config = config or PathConfig()
         self.max_ee_speed = max_ee_speed
         self._reachable = reachable
-        self._rng = np.random.default_rng(self.config.seed)
-        self._deadline = 0.0
+        self._episode_seed: int | None = None  # set by seed(); None: PathConfig.seed alone
+        self._rng = self._fresh_rng()
+        self._deadline = np.inf  # perf_counter() time RRT-Connect gives up at (inf: no wall-clock limit)
         self._trees: tuple[cKDTree | None, cKDTree | None] = (None, None)
+
+    def seed(self, seed: int | None) -> None:
+        """Combine ``seed`` (an episode's) with ``PathConfig.seed`` in every later plan; None: the config's alone."""
+        self._episode_seed = None if seed is None else int(seed)
+
+    def _fresh_rng(self) -> np.random.Generator:
+        if self._episode_seed is None:
+            return np.random.default_rng(self.config.seed)
+        return np.random.default_rng([self.config.seed, self._episode_seed])
 
     def plan(
         self,
@@ -201,8 +220,9 @@ class PathPlanner:
             held: name of the object in the hand (its points move with the hand), None if empty.
         """
         started = time.perf_counter()
-        self._rng = np.random.default_rng(self.config.seed)
-        self._deadline = started + self.config.rrt_time_limit
+        self._rng = self._fresh_rng()  # per plan: the same scene gives the same path, whatever was planned before
+        limit = self.config.rrt_time_limit
+        self._deadline = np.inf if limit is None else started + limit
         try:
             if len(cloud) == 0:
                 raise PlanningError("the point cloud is empty: no obstacles can be checked, refusing to move")
@@ -509,8 +529,8 @@ class PathPlanner:
             return tree.add(new, nearest)
 
         for iteration in range(config.rrt_iterations):
-            if time.perf_counter() > self._deadline:
-                return None
+            if self._deadline < np.inf and time.perf_counter() > self._deadline:
+                return None  # the opt-in wall-clock limit
             a, b = trees[iteration % 2], trees[(iteration + 1) % 2]
             sample = self._rng.uniform(low, high)
             new = extend(a, sample)

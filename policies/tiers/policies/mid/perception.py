@@ -7,8 +7,8 @@ voxel-downsampled with Open3D. Points are labelled by object:
 
 * ``SegmentationSource.MASKS`` — the simulator's per-pixel object ids (``Observation.segmentation``): every
   labelled point gets the object's name (``Observation.object_names``).
-* ``SegmentationSource.CLUSTERS`` — real cameras (no masks): Open3D RANSAC finds the dominant horizontal
-  plane (the counter) and removes it, then DBSCAN clusters what stands on it. Clusters get no object names
+* ``SegmentationSource.CLUSTERS`` — real cameras (no masks): RANSAC finds the dominant horizontal plane
+  (the counter) and removes it, then Open3D's DBSCAN clusters what stands on it. Clusters get no object names
   (``"cluster_<k>"``) but carry their mean colour; :func:`name_clusters` matches them to names by colour
   word and size when the caller knows what to expect (a detector or a VLM would do this on a real robot).
 
@@ -19,6 +19,11 @@ The cameras this needs (two RGB-D views at 320x240, where the kitchen's preset r
 :func:`perception_embodiment`'s; the hierarchy adapts the robot with it when a ``keypoint_paths`` mid tier runs.
 
 Frames and units: base frame, metres; colours RGB in [0, 1].
+
+Reproducibility: the RANSAC is :func:`fit_plane_ransac`, drawing from a generator seeded per call with the
+seed given to :meth:`PointCloudBuilder.seed` (Open3D's own ``segment_plane`` runs its iterations on OpenMP
+threads and differs from run to run even after ``open3d.utility.random.seed``); DBSCAN, the voxel grid and the
+back-projection draw nothing, so a cloud is a function of the observation and the seed alone.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ class PerceptionConfig(Config):
     hand_radius: float = 0.11  # m, radius of the sphere around the hand body removed as the robot itself
     use_masks: bool = True  # use simulator masks when the observation has them (else cluster)
     plane_distance: float = 0.008  # m, RANSAC inlier distance of the support plane (clustering fallback)
+    plane_iterations: int = 200  # RANSAC hypotheses (3-point samples) of the support plane (clustering fallback)
     cluster_eps: float = 0.02  # m, DBSCAN neighbourhood radius (clustering fallback)
     cluster_min_points: int = 12  # DBSCAN core-point neighbours (clustering fallback)
     min_segment_points: int = 15  # segments with fewer points are dropped as noise
@@ -105,6 +111,8 @@ class PerceptionConfig(Config):
     def __post_init__(self) -> None:
         if self.voxel_size <= 0:
             raise ValueError(f"voxel_size must be positive, got {self.voxel_size}")
+        if self.plane_iterations < 1:
+            raise ValueError(f"plane_iterations must be >= 1, got {self.plane_iterations}")
         if self.max_pixels < 1:
             raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
         if len(self.crop_low) != 3 or len(self.crop_high) != 3:
@@ -183,6 +191,11 @@ class PointCloudBuilder:
         self.config = config or PerceptionConfig()
         self._fk = arm_fk
         self._o3d = import_open3d()
+        self._seed = 0  # of the RANSAC's generator, fresh in every cluster() call
+
+    def seed(self, seed: int) -> None:
+        """Seed the support plane's RANSAC in every later :meth:`cluster` call (an episode's seed)."""
+        self._seed = int(seed)
 
     def build(self, observation: Observation, *, cameras: list[str] | None = None) -> SceneCloud:
         """Fuse the depth cameras of ``observation`` (or the named ones) into one segmented cloud.
@@ -245,15 +258,16 @@ class PointCloudBuilder:
         labels = np.full(len(cloud), BACKGROUND, dtype=np.int32)
         if len(cloud) < max(3, config.cluster_min_points):
             return SceneCloud(cloud.points, cloud.colors, labels, {}, SegmentationSource.CLUSTERS, cloud.support_height)
-        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
         support = cloud.support_height
-        model, inliers = pcd.segment_plane(config.plane_distance, 3, 200)
-        normal = np.asarray(model[:3])
+        model, inliers = fit_plane_ransac(
+            cloud.points, config.plane_distance, config.plane_iterations, np.random.default_rng(self._seed)
+        )
+        normal = model[:3]
         if abs(normal[2]) > np.cos(np.deg2rad(15)) * np.linalg.norm(normal):
             # plane a x + b y + c z + d = 0 -> its height under the cloud's centre
             support = float(-model[3] / model[2])
         above = cloud.points[:, 2] > support + 1.5 * config.plane_distance
-        above[np.asarray(inliers, dtype=np.int64)] = False
+        above[inliers] = False
         index = np.flatnonzero(above)
         names: dict[int, str] = {}
         if len(index) >= config.cluster_min_points:
@@ -331,6 +345,46 @@ def _distance_to_segment(points: NDArray[np.float64], start: NDArray[np.float64]
         return np.linalg.norm(points - start, axis=1)
     s = np.clip((points - start) @ direction / length2, 0.0, 1.0)
     return np.linalg.norm(points - (start + s[:, None] * direction), axis=1)
+
+
+def fit_plane_ransac(
+    points: NDArray[np.float64], distance: float, iterations: int, rng: np.random.Generator
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The plane with the most points within ``distance``, by RANSAC over 3-point samples, refit to its inliers.
+
+    Args:
+        points: (N, 3) m, N >= 3.
+        distance: m, inlier distance.
+        iterations: 3-point hypotheses tried; the first with the most inliers wins (ties: the earliest).
+        rng: the only random source (same points, same generator state -> same plane).
+
+    Returns:
+        (model (4,) with a x + b y + c z + d = 0 and a unit normal (a, b, c), all zero when no sample spans a
+        plane; indices (K,) of the inliers of the refit plane, ascending).
+    """
+    count = len(points)
+    samples = rng.integers(0, count, size=(iterations, 3))
+    first = points[samples[:, 0]]
+    normals = np.cross(points[samples[:, 1]] - first, points[samples[:, 2]] - first)  # (I, 3)
+    lengths = np.linalg.norm(normals, axis=1)
+    valid = lengths > 1e-12  # collinear or repeated samples span no plane
+    normals = normals[valid] / lengths[valid, None]
+    offsets = -np.einsum("ij,ij->i", normals, first[valid])
+    best, best_count = -1, -1
+    for start in range(0, len(normals), 32):  # (32, N) distances at a time keeps the memory flat in N
+        inside = np.abs(points @ normals[start : start + 32].T + offsets[start : start + 32]) <= distance
+        counts = inside.sum(axis=0)
+        top = int(np.argmax(counts))
+        if counts[top] > best_count:
+            best, best_count = start + top, int(counts[top])
+    if best < 0:  # every sample was degenerate: no plane (a zero model, which no caller takes as horizontal)
+        return np.zeros(4), np.zeros(0, dtype=np.int64)
+    members = np.flatnonzero(np.abs(points @ normals[best] + offsets[best]) <= distance)
+    centre = points[members].mean(axis=0)
+    normal = np.linalg.svd(points[members] - centre, full_matrices=False)[2][-1]  # least-squares refit
+    offset = -float(normal @ centre)
+    inliers = np.flatnonzero(np.abs(points @ normal + offset) <= distance).astype(np.int64)
+    return np.append(normal, offset), inliers
 
 
 def name_clusters(cloud: SceneCloud, expected: dict[str, str | None]) -> SceneCloud:

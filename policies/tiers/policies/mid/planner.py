@@ -14,7 +14,8 @@ from a reward program a language model writes and the shared sandbox runs (``"ll
 The plan's path serves the low tier three ways: as a conditioning input, as the path-tracking guidance term
 in ``guidance`` (for a frozen diffusion/flow policy), or executed directly by
 :class:`~tiers.policies.mid.execution.PathFollower` through IK. When no path exists the plan has
-``path=None`` and no guidance, and :meth:`KeypointPathPlanner.plan_detailed` says why.
+``path=None`` and no guidance, and :meth:`KeypointPathPlanner.plan_detailed` says why. The timings in
+:class:`PlanOutcome` are wall clock, for reports; nothing planned depends on them.
 """
 
 from __future__ import annotations
@@ -173,6 +174,13 @@ class KeypointPathPlanner:
 
     def reset(self) -> None:
         self.last = None
+
+    def seed(self, seed: int) -> None:
+        """Seed every random draw of the coming plans with an episode's seed: the support plane's RANSAC
+        (clustering, without masks) and RRT-Connect's samples. Each plan draws afresh from it, so a plan is a
+        function of its observation, its command and this seed."""
+        self.builder.seed(seed)
+        self.paths.seed(seed)
 
     def plan(self, observation: Observation, command: LanguageCommand) -> MidLevelPlan:
         """MidLevelPlanner: a path and its tracking guidance for ``command`` (path None when there is none)."""

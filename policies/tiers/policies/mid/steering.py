@@ -23,6 +23,9 @@ Feynman–Kac steering (Singhal et al., 2025) with the "difference" potential::
 Latency budget: the first step is timed; if the projected total exceeds the budget the particle count is cut
 (down to ``min_particles``), then the step count (down to ``min_steps``, the schedule restarts), and a run that
 still overruns stops resampling and guidance and finishes plain. :class:`SteeringReport` says what was cut.
+The budget is opt-in (``latency_budget`` 0, the default, is unlimited): with one, what is cut depends on the
+machine's speed and load, so a steered sample no longer follows from its seeds (``generator`` and the
+sampler's noise) alone.
 """
 
 from __future__ import annotations
