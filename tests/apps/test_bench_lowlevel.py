@@ -38,6 +38,12 @@ def test_bench_lowlevel_writes_latency_ratio_speedup_and_training_figures(
         figures[f"lerobot_diffusion.{kind}"] / figures[f"beso.{kind}.3"],
         rel_tol=1e-9,
     )
+    # BESO exported at 3 evaluations and run by ONNX Runtime (the onnx low tier), beside torch in the same run
+    assert figures["onnx.network_evaluations"] == 3 and figures["onnx.chunk_ms"] > 0
+    assert math.isclose(
+        figures["speedup.torch_over_onnx"], figures[f"beso.{kind}.3"] / figures[f"onnx.{kind}"], rel_tol=1e-9
+    )
+    assert figures["onnx.control_step_ms_p99"] >= figures["onnx.control_step_ms_p50"] >= 0
     for name in ("beso", "lerobot_diffusion"):
         assert figures[f"{name}.train_samples_per_s"] > 0
         assert 100 < figures[f"{name}.train_peak_rss_mb"] < 64_000  # a Python process with torch, in MiB

@@ -14,16 +14,21 @@ The low tier follows lerobot's policy interface, so lerobot policies are low tie
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from tiers.core.ee_path import EEPath
-from tiers.core.guidance import Guidance
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
+
+if TYPE_CHECKING:
+    # types only: a hierarchy whose tiers need no torch (an ONNX Runtime low tier on a robot computer) runs
+    # without torch installed
+    import torch
+
+    from tiers.core.guidance import Guidance
 
 
 @runtime_checkable

@@ -277,7 +277,9 @@ def _learned_control_steps_in_a_process(seconds: float) -> dict[str, Any]:
         if line.startswith("FIGURES "):
             figures: dict[str, Any] = json.loads(line.removeprefix("FIGURES "))
             return figures
-    raise RuntimeError(f"the learned low-tier run failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+    raise RuntimeError(
+        f"the learned low-tier run failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}"
+    )
 
 
 LEARNED_LOW_TIERS = {  # figure name -> hierarchy preset (configs/hierarchies/); {model} is the exported graph

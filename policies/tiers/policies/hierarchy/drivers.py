@@ -78,7 +78,8 @@ class PolicyDriver:
     def __init__(self, policy: Any, *, control_rate_hz: float, command_budget_s: float = 15.0) -> None:
         """
         Args:
-            policy: a low-tier policy (``tiers.policies.low.policy.GenerativeLowPolicy`` or the lerobot adapter).
+            policy: a low-tier policy (``tiers.policies.low.policy.GenerativeLowPolicy``, the lerobot adapter, or
+                ``tiers.policies.low.onnx_policy.OnnxLowPolicy``, which runs without torch).
             control_rate_hz: the robot's control rate (the path window is Ta control periods long).
             command_budget_s: how long a command without a path runs before it counts as done.
         """

@@ -356,8 +356,8 @@ class HindsightConditions(torch.utils.data.Dataset[dict[str, Any]]):
 __all__ = [
     "EE_PATH_KEY",
     "GOAL_STATE_KEY",
-    "PATH_WAYPOINT_DIM",
     "LANGUAGE_KEYS",
+    "PATH_WAYPOINT_DIM",
     "ConditioningConfig",
     "HindsightConditions",
     "ImageEncoder",

@@ -27,7 +27,14 @@ Graph output::
 Normalisation (the checkpoint's statistics) happens inside the graph. Guidance terms (VLS rewards, path
 tracking) need gradients of a reward through the sampler and are not part of the export. A JSON sidecar
 ``<out>.json`` records the inputs, outputs, shapes, the robot, the control rate, ``n_action_steps`` and the
-sampler, so a runtime can check what it feeds the graph.
+sampler, so a runtime can check what it feeds the graph. For a language-conditioned policy,
+``<out>.language.npz`` holds the MiniLM embeddings of the command vocabulary (:func:`command_vocabulary`: every
+canonical kitchen subtask, or the RT-H motion phrases, plus any ``texts`` given), so
+:class:`~tiers.policies.low.onnx_policy.OnnxLowPolicy` runs the graph on a computer without torch.
+
+After writing, onnxruntime runs the graph on random inputs and the largest difference to torch is compared
+with ``tolerance`` (default :data:`DEFAULT_TOLERANCE`): a larger one raises :class:`ExportMismatchError`
+naming it (``tiers export`` exits non-zero; the files stay on disk for inspection, marked unchecked).
 """
 
 from __future__ import annotations
@@ -43,15 +50,27 @@ import numpy as np
 import torch
 from torch import nn
 
+from tiers.commands.motion_words import VOCABULARY as MOTION_VOCABULARY
+from tiers.commands.subtasks import Action, Subtask, SubtaskError
+from tiers.commands.vocabulary import ARTICULATED, FIXTURES, ObjectName, PushDirection, Relation
 from tiers.core.errors import ContractError, MissingExtraError
 from tiers.core.features import FeatureKey
-from tiers.policies.low.conditioning import EE_PATH_KEY, GOAL_STATE_KEY, PATH_WAYPOINT_DIM
+from tiers.policies.low.checkpoint import load_policy
 from tiers.policies.low.generator import Conditioning
-from tiers.services.text_encoder import EMBEDDING_DIM
+from tiers.policies.low.onnx_policy import SIDECAR_FORMAT, language_path, sidecar_path
+from tiers.policies.low.path_tokens import EE_PATH_KEY, GOAL_STATE_KEY, PATH_WAYPOINT_DIM
+from tiers.services.text_encoder import EMBEDDING_DIM, TextEncoder
 
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
 DETERMINISTIC_EDM_SAMPLERS = ("ddim", "euler", "dpmpp_2m")  # BESO samplers without fresh noise per step
 DEFAULT_OPSET = 17  # ONNX opset: onnxruntime >= 1.14 runs it; LayerNorm and friends are single ops from 17 on
+# max |onnxruntime - torch| accepted, raw action units (rad, m): float32 reordering gives ~1e-6 on the kitchen
+# policies; 1e-4 rad is far below what the arm resolves, while a wrong graph is off by 1e-2 or more
+DEFAULT_TOLERANCE = 1e-4
+
+
+class ExportMismatchError(ContractError):
+    """onnxruntime's actions differ from torch's beyond the tolerance (the message names the largest error)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,7 @@ class ExportReport:
     max_abs_error: float
     size_mb: float
     opset: int
+    vocabulary: int = 0  # texts whose embeddings were written to <out>.language.npz (0: not language-conditioned)
 
 
 class OnnxPolicy(nn.Module):
@@ -230,6 +250,8 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     check: bool = True,
     check_batch: int = 2,
+    tolerance: float = DEFAULT_TOLERANCE,
+    texts: list[str] | tuple[str, ...] = (),
 ) -> ExportReport:
     """Write the ONNX graph of a policy checkpoint (or a loaded policy) and check it with onnxruntime.
 
@@ -240,18 +262,19 @@ def export_onnx(
         opset: ONNX opset version.
         check: run the graph in onnxruntime on random inputs of batch ``check_batch`` and compare with torch.
         check_batch: batch size of the check (differs from the traced batch of 1, so the dynamic axis is tested).
+        tolerance: the largest |onnxruntime - torch| accepted (raw action units).
+        texts: command texts to embed beyond :func:`command_vocabulary` (language-conditioned policies).
 
     Raises:
         MissingExtraError: onnx / onnxruntime are not installed (``pip install 'tiers[export]'``).
         ContractError: the policy's sampler is not deterministic, or onnxruntime's output is not finite.
+        ExportMismatchError: onnxruntime differs from torch by more than ``tolerance``.
     """
     try:
         import onnx
     except ImportError as error:
         raise MissingExtraError("ONNX export needs onnx and onnxruntime: pip install 'tiers[export]'") from error
     if isinstance(checkpoint, str | Path):
-        from tiers.policies.low.checkpoint import load_policy
-
         policy = load_policy(checkpoint, device="cpu")
     else:
         policy = checkpoint.to("cpu").eval()
@@ -279,7 +302,8 @@ def export_onnx(
             dynamo=False,  # the TorchScript tracer unrolls the Python sampling loop; no onnxscript needed
         )
     onnx.checker.check_model(str(out))
-    difference = check_onnx(module, out, batch=check_batch) if check else float("nan")
+    vocabulary = _write_vocabulary(out, policy, texts)
+    difference, where = check_onnx_detailed(module, out, batch=check_batch) if check else (float("nan"), ())
     report = ExportReport(
         path=out,
         inputs=inputs,
@@ -288,9 +312,61 @@ def export_onnx(
         max_abs_error=difference,
         size_mb=out.stat().st_size / 2**20,
         opset=opset,
+        vocabulary=vocabulary,
     )
-    _write_sidecar(out, module, report)
+    failed = bool(difference > tolerance)
+    _write_sidecar(out, module, report, tolerance=tolerance, passed=None if not check else not failed)
+    if failed:
+        raise ExportMismatchError(
+            f"{out}: onnxruntime differs from torch by {difference:.3e} raw action units at (batch, step, action) "
+            f"{where}, above the tolerance {tolerance:.1e}; the graph does not reproduce the policy (the files "
+            "were kept for inspection; their sidecar says check_passed: false)"
+        )
     return report
+
+
+def command_vocabulary(language_key: str | None) -> list[str]:
+    """The texts a policy conditioned on ``language_key`` can be commanded with in the kitchen.
+
+    ``subtask``: every canonical subtask the grammar accepts (:class:`tiers.commands.subtasks.Subtask`: pick,
+    place in every accepted relation, open/close the articulated fixtures, push in each direction);
+    ``language_motion``: the RT-H motion phrases; ``task`` and None: none (task instructions are free text:
+    give them to :func:`export_onnx` as ``texts``).
+    """
+    if language_key == FeatureKey.LANGUAGE_MOTION.value:
+        return list(MOTION_VOCABULARY)
+    if language_key != FeatureKey.SUBTASK.value:
+        return []
+    objects = [name.value for name in ObjectName]
+    candidates = [Subtask(Action.PICK, name) for name in objects]
+    candidates += [Subtask(action, str(fixture)) for action in (Action.OPEN, Action.CLOSE) for fixture in ARTICULATED]
+    candidates += [Subtask(Action.PUSH, name, direction=direction) for name in objects for direction in PushDirection]
+    texts = [subtask.text for subtask in candidates]
+    for name in objects:
+        for target in [*objects, *(str(fixture) for fixture in FIXTURES)]:
+            for relation in Relation:
+                try:
+                    texts.append(Subtask(Action.PLACE, name, target, relation).text)
+                except SubtaskError:
+                    continue  # the target does not take that relation, or an object relative to itself
+    return texts
+
+
+def _write_vocabulary(out: Path, policy: Any, texts: list[str] | tuple[str, ...]) -> int:
+    """Write ``<out>.language.npz`` (texts, (N, 384) MiniLM embeddings) for a language-conditioned policy."""
+    key = policy.config.conditioning.language_key
+    path = language_path(out)
+    if key is None:
+        path.unlink(missing_ok=True)
+        return 0
+    vocabulary = list(dict.fromkeys([*command_vocabulary(key), *texts]))
+    if not vocabulary:
+        raise ContractError(
+            f"the policy is conditioned on {key!r}, free text: give the commands to embed (tiers export --text ...)"
+        )
+    embeddings = TextEncoder()(vocabulary).numpy().astype(np.float32)
+    np.savez(path, texts=np.array(vocabulary), embeddings=embeddings)
+    return len(vocabulary)
 
 
 def check_onnx(module: OnnxPolicy, path: str | Path, *, batch: int = 2, seed: int = 1) -> float:
@@ -300,6 +376,13 @@ def check_onnx(module: OnnxPolicy, path: str | Path, *, batch: int = 2, seed: in
         MissingExtraError: onnxruntime is not installed.
         ContractError: onnxruntime returns a non-finite action.
     """
+    return check_onnx_detailed(module, path, batch=batch, seed=seed)[0]
+
+
+def check_onnx_detailed(
+    module: OnnxPolicy, path: str | Path, *, batch: int = 2, seed: int = 1
+) -> tuple[float, tuple[int, ...]]:
+    """:func:`check_onnx` and the (batch, step, action) index of the largest difference."""
     try:
         import onnxruntime
     except ImportError as error:
@@ -312,13 +395,17 @@ def check_onnx(module: OnnxPolicy, path: str | Path, *, batch: int = 2, seed: in
     (got,) = session.run(["actions"], feed)
     if not np.isfinite(got).all():
         raise ContractError(f"{path}: onnxruntime returned non-finite actions")
-    return float(np.abs(got - expected).max())
+    difference = np.abs(got - expected)
+    where = tuple(int(i) for i in np.unravel_index(int(difference.argmax()), difference.shape))
+    return float(difference.max()), where
 
 
-def _write_sidecar(out: Path, module: OnnxPolicy, report: ExportReport) -> None:
+def _write_sidecar(
+    out: Path, module: OnnxPolicy, report: ExportReport, *, tolerance: float, passed: bool | None
+) -> None:
     policy = module.policy
     meta = {
-        "format": "tiers-onnx-policy/1",
+        "format": SIDECAR_FORMAT,
         "inputs": report.inputs,
         "outputs": report.outputs,
         "robot": policy.features.robot,
@@ -326,12 +413,16 @@ def _write_sidecar(out: Path, module: OnnxPolicy, report: ExportReport) -> None:
         "control_rate_hz": policy.features.fps,
         "state_names": policy.features.state_names,
         "action_names": policy.features.action_names,
+        "cameras": dict(policy.features.cameras),
         "language_key": policy.features.language_key,
+        "language_vocabulary": language_path(out).name if report.vocabulary else None,
         "n_action_steps": policy.config.n_action_steps,
         "generator": policy.config.generator,
         "network_evaluations": report.steps,
         "cfg_scale": policy.config.cfg_scale,
         "opset": report.opset,
-        "max_abs_error_vs_torch": report.max_abs_error,
+        "max_abs_error_vs_torch": None if np.isnan(report.max_abs_error) else report.max_abs_error,
+        "tolerance": tolerance,
+        "check_passed": passed,
     }
-    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    sidecar_path(out).write_text(json.dumps(meta, indent=2) + "\n")
