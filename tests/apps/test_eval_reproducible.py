@@ -1,7 +1,7 @@
 """Reproducible evaluation (issue 22) and episodes that raise (issue 16), on the real simulator.
 
 A hierarchy with a learned low tier (the shipped BESO checkpoint, path-conditioned) and the keypoint mid tier
-replays the same episodes in any order, in one process or over worker processes (and on Ray, in a slow test);
+replays the same episodes in any order, in one process or over worker processes and on Ray;
 an episode that raises is recorded as an errored failure and the other episodes still come back.
 """
 
@@ -54,7 +54,8 @@ def test_a_learned_hierarchy_replays_its_episodes_in_any_order_and_over_workers(
     assert _replayed(parallel) == _replayed(serial)
 
 
-@pytest.mark.slow  # Ray: ~25 s more (a local instance, two actors each loading the hierarchy) on 2 cores
+# Ray: ~25 s more (a local instance, two actors each loading the hierarchy) on 2 cores; kept in the default run
+# because "1 or N workers, process or Ray" is what issue 22 asks to hold in CI
 def test_a_learned_hierarchy_replays_its_episodes_on_ray(serial: list[EpisodeResult]) -> None:
     on_ray = run_jobs(make_runner, LEARNED, JOBS, workers=2, backend=ParallelBackend.RAY)
     assert _replayed(on_ray) == _replayed(serial)
