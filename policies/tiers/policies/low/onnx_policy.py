@@ -36,10 +36,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tiers.core.ee_path import EEPath
-from tiers.core.errors import ContractError, EmbodimentMismatchError, MissingExtraError
+from tiers.core.errors import ContractError, MissingExtraError
 from tiers.core.features import FeatureKey
 from tiers.core.observation import Observation
-from tiers.policies.low.path_tokens import EE_PATH_KEY, GOAL_STATE_KEY, resample_path
+from tiers.policies.low.observation_batch import observation_arrays
+from tiers.policies.low.path_tokens import EE_PATH_KEY, GOAL_STATE_KEY
+from tiers.policies.low.policy_features import PolicyFeatures
 
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
 SIDECAR_FORMAT = "tiers-onnx-policy/1"
@@ -67,27 +69,6 @@ def read_sidecar(model: str | Path) -> dict[str, Any]:
     if meta.get("format") != SIDECAR_FORMAT:
         raise ContractError(f"{path}: format {meta.get('format')!r}, expected {SIDECAR_FORMAT!r}")
     return meta
-
-
-@dataclass(frozen=True)
-class OnnxFeatures:
-    """What the exported policy reads and writes (from the sidecar), shaped like ``PolicyFeatures``."""
-
-    robot: str
-    action_space: str
-    fps: float
-    state_names: list[str]
-    action_names: list[str]
-    cameras: dict[str, list[int]]  # observation.images.<name> -> [3, H, W]
-    language_key: str | None
-
-    @property
-    def state_dim(self) -> int:
-        return len(self.state_names)
-
-    @property
-    def action_dim(self) -> int:
-        return len(self.action_names)
 
 
 @dataclass
@@ -133,7 +114,7 @@ class OnnxLowPolicy:
         self.model = Path(model)
         meta = read_sidecar(self.model)
         self.meta = meta
-        self.features = OnnxFeatures(
+        self.features = PolicyFeatures(
             robot=meta["robot"],
             action_space=meta["action_space"],
             fps=float(meta["control_rate_hz"]),
@@ -235,33 +216,14 @@ class OnnxLowPolicy:
         Images are RGB (H, W, 3) uint8; one of another size than the export's is resized bilinearly with
         Pillow (antialiased), which matches torchvision's resize of the torch policy to about 1/255.
         """
-        state = np.asarray(observation.state, dtype=np.float32)
-        if state.shape != (self.features.state_dim,):
-            raise EmbodimentMismatchError(
-                f"observation state has {state.shape[0]} components; the policy reads {self.features.state_dim}"
-            )
-        batch: dict[str, Any] = {STATE: state[None]}
-        for key, (_, height, width) in self.features.cameras.items():
-            name = key.removeprefix(f"{FeatureKey.IMAGES.value}.")
-            if name not in observation.images:
-                raise EmbodimentMismatchError(
-                    f"the policy reads camera {name!r}; the observation has {sorted(observation.images)}"
-                )
-            batch[key] = _image(observation.images[name], height, width)[None]
-        language = self.config.conditioning.language_key
-        if language is not None:
-            text = command if command is not None else observation.instruction if language == FeatureKey.TASK else None
-            if text is None:
-                raise ContractError(f"the policy is conditioned on {language!r}: pass command=<text>")
-            batch[language] = [text]
-        if self.config.conditioning.goal:
-            if goal_state is None:
-                raise ContractError("the policy is goal-conditioned: pass goal_state=(S,) raw state")
-            batch[GOAL_STATE_KEY] = np.asarray(goal_state, dtype=np.float32)[None]
-        if self.config.conditioning.path_waypoints:
-            if path is None:
-                raise ContractError("the policy is path-conditioned: pass path=EEPath")
-            batch[EE_PATH_KEY] = resample_path(path, self.config.conditioning.path_waypoints)[None]
+        arrays = observation_arrays(
+            observation, self.features, self.config.conditioning, command=command, goal_state=goal_state, path=path
+        )
+        batch: dict[str, Any] = {STATE: np.asarray(arrays.state, dtype=np.float32)[None]}
+        for key, observed in arrays.images.items():
+            _, height, width = self.features.cameras[key]
+            batch[key] = _image(observed, height, width)[None]
+        batch.update(arrays.conditions)
         return batch
 
     @staticmethod

@@ -26,7 +26,7 @@ from torch import nn
 
 from tiers.core.config import Config
 from tiers.core.ee_path import EEPath
-from tiers.core.errors import ContractError, EmbodimentMismatchError
+from tiers.core.errors import ContractError
 from tiers.core.features import FeatureKey
 from tiers.core.guidance import Guidance, guidance_gradient
 from tiers.core.observation import Observation
@@ -38,9 +38,9 @@ from tiers.policies.low.conditioning import (
     ConditioningConfig,
     ObservationEncoder,
     condition_keys,
-    resample_path,
 )
 from tiers.policies.low.generator import ActionGenerator, GuidanceHook, StepwiseGenerator
+from tiers.policies.low.observation_batch import observation_arrays
 from tiers.policies.low.registry import make_generator
 
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
@@ -427,37 +427,18 @@ class GenerativeLowPolicy(nn.Module):
         """
         from torchvision.transforms import v2
 
-        state = torch.as_tensor(observation.state)
-        if state.shape != (self.features.state_dim,):
-            raise EmbodimentMismatchError(
-                f"observation state has {state.shape[0]} components; the policy reads {self.features.state_dim}"
-            )
-        batch: dict[str, Any] = {STATE: state[None].to(self.device)}
-        for key, (_, height, width) in self.features.cameras.items():
-            name = key.removeprefix(f"{FeatureKey.IMAGES.value}.")
-            if name not in observation.images:
-                raise EmbodimentMismatchError(
-                    f"the policy reads camera {name!r}; the observation has {sorted(observation.images)}"
-                )
-            image = torch.from_numpy(np.ascontiguousarray(observation.images[name])).permute(2, 0, 1).float() / 255.0
+        arrays = observation_arrays(
+            observation, self.features, self.config.conditioning, command=command, goal_state=goal_state, path=path
+        )
+        batch: dict[str, Any] = {STATE: torch.as_tensor(arrays.state)[None].to(self.device)}
+        for key, observed in arrays.images.items():
+            _, height, width = self.features.cameras[key]
+            image = torch.from_numpy(np.ascontiguousarray(observed)).permute(2, 0, 1).float() / 255.0
             if image.shape[1:] != (height, width):
                 image = v2.Resize([height, width], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)(image)
             batch[key] = image[None].to(self.device)
-        language = self.config.conditioning.language_key
-        if language is not None:
-            text = command if command is not None else observation.instruction if language == FeatureKey.TASK else None
-            if text is None:
-                raise ContractError(f"the policy is conditioned on {language!r}: pass command=<text>")
-            batch[language] = [text]
-        if self.config.conditioning.goal:
-            if goal_state is None:
-                raise ContractError("the policy is goal-conditioned: pass goal_state=(S,) raw state")
-            batch[GOAL_STATE_KEY] = torch.as_tensor(goal_state, dtype=torch.float32)[None].to(self.device)
-        if self.config.conditioning.path_waypoints:
-            if path is None:
-                raise ContractError("the policy is path-conditioned: pass path=EEPath")
-            waypoints = resample_path(path, self.config.conditioning.path_waypoints)
-            batch[EE_PATH_KEY] = torch.from_numpy(waypoints)[None].to(self.device)
+        for key, value in arrays.conditions.items():  # texts stay lists; goal and path arrays become tensors
+            batch[key] = torch.from_numpy(value).to(self.device) if isinstance(value, np.ndarray) else value
         self._guidance_observation = observation
         return batch
 
