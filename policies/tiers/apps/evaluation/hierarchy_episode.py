@@ -113,6 +113,9 @@ def run_hierarchy_episode(
     extra: dict[str, object] = {
         "subtasks_started": sum(event.kind == "command" for event in runtime.events),
         "corrections": 0 if corrector is None else len(corrector.said),
+        "retries": runtime.retries,  # failed subtasks re-planned by the mid tier (recovery)
+        "replans": runtime.replans,  # failed subtasks handed back to the planner (recovery)
+        "outcomes": [f"{e.command.text}: {e.detail}" for e in runtime.events if e.kind == "outcome" and e.command],
         "control_p50_ms": runtime.timers["step"].summary()["p50_ms"],
         "state_digest": state_digest(observation.joint_positions, observation.ee_pose),  # replays compare equal
     }

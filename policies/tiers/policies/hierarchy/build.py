@@ -116,6 +116,9 @@ def load_hierarchy(
         planner_period_s=config.runtime.planner_period_s,
         command_timeout_s=config.runtime.command_timeout_s,
         budgets_s=dict(config.runtime.budgets_s),
+        recovery=config.runtime.recovery,
+        max_retries=config.runtime.max_retries,
+        max_replans=config.runtime.max_replans,
     )
     runtime = HierarchyRuntime(
         planner, low, embodiment=embodiment, mid=mid, settings=settings, action_filter=action_filter

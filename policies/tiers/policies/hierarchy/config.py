@@ -40,12 +40,17 @@ class RuntimeSpec(Config):
     planner_period_s: float | None = None  # re-ask the planner this often (steering planners); None: on events
     command_timeout_s: float = 30.0  # s a command may run before the planner is asked for the next
     budgets_s: dict[str, float] = field(default_factory=dict)  # per-tier latency budget ("planner", "mid", "low")
+    recovery: bool = True  # retry / re-plan a subtask whose effect is not sensed (False: log it and go on)
+    max_retries: int = 1  # mid-tier re-plans of a failed command before the planner is told
+    max_replans: int = 2  # failures per instruction handed back to the planner before the instruction fails
 
     def __post_init__(self) -> None:
         if self.planner_period_s is not None and self.planner_period_s <= 0:
             raise ValueError(f"planner_period_s must be positive or null, got {self.planner_period_s}")
         if self.command_timeout_s <= 0:
             raise ValueError(f"command_timeout_s must be positive, got {self.command_timeout_s}")
+        if self.max_retries < 0 or self.max_replans < 0:
+            raise ValueError(f"max_retries and max_replans must be >= 0, got {self.max_retries}, {self.max_replans}")
         unknown = sorted(set(self.budgets_s) - {"planner", "mid", "low"})
         if unknown:
             raise ValueError(f"budgets_s names unknown tiers {unknown}; tiers are planner, mid, low")

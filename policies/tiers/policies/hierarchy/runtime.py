@@ -19,6 +19,19 @@ effector (:mod:`.nudge`); a subtask correction replaces the current subtask and 
 the planner cannot read it or the mid tier finds no path for it: then the current command goes on and the
 correction's event says why. Every command and correction is kept in :attr:`HierarchyRuntime.events` with
 its provenance, for the corrections log.
+
+Outcomes and recovery: when a subtask command ends (its path ran out, it timed out, or the mid tier found no
+path), the runtime checks from the observation whether it achieved its effect
+(:class:`~tiers.policies.mid.outcomes.OutcomeChecker`, built on the mid tier's own perception; no check
+without an RGB-D mid tier) and logs an ``outcome`` event. With ``RuntimeSettings.recovery`` on, a command that
+failed (its effect is sensed not to hold, or it had no path and its effect is not sensed) is retried up to
+``max_retries`` times, re-planned by the mid tier from a fresh observation (a ``retry`` event), unless its
+reason names a missing precondition ("... first"); then the planner is told (``handle_failure(command,
+reason)``, e.g. the grammar planner puts "pick up the can" before the place again; a ``replan`` event), at most
+``max_replans`` times per instruction. When that is spent, or the planner cannot re-plan, the instruction ends
+as failed (a ``failed`` event with the reason, :attr:`HierarchyRuntime.failure`): it is never reported done
+with a failed subtask skipped. An outcome the cameras cannot tell (``unknown``: the object or handle hidden)
+is not a failure.
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ from tiers.core.protocols import HighLevelPlanner, LowTierDriver, MidLevelPlan, 
 from tiers.policies.hierarchy.corrections import Correction, CorrectionKind, interpret_correction
 from tiers.policies.hierarchy.nudge import Nudge
 from tiers.policies.hierarchy.timing import TierTimer
+from tiers.policies.mid.outcomes import OutcomeChecker, OutcomeStatus, SubtaskOutcome
 
 # (action (A,), observation) -> the action allowed to reach the robot (a safety filter)
 ActionFilter = Callable[[NDArray[np.float32], Observation], NDArray[np.float32]]
@@ -55,11 +69,18 @@ class RuntimeSettings:
         command_timeout_s: a command that runs longer is abandoned and the planner asked for the next.
         budgets_s: latency budget per tier ("planner", "mid", "low") in s; a tier over budget is degraded
             when its driver offers ``degrade()``.
+        recovery: retry or re-plan a subtask that failed (see the module docstring); False: log its outcome and
+            go on with the next command, as before outcomes were checked.
+        max_retries: re-plans of a failed command by the mid tier before the planner is told.
+        max_replans: times per instruction the planner is told of a failure before the instruction fails.
     """
 
     planner_period_s: float | None = None
     command_timeout_s: float = 30.0
     budgets_s: dict[str, float] = field(default_factory=dict)
+    recovery: bool = True
+    max_retries: int = 1
+    max_replans: int = 2
 
 
 @dataclass(frozen=True)
@@ -68,7 +89,7 @@ class RuntimeEvent:
 
     timestamp: float  # s, observation clock
     tick: int  # control tick at which it took effect
-    kind: str  # "command" | "correction" | "degraded" | "done" | "timeout"
+    kind: str  # "command" | "correction" | "degraded" | "done" | "timeout" | "outcome" | "retry" | "replan" | "failed"
     command: LanguageCommand | None = None
     detail: str = ""
 
@@ -100,15 +121,24 @@ class HierarchyRuntime:
         mid: MidLevelPlanner | None = None,
         settings: RuntimeSettings | None = None,
         action_filter: ActionFilter | None = None,
+        outcomes: OutcomeChecker | None = None,
     ) -> None:
+        """
+        Args:
+            outcomes: checks each subtask's effect when it ends; None: one on the mid tier's perception
+                (:meth:`OutcomeChecker.for_mid`), or no checks when the mid tier has none.
+        """
         self.planner = planner
         self.mid = mid
         self.low = low
         self.embodiment = embodiment
         self.settings = settings or RuntimeSettings()
         self.action_filter = action_filter
+        self.outcomes = outcomes if outcomes is not None else OutcomeChecker.for_mid(mid)
         budgets = self.settings.budgets_s
-        self.timers = {name: TierTimer(name, budgets.get(name)) for name in ("planner", "mid", "low", "step")}
+        self.timers = {
+            name: TierTimer(name, budgets.get(name)) for name in ("planner", "mid", "low", "outcome", "step")
+        }
         self.events: list[RuntimeEvent] = []
         self._corrections: queue.SimpleQueue[Correction] = queue.SimpleQueue()
         self._nudge: Nudge | None = None
@@ -123,6 +153,11 @@ class HierarchyRuntime:
         self._gripper_target = 0.0
         self._stopped_at: float | None = None  # s, observation clock, when a stop correction took effect
         self._off_plan = False  # a nudge moved the arm off the command's plan: a resume re-plans
+        self._no_path: str | None = None  # why the command in force has no path (the mid tier's reason)
+        self._retries = 0  # of the command in force
+        self.retries = 0  # retries in this instruction
+        self.replans = 0  # failures handed back to the planner in this instruction
+        self.failure: str | None = None  # why the instruction ended as failed (recovery spent), None otherwise
 
     # -- episode --------------------------------------------------------------------------------------
 
@@ -140,6 +175,9 @@ class HierarchyRuntime:
         self.language_motion = None
         self.stopped = self.done = False
         self._stopped_at, self._off_plan = None, False
+        self._no_path, self._retries, self.retries, self.replans, self.failure = None, 0, 0, 0, None
+        if self.outcomes is not None:
+            self.outcomes.reset()
         self._tick = 0
         self._gripper_target = float(observation.gripper_opening)
         for timer in self.timers.values():
@@ -206,6 +244,9 @@ class HierarchyRuntime:
             "language_motion": self.language_motion,
             "stopped": self.stopped,
             "done": self.done,
+            "failure": self.failure,
+            "retries": self.retries,
+            "replans": self.replans,
             "tick": self._tick,
             "timings": {name: timer.summary() for name, timer in self.timers.items()},
         }
@@ -232,7 +273,7 @@ class HierarchyRuntime:
         if timed_out:
             self._event(now, "timeout", self.command, f"after {self.settings.command_timeout_s:.1f} s")
         if timed_out or self.low.finished(observation):
-            self._next_command(observation)
+            self._command_ended(observation)
             if self.command is None or self.low.finished(observation):
                 # done, or the new command has nothing to execute (its mid tier found no path): hold this tick
                 return self._hold(observation), True
@@ -243,8 +284,59 @@ class HierarchyRuntime:
         self._degrade_if_slow("low", self.low, now)
         return action, False
 
+    def _command_ended(self, observation: Observation) -> None:
+        """The command in force ended: check its effect, then go on, retry it, or re-plan (module docstring)."""
+        command = self.command
+        assert command is not None
+        outcome = self._outcome(command, observation)
+        failed = outcome is not None and outcome.failed
+        if not failed or not self.settings.recovery:
+            self._next_command(observation)
+            return
+        assert outcome is not None
+        now = float(observation.timestamp)
+        reason = outcome.reason
+        precondition = reason.endswith(" first")  # "pick it up first": the planner must add a step
+        if self._retries < self.settings.max_retries and not precondition:
+            self._retries += 1
+            self.retries += 1
+            self._event(now, "retry", command, f"{self._retries}/{self.settings.max_retries}: {reason}")
+            self._start(command, observation)  # the mid tier re-plans from this (fresh) observation
+            return
+        handle_failure = getattr(self.planner, "handle_failure", None)
+        if callable(handle_failure) and self.replans < self.settings.max_replans:
+            self.replans += 1
+            handle_failure(command, reason)
+            self._event(now, "replan", command, f"{self.replans}/{self.settings.max_replans}: {reason}")
+            self._next_command(observation)
+            return
+        spent = "the planner cannot re-plan" if not callable(handle_failure) else "re-plans spent"
+        self.failure = f"{command.text!r} failed ({reason}); {spent}"
+        self.command = None
+        self.done = True
+        self._event(now, "failed", command, self.failure)
+
+    def _outcome(self, command: LanguageCommand, observation: Observation) -> SubtaskOutcome | None:
+        """The effect check of a subtask that ended (logged as an ``outcome`` event), None when unchecked.
+
+        A command the mid tier gave no path failed unless its effect is sensed anyway ("already open").
+        """
+        if command.style is not CommandStyle.SUBTASK:
+            return None
+        outcome: SubtaskOutcome | None = None
+        if self.outcomes is not None:
+            with self.timers["outcome"].measure():
+                outcome = self.outcomes.check(command.text, observation)
+        if self._no_path is not None and (outcome is None or not outcome.achieved):
+            reason = f"no path: {self._no_path}"
+            outcome = SubtaskOutcome(OutcomeStatus.FAILED, reason)
+        if outcome is not None:
+            self._event(float(observation.timestamp), "outcome", command, str(outcome))
+        return outcome
+
     def _next_command(self, observation: Observation) -> None:
         now = float(observation.timestamp)
+        self._retries = 0
         with self.timers["planner"].measure():
             command = self.planner.next_command(observation)
         self._planner_asked = now
@@ -291,13 +383,18 @@ class HierarchyRuntime:
             self.language_motion = command.text
         self._command_started = now
         self._off_plan = False
+        self._no_path = None
         self.low.start(plan, observation)
         if plan.path is not None:
             detail = f"path of {len(plan.path.waypoints)} waypoints, {plan.path.duration:.1f} s"
         elif (reason := self._no_path_reason(plan)) is not None:
             detail = f"no path: {reason}"
+            self._no_path = reason
         else:
             detail = ""
+        if self.outcomes is not None and command.style is CommandStyle.SUBTASK:
+            # what the effect check compares with (where a pushed object started), from the mid tier's cloud
+            self.outcomes.begin(command.text, observation, getattr(getattr(self.mid, "last", None), "cloud", None))
         self._event(now, "command", command, detail)
 
     def _apply(self, correction: Correction, observation: Observation) -> None:
@@ -317,6 +414,7 @@ class HierarchyRuntime:
             # a new subtask replaces the current one; the planner is told so its plan can follow
             self.stopped = self.done = False
             self._stopped_at, self._nudge = None, None
+            self._retries = 0
             self.planner.handle_correction(correction.command)
             assert plan is not None
             self._begin(correction.command, plan, observation)

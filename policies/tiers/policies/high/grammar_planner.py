@@ -120,7 +120,8 @@ class GrammarPlanner:
 
     ``reset`` parses the instruction into canonical subtasks; ``next_command`` hands them out one by one as
     subtask :class:`LanguageCommand` s. An instruction it cannot read gives an empty plan and sets ``error``.
-    A correction that reads as an instruction replaces the rest of the plan; a stop clears it.
+    A correction that reads as an instruction replaces the rest of the plan; a stop clears it. A subtask the
+    runtime reports failed (``handle_failure``) is planned again, after the step its failure says is missing.
     """
 
     name = "grammar"
@@ -185,6 +186,30 @@ class GrammarPlanner:
             return
         self._queue = list(steps)
         self._pending_correction = correction
+
+    def handle_failure(self, failed: LanguageCommand, reason: str) -> None:
+        """Re-plan from the current state after ``failed`` did not achieve its effect (the runtime's outcome
+        check or the mid tier said why in ``reason``): the failed step goes back to the front of the plan,
+        after the step its reason says is missing.
+
+        - "the can is not in the hand" (a place the mid tier refused, or one that dropped the object): pick
+          the object up first, then put it again;
+        - "... open it first" (a place into a shut drawer or cabinet): open the target first;
+        - anything else (a missed grasp, a drawer left half open): the failed step again.
+
+        A command that is not a kitchen subtask is ignored; the runtime bounds how often this is called.
+        """
+        try:
+            step = Subtask.parse(failed.text)
+        except SubtaskError:
+            return
+        steps = [step]
+        if step.action is Action.PLACE and "not in the hand" in reason:
+            steps = [Subtask(Action.PICK, step.object), step]
+        elif step.action is Action.PLACE and reason.endswith("open it first") and step.target in ARTICULATED:
+            assert step.target is not None
+            steps = [Subtask(Action.OPEN, step.target), step]
+        self._queue = [*steps, *self._queue]
 
     # -- parsing ----------------------------------------------------------------------------------------------
 

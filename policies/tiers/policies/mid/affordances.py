@@ -324,43 +324,64 @@ class AffordanceDetector:
     def articulation(self, name: str, cloud: SceneCloud) -> float | None:
         """Measured joint value of the drawer (m, from its handle) or cabinet door (rad, from its panel), None
         when that part is not in view."""
+        fixture = self.fixtures.drawer if name == FixtureName.DRAWER else self.fixtures.cabinet
+        points = cloud.points[self.fixture_mask(name, cloud)]
+        if fixture.pivot is None:  # slide: the bar's front is the extreme point along the opening axis
+            if len(points) < 3:
+                return None
+            value = float(np.max((points - fixture.bar_high) @ fixture.axis)) - fixture.bar_radius
+            return float(np.clip(value, fixture.lower, fixture.upper))
+        # hinge: the door panel is a vertical plane through the hinge axis, so its points share one polar angle
+        # about the axis (closed angle + opening); the densest angle in the door's range is the panel
+        if len(points) < 10:
+            return None
+        window = self._door_angles(points)
+        counts, edges = np.histogram(window, bins=np.arange(fixture.lower - 0.1, fixture.upper + 0.12, 0.04))
+        peak = 0.5 * (edges[np.argmax(counts)] + edges[np.argmax(counts) + 1])
+        value = float(np.median(window[np.abs(window - peak) < 0.06]))
+        return float(np.clip(value, fixture.lower, fixture.upper))
+
+    def fixture_mask(self, name: str, cloud: SceneCloud) -> NDArray[np.bool_]:
+        """(N,) the background points of ``cloud`` the drawer's or door's opening is measured from: the tube
+        around the handle bar's possible positions along the slide, or the door panel's ring about the hinge
+        within the door's range (what :meth:`articulation` reads; the scene memory keeps these)."""
         config = self.config
         fixture = self.fixtures.drawer if name == FixtureName.DRAWER else self.fixtures.cabinet
-        points = cloud.points[cloud.labels == BACKGROUND]
+        background = cloud.labels == BACKGROUND
+        points = cloud.points
         z = points[:, 2]
-        in_height = (z > fixture.bar_low[2] - 0.005) & (z < fixture.bar_high[2] + fixture.bar_radius + 0.005)
-        points = points[in_height]
-        if fixture.pivot is None:  # slide: the bar's front is the extreme point along the opening axis
+        if fixture.pivot is None:
+            in_height = (z > fixture.bar_low[2] - 0.005) & (z < fixture.bar_high[2] + fixture.bar_radius + 0.005)
             offset = points - fixture.bar_high
             along = offset @ fixture.axis
             lateral = offset - along[:, None] * fixture.axis
             lateral[:, 2] = 0.0
             tube = (np.linalg.norm(lateral, axis=1) < config.handle_tube) & (along > fixture.lower - 0.02)
             tube &= along < fixture.upper + fixture.bar_radius + 0.02
-            if np.count_nonzero(tube) < 3:
-                return None
-            value = float(np.max(along[tube])) - fixture.bar_radius
-            return float(np.clip(value, fixture.lower, fixture.upper))
-        # hinge: the door panel is a vertical plane through the hinge axis, so its points share one polar angle
-        # about the axis (closed angle + opening); the densest angle in the door's range is the panel
+            mask: NDArray[np.bool_] = background & in_height & tube
+            return mask
         pivot = fixture.pivot
-        bar = fixture.bar_high[:2] - pivot[:2]
+        radius = float(np.linalg.norm(fixture.bar_high[:2] - pivot[:2]))
+        in_height = (z > 0.03) & (z < fixture.bar_high[2] + 0.07)
+        distance = np.linalg.norm(points[:, :2] - pivot[:2], axis=1)
+        ring = background & in_height & (distance > 0.3 * radius) & (distance < 0.95 * radius)
+        angles = self._door_angles(points[ring])
+        mask = np.zeros(len(points), dtype=bool)
+        mask[np.flatnonzero(ring)] = (angles > fixture.lower - 0.1) & (angles < fixture.upper + 0.1)
+        return mask
+
+    def _door_angles(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(M,) rad, polar angle of ``points`` (M, 3) about the door's hinge, from the closed panel's direction."""
+        fixture = self.fixtures.cabinet
+        assert fixture.pivot is not None
+        bar = fixture.bar_high[:2] - fixture.pivot[:2]
         radius = float(np.linalg.norm(bar))
-        points = cloud.points[cloud.labels == BACKGROUND]
-        points = points[(points[:, 2] > 0.03) & (points[:, 2] < fixture.bar_high[2] + 0.07)]
-        offset = points[:, :2] - pivot[:2]
-        distance = np.linalg.norm(offset, axis=1)
-        ring = (distance > 0.3 * radius) & (distance < 0.95 * radius)
         # the panel's closed direction: the bar's direction minus the bar's stand-off from the panel
-        closed = float(np.arctan2(bar[1], bar[0])) - float(np.arcsin(np.clip(config.door_bar_standoff / radius, 0, 1)))
-        angles = (np.arctan2(offset[ring, 1], offset[ring, 0]) - closed + np.pi) % (2 * np.pi) - np.pi
-        window = angles[(angles > fixture.lower - 0.1) & (angles < fixture.upper + 0.1)]
-        if len(window) < 10:
-            return None
-        counts, edges = np.histogram(window, bins=np.arange(fixture.lower - 0.1, fixture.upper + 0.12, 0.04))
-        peak = 0.5 * (edges[np.argmax(counts)] + edges[np.argmax(counts) + 1])
-        value = float(np.median(window[np.abs(window - peak) < 0.06]))
-        return float(np.clip(value, fixture.lower, fixture.upper))
+        closed = float(np.arctan2(bar[1], bar[0])) - float(
+            np.arcsin(np.clip(self.config.door_bar_standoff / radius, 0, 1))
+        )
+        offset = points[:, :2] - fixture.pivot[:2]
+        return (np.arctan2(offset[:, 1], offset[:, 0]) - closed + np.pi) % (2 * np.pi) - np.pi
 
     def handle(self, name: str, opening: bool, cloud: SceneCloud) -> AffordanceResult:
         """Grasp point on the handle bar at its measured position, and the motion that opens or closes it."""

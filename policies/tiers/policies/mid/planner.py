@@ -2,6 +2,7 @@
 
     observation (RGB-D, cameras, joints) + subtask command
         -> PointCloudBuilder   segmented cloud in the base frame (simulator masks, or plane removal + DBSCAN)
+        -> SceneMemory         what the subtask needs and the arm now hides, from an earlier view (with its age)
         -> AffordanceDetector  keypoint for the subtask (grasp / handle / push / place)
         -> PathPlanner         collision-aware timed EEPath (straight segments, RRT-Connect detours)
         -> MidLevelPlan(command, path, guidance=(path tracking, [staged VLS rewards]))
@@ -14,7 +15,10 @@ from a reward program a language model writes and the shared sandbox runs (``"ll
 The plan's path serves the low tier three ways: as a conditioning input, as the path-tracking guidance term
 in ``guidance`` (for a frozen diffusion/flow policy), or executed directly by
 :class:`~tiers.policies.mid.execution.PathFollower` through IK. When no path exists the plan has
-``path=None`` and no guidance, and :meth:`KeypointPathPlanner.plan_detailed` says why. The timings in
+``path=None`` and no guidance, and :meth:`KeypointPathPlanner.plan_detailed` says why; a plan that used a
+remembered estimate says so in :attr:`PlanOutcome.memory` ("the drawer's handle from memory, 5.2 s old"). The
+memory (:mod:`~tiers.policies.mid.scene_memory`) is one episode long (:meth:`KeypointPathPlanner.reset`) and
+only fills gaps: a plan whose subtask's things are all in view is the plan without it. The timings in
 :class:`PlanOutcome` are wall clock, for reports; nothing planned depends on them.
 """
 
@@ -43,6 +47,7 @@ from tiers.policies.mid.paths import PathConfig, PathPlanner, PathResult, Reacha
 from tiers.policies.mid.perception import PerceptionConfig, PointCloudBuilder, SceneCloud
 from tiers.policies.mid.reward_spec import RewardSource
 from tiers.policies.mid.rewards import follow_path
+from tiers.policies.mid.scene_memory import SceneMemory, SceneMemoryConfig
 from tiers.policies.mid.steering import StagedGuidance
 from tiers.services.chat import ChatBackend, make_backend
 from tiers.services.kinematics import ArmKinematics
@@ -73,6 +78,7 @@ class MidPlannerConfig(Config):
     reward_source: RewardSource = RewardSource.TEMPLATES
     llm_rewards: LLMRewardConfig = field(default_factory=LLMRewardConfig)  # endpoint, repairs, sandbox of "llm"
     check_ik: bool = True  # check the keypoint poses with inverse kinematics (when a kinematics model is given)
+    memory: SceneMemoryConfig = field(default_factory=SceneMemoryConfig)  # recall what the arm hides (max_age s)
 
     def __post_init__(self) -> None:
         if self.reward_source is RewardSource.LLM and self.vls_weight <= 0:
@@ -96,6 +102,9 @@ class PlanOutcome:
         planning_time: s planning the path.
         rewards_reason: why the staged VLS rewards are the templates' although ``reward_source`` is "llm" ("" when
             the model's program gave them, or when it was not asked).
+        memory: what the plan took from the scene memory, one note per thing ("the drawer's handle from
+            memory, 5.2 s old"), and the missing things it could not recall and why ("... not recalled: last
+            seen 41.0 s ago, memory keeps 30 s"); empty when the view had everything.
     """
 
     plan: MidLevelPlan
@@ -106,6 +115,7 @@ class PlanOutcome:
     perception_time: float = 0.0
     planning_time: float = 0.0
     rewards_reason: str = ""
+    memory: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -151,6 +161,7 @@ class KeypointPathPlanner:
                 llm = self.config.llm_rewards  # built now, so a missing endpoint fails at construction
                 reward_backend = make_backend(base_url=llm.base_url, model=llm.model, model_path=llm.model_path)
             self.reward_writer = LLMRewardWriter(reward_backend, self.config.llm_rewards)
+        self.memory = SceneMemory(self.config.memory, max_opening=embodiment.gripper.max_opening)
         self.last: PlanOutcome | None = None
 
     @classmethod
@@ -173,7 +184,9 @@ class KeypointPathPlanner:
         )  # fmt: skip
 
     def reset(self) -> None:
+        """A new episode: forget the last outcome and the scene memory."""
         self.last = None
+        self.memory.reset()
 
     def seed(self, seed: int) -> None:
         """Seed every random draw of the coming plans with an episode's seed: the support plane's RANSAC
@@ -206,22 +219,30 @@ class KeypointPathPlanner:
             return PlanOutcome(empty, "no depth returns in any camera: the point cloud is empty", cloud)
         if self.builder.config.use_masks and not cloud.names and not observation.segmentation:
             cloud = self.builder.cluster(cloud)
+        in_hand = {name for name in set(cloud.names.values()) if self._held(name, cloud, observation)}
+        self.memory.update(cloud, observation, self.detector, held=in_hand)
+        # a held object comes from the view only: memory fills what the subtask goes to
+        needed = [subtask.target] if subtask.action is Action.PLACE else [subtask.object]
+        recall = self.memory.fill(cloud, observation, self.detector, [name for name in needed if name])
+        cloud, memory = recall.cloud, recall.used + recall.refused
         held = None
         if subtask.action is Action.PLACE:
             held = self._held(subtask.object, cloud, observation)
             if held is None:
-                return PlanOutcome(empty, f"the {subtask.object} is not in the hand: pick it up first", cloud)
+                reason = f"the {subtask.object} is not in the hand: pick it up first"
+                return PlanOutcome(empty, reason, cloud, memory=memory)
         held_radius = self._radius(cloud, held) if held else 0.04
         found = self.detector.detect(subtask, cloud, held_radius=held_radius)
         perceived = time.perf_counter()
         if found.affordance is None:
-            return PlanOutcome(empty, found.reason, cloud, perception_time=perceived - started)
+            reason = "; ".join((found.reason, *recall.refused))  # why memory could not stand in, too
+            return PlanOutcome(empty, reason, cloud, perception_time=perceived - started, memory=memory)
         result = self.paths.plan(
             found.affordance, cloud, observation.ee_pose, gripper=observation.gripper_opening, held=held
         )
         timing = (perceived - started, time.perf_counter() - perceived)  # perception_time, planning_time
         if result.path is None:
-            return PlanOutcome(empty, result.reason, cloud, found.affordance, result, *timing)
+            return PlanOutcome(empty, result.reason, cloud, found.affordance, result, *timing, memory=memory)
         tracking = follow_path(
             self.fk, result.path, start_time=observation.timestamp, dt=self.embodiment.control_period,
             weight=self.config.tracking_weight,
@@ -232,7 +253,7 @@ class KeypointPathPlanner:
             staged, rewards_reason = self._staged_rewards(command.text, found.affordance, cloud)
             guidance.append(staged.guidance(self.config.vls_weight))
         plan = MidLevelPlan(command, result.path, tuple(guidance))
-        return PlanOutcome(plan, "", cloud, found.affordance, result, *timing, rewards_reason)
+        return PlanOutcome(plan, "", cloud, found.affordance, result, *timing, rewards_reason, memory)
 
     def _staged_rewards(self, subtask: str, affordance: Affordance, cloud: SceneCloud) -> tuple[StagedGuidance, str]:
         """The subtask's staged rewards from the configured source, and why the LLM's are not used ("")."""
