@@ -6,6 +6,7 @@ Examples::
     tiers eval --mode planner --planner shuffled --split held_out
     tiers eval --mode integrated --planner gold_echo --family push --limit 10 --workers 2 --videos 3
     tiers eval --mode corrections --hierarchy offline_paths --limit 20 --corrections-log outputs/corrections
+    tiers eval --mode integrated --hierarchy offline_paths --limit 12 --inject-corrections 2
 
 Writes ``results.json``, ``summary.md`` (success rates with 95 % Wilson intervals, errored episodes counted
 apart), ``success_by_family.png`` and rollout videos into ``--out``; the same command on the same machine gives
@@ -31,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--corrections-log", type=Path, default=None, help="corrections mode: log episodes as a corrections dataset"
+    )
+    parser.add_argument(
+        "--inject-corrections",
+        type=int,
+        default=0,
+        metavar="K",
+        help="hierarchy episodes: K nudges or stop+resume pairs said at random times drawn from the episode seed",
     )
     parser.add_argument("--policy", default="expert", help="controller that acts (control, integrated); 'expert'")
     parser.add_argument("--planner", default="gold_echo", help="planner scored (planner, integrated)")
@@ -81,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         torch_threads=args.threads,
         corrections_log=args.corrections_log,
+        inject_corrections=args.inject_corrections,
         record={key: str(value) if isinstance(value, Path) else value for key, value in flags.items()},
     )
     return 0

@@ -90,6 +90,27 @@ def test_corrections_continue_the_session_and_link_provenance() -> None:
     assert history[-2] == {"role": "assistant", "content": "pick up the apple\nput the apple in the bowl"}
 
 
+def test_a_failed_subtask_is_told_to_the_model_which_replans_from_the_current_state() -> None:
+    plan = "pick up the can\nput the can in the drawer"
+    with ScriptedChatServer([plan, plan]) as s:
+        planner = _planner(s, few_shot=0)
+        planner.reset("put the can in the drawer")
+        pick = planner.next_command(_observation())
+        place = planner.next_command(_observation())
+        assert pick is not None and place is not None and place.text == "put the can in the drawer"
+        reason = "the can is not in the hand: pick it up first"
+        planner.handle_failure(place, reason)  # as the runtime's recovery calls it
+        again = [planner.next_command(_observation()) for _ in range(3)]
+    assert [command.text if command else None for command in again] == [*plan.split("\n"), None]
+    assert again[0] is not None and again[0].replaces is place  # provenance: the re-plan replaces the failure
+    assert planner.requests == 2
+    history = s.requests[1]["messages"]
+    told = message_text(history[-1])
+    assert told.startswith("The subtask 'put the can in the drawer' failed: " + reason)
+    assert "Steps done so far: pick up the can." in told  # the failed step is not counted as done
+    assert history[-2] == {"role": "assistant", "content": plan}  # the session goes on
+
+
 def test_plumbing_through_the_grammar_backed_server_matches_the_grammar_planner() -> None:
     """Not a language model: the server answers with the grammar planner, so both must agree exactly."""
     tasks = list(all_tasks())[::40]

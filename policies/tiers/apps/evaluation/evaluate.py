@@ -106,6 +106,7 @@ def run_evaluation(
     max_steps: int | None = None,
     torch_threads: int = 1,
     corrections_log: Path | None = None,
+    inject_corrections: int = 0,
     record: dict[str, Any] | None = None,
     console: Console | None = None,
 ) -> EvalReport:
@@ -124,6 +125,8 @@ def run_evaluation(
         max_steps: per-episode truncation override.
         torch_threads: torch's CPU threads in each worker (episodes replay exactly at one thread count).
         corrections_log: corrections mode: log the episodes as a corrections dataset here (one worker).
+        inject_corrections: corrections said at seeded random times per hierarchy episode
+            (:mod:`tiers.apps.evaluation.injection`); 0: none.
         record: settings written into ``results.json`` besides the run's own (the command line's flags).
         console: where progress and the summary go (default: stdout).
 
@@ -142,6 +145,7 @@ def run_evaluation(
         hierarchy=hierarchy,
         extra={"corrections_log": str(corrections_log)} if corrections_log else {},
         torch_threads=torch_threads,
+        inject_corrections=inject_corrections,
     )
     if corrections_log and workers > 1:
         raise ConfigError("--corrections-log writes one dataset: run it with --workers 1")

@@ -4,6 +4,8 @@ The simulator renders camera images only on the ticks that read them (:meth:`Hie
 planners and the mid tier look at the scene when a command starts, a low tier without cameras never does,
 so a proprioceptive hierarchy runs at physics speed. Corrections said by the corrector are handed to the
 runtime exactly as a person's would be, and to an optional recorder of the episode (the corrections log).
+Corrections injected at seeded random times (:mod:`tiers.apps.evaluation.injection`) reach the runtime the
+same way, in any mode; they are recorded in the result's ``extra["injected"]``.
 
 Every random draw of the episode derives from ``seed`` (:mod:`tiers.apps.evaluation.seeding`): the scene, the
 tiers' own generators and the global ones, so the same seed replays the same episode on the same machine.
@@ -20,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tiers.apps.evaluation.corrector import SimulatedCorrector
+from tiers.apps.evaluation.injection import CorrectionInjector
 from tiers.apps.evaluation.report import EpisodeResult
 from tiers.apps.evaluation.seeding import seed_tiers, state_digest
 from tiers.core.errors import ContractError
@@ -59,6 +62,7 @@ def run_hierarchy_episode(
     on_tick: TickObserver | None = None,
     max_steps: int | None = None,
     layout: KitchenLayout | None = None,
+    injector: CorrectionInjector | None = None,
 ) -> HierarchyEpisode:
     """Run ``task`` from ``seed`` until success, truncation, or the hierarchy is done and settled.
 
@@ -70,6 +74,7 @@ def run_hierarchy_episode(
         on_tick: called after each tick (for the corrections log).
         max_steps: truncation override; None: the env's limit.
         layout: start from this scene instead of one sampled for ``task`` from ``seed`` (test-time shifts).
+        injector: corrections said at scheduled times regardless of what the robot does, or None.
     """
     start = time.perf_counter()
     # before the reset: resetting the runtime already plans the first command
@@ -106,6 +111,8 @@ def run_hierarchy_episode(
                     runtime.correct(said, source=CommandSource.SIMULATED_CORRECTOR, timestamp=observation.timestamp)
                 except ContractError:
                     said = None
+        if injector is not None:
+            said = _inject(injector, runtime, float(observation.timestamp)) or said
         settled = settled + 1 if runtime.done else 0
         if terminated or truncated or settled >= settle_steps:
             break
@@ -119,6 +126,8 @@ def run_hierarchy_episode(
         "control_p50_ms": runtime.timers["step"].summary()["p50_ms"],
         "state_digest": state_digest(observation.joint_positions, observation.ee_pose),  # replays compare equal
     }
+    if injector is not None:
+        extra["injected"] = injector.results()
     if video_path is not None and frames:
         extra["video"] = str(write_video(video_path, frames, fps=env.embodiment.control_rate_hz))
     result = EpisodeResult(
@@ -141,6 +150,21 @@ def run_hierarchy_episode(
         timings={name: timer.summary() for name, timer in runtime.timers.items()},
         frames=frames,
     )
+
+
+def _inject(injector: CorrectionInjector, runtime: HierarchyRuntime, now: float) -> str | None:
+    """Say the injected corrections due by ``now`` (s); returns the last one said, for the tick observer."""
+    said = None
+    for correction in injector.due(now):
+        during = runtime.command.text if runtime.command is not None else None
+        try:
+            runtime.correct(correction.text, source=CommandSource.SIMULATED_CORRECTOR, timestamp=now)
+        except ContractError:  # never for the injector's own phrases; recorded as not applied all the same
+            injector.said(correction, now, during, applied=False)
+            continue
+        injector.said(correction, now, during, applied=True)
+        said = correction.text
+    return said
 
 
 def _with_images(env: KitchenEnv, observation: Observation) -> Observation:

@@ -6,6 +6,9 @@
     corrections  the whole hierarchy with the simulated person correcting it in plain language
                  (:mod:`tiers.apps.evaluation.corrector`); episodes can be logged as a corrections dataset.
 
+In control, integrated and corrections modes, ``settings.inject_corrections`` > 0 adds that many corrections
+per episode at seeded random times (:mod:`tiers.apps.evaluation.injection`).
+
 One :class:`HierarchyEpisodeRunner` per worker builds the simulator with the cameras the hierarchy needs
 and loads the hierarchy once; privileged planners are rebuilt per task.
 """
@@ -20,6 +23,7 @@ import tiers.apps.evaluation.kinds  # noqa: F401  (the privileged kinds a hierar
 from tiers.apps.evaluation.corrections_log import EpisodeCorrectionsLog
 from tiers.apps.evaluation.corrector import CorrectorSettings, SimulatedCorrector
 from tiers.apps.evaluation.hierarchy_episode import run_hierarchy_episode
+from tiers.apps.evaluation.injection import CorrectionInjector, InjectionSettings
 from tiers.apps.evaluation.planning import GoldPlanEcho, collect_plan, score_plan
 from tiers.apps.evaluation.report import EpisodeResult, EvalMode
 from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
@@ -42,6 +46,9 @@ class HierarchyEpisodeRunner:
         self._planner = self.hierarchy.runtime.planner
         corrector = settings.extra.get("corrector_settings")
         self.corrector_settings = CorrectorSettings.from_yaml(corrector) if corrector else CorrectorSettings()
+        injection = settings.extra.get("injection_settings")  # a YAML of InjectionSettings; the count is the flag's
+        base = InjectionSettings.from_yaml(injection) if injection else InjectionSettings()
+        self.injection_settings = replace(base, count=settings.inject_corrections)
         self._log: EpisodeCorrectionsLog | None = None
         log_dir = settings.extra.get("corrections_log")
         if settings.mode is EvalMode.CORRECTIONS and log_dir:
@@ -59,6 +66,9 @@ class HierarchyEpisodeRunner:
         corrector = None
         if self.settings.mode is EvalMode.CORRECTIONS:
             corrector = SimulatedCorrector(task, self.corrector_settings)
+        injector = None
+        if self.settings.inject_corrections:
+            injector = CorrectionInjector.for_episode(job.seed, task.id, len(task.plan), self.injection_settings)
         video = None
         if job.record_video and self.settings.video_dir:
             name = f"{job.index:04d}_{job.task_id.replace('/', '_')}_seed{job.seed}.mp4"
@@ -74,6 +84,7 @@ class HierarchyEpisodeRunner:
             video_path=video,
             on_tick=self._log,
             max_steps=self.settings.max_steps,
+            injector=injector,
         )
         if self._log is not None:
             self._log.end_episode(episode.result)

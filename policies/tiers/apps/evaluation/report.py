@@ -236,8 +236,9 @@ class EvalReport:
         names = list(families)
         rates = [100 * families[name].success_rate for name in names]
         intervals = [families[name].success_interval for name in names]
-        below = [rate - 100 * low for rate, (low, _) in zip(rates, intervals, strict=True)]
-        above = [100 * high - rate for rate, (_, high) in zip(rates, intervals, strict=True)]
+        # clipped at 0: at 0/n or n/n the interval's end equals the rate only up to rounding (matplotlib refuses < 0)
+        below = [max(0.0, rate - 100 * low) for rate, (low, _) in zip(rates, intervals, strict=True)]
+        above = [max(0.0, 100 * high - rate) for rate, (_, high) in zip(rates, intervals, strict=True)]
         bars = ax.bar(names, rates, color="#4c72b0", yerr=[below, above], capsize=3, ecolor="#555555")
         for bar, name in zip(bars, names, strict=True):
             ax.annotate(f"n={families[name].episodes}", (bar.get_x() + bar.get_width() / 2, 1), ha="center", fontsize=7)

@@ -12,6 +12,7 @@ before it in the same worker, however many workers there are and whichever backe
     planner          a high tier that samples (its ``seed()``, when it has one)
     torch            torch's global generator (anything drawing without a generator of its own)
     numpy, python    numpy's and Python's global generators (the same, for libraries that use them)
+    injection        the corrections injected at random times (:mod:`tiers.apps.evaluation.injection`)
     ===============  ==================================================================================
 
 The simulated corrector draws nothing (it reacts to the privileged state on the simulated clock). Tiers are
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-STREAMS = ("low", "mid", "planner", "torch", "numpy", "python")
+# appended streams keep the earlier ones' seeds (a stream's seed is keyed by its index)
+STREAMS = ("low", "mid", "planner", "torch", "numpy", "python", "injection")
 
 
 def stream_seed(seed: int, stream: str) -> int:

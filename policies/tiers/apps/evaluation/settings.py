@@ -76,10 +76,18 @@ class EvalSettings:
     # torch's CPU threads in every worker: CPU reductions round by how they are split, so episodes replay
     # exactly only at one thread count; the same count everywhere keeps them independent of --workers/--parallel
     torch_threads: int = 1
+    # corrections said at seeded random times in every hierarchy episode (tiers.apps.evaluation.injection)
+    inject_corrections: int = 0
 
     def __post_init__(self) -> None:
         if self.torch_threads < 1:
             raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.inject_corrections < 0:
+            raise ConfigError(f"inject_corrections must be >= 0, got {self.inject_corrections}")
+        if self.inject_corrections and (self.hierarchy is None or self.mode is EvalMode.PLANNER):
+            raise ConfigError(
+                "--inject-corrections corrects a running hierarchy: pass --hierarchy NAME, not planner mode"
+            )
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown simulator backend {self.backend!r}; available: {', '.join(BACKENDS)}")
         if self.hierarchy is not None:

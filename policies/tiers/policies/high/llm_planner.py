@@ -8,7 +8,9 @@ back once for repair; what is still not canonical is handed out as given (so pla
 and the integrated mode reports it as not executable).
 
 The conversation is kept for the episode (session history): a live correction is appended as a user turn with
-the steps already handed out, and the reply replaces the remaining plan.
+the steps already handed out, and the reply replaces the remaining plan. A subtask that failed (the runtime's
+outcome check or the mid tier said why, :meth:`LLMPlanner.handle_failure`) is told the same way, with its reason,
+so the model re-plans from the current state ("the can is not in the hand" -> pick it up, then put it again).
 """
 
 from __future__ import annotations
@@ -155,8 +157,8 @@ class LLMPlanner:
         self._instruction = ""
         self._queue: list[str] = []
         self._given: list[str] = []
-        self._pending_correction: LanguageCommand | None = None
-        self._prompt: str | None = None  # what to ask at the next call (instruction or correction)
+        self._pending_correction: LanguageCommand | None = None  # what the next command replaces (provenance)
+        self._prompt: str | None = None  # what to ask at the next call (instruction, correction or failure)
 
     def reset(self, instruction: str) -> None:
         self._instruction = instruction
@@ -192,6 +194,23 @@ class LLMPlanner:
         self._prompt = (
             f"Correction from the person watching: {correction.text}\nSteps already handed out: {done}.\n"
             "Reply with the remaining subtasks only, one per line."
+        )
+
+    def handle_failure(self, failed: LanguageCommand, reason: str) -> None:
+        """Re-plan from the current state after ``failed`` did not achieve its effect: the failure and its
+        ``reason`` go to the model at the next call (with that call's images), and its reply replaces the
+        remaining plan (the first new command names ``failed`` in ``replaces``). The runtime bounds how often
+        this is called; unlike a correction, the failed step is not counted as handed out.
+        """
+        if self._given and self._given[-1] == failed.text:
+            self._given.pop()  # it did not happen: the model must not think it is done
+        done = "; ".join(self._given) or "nothing yet"
+        self._pending_correction = failed
+        self._queue = []
+        self._prompt = (
+            f"The subtask '{failed.text}' failed: {reason}.\nSteps done so far: {done}.\n"
+            "Reply with the remaining subtasks from the current state, one per line: what the failed subtask "
+            "needs first (if its reason names a missing step), then the failed subtask again, then the rest."
         )
 
     def _ask(self, prompt: str, observation: Observation | None) -> list[str]:

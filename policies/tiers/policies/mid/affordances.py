@@ -191,6 +191,10 @@ class AffordanceConfig(Config):
     closed_target: float = 0.01  # opening fraction a closing push aims at
     door_bar_standoff: float = 0.045  # m, the door handle bar's distance in front of the door panel
     pull_overshoot: float = 0.03  # m, how far past the open target a pull is commanded (hand lag, slip)
+    # m, how far past the closed target a drawer push is commanded: the drawer stops at its closed end, while
+    # the handle slips ~5 mm in the fingers and an arm over the open drawer hides the bar's front, so the
+    # measured opening reads up to ~1 cm short; without it the drawer stayed 7-8 % open (closed: <= 5 %)
+    push_overshoot: float = 0.02
     release_gap: float = 0.015  # m, held object's bottom above its support at release
     push_distance: float = 0.12  # m, how far a push moves the tool after contact
     push_standoff: float = 0.025  # m, gap between the fingers and the object before a push
@@ -404,7 +408,7 @@ class AffordanceDetector:
         if fixture.pivot is None:
             point = grasp_closed + value * fixture.axis
             # aim a little past the target: the hand lags the path and the handle slips a few mm in the fingers
-            overshoot = config.pull_overshoot if opening else 0.0
+            overshoot = config.pull_overshoot if opening else -config.push_overshoot
             motion = (target - value + overshoot) * fixture.axis
             yaw = comfortable_yaw(float(np.arctan2(fixture.axis[1], fixture.axis[0])) + np.pi / 2, point)
             # the fixture's front moves with the hand: its whole sweep is not an obstacle near contact

@@ -21,7 +21,8 @@ push the X D           X's centre moved at least ``push_distance`` along D since
 Each check returns a :class:`SubtaskOutcome`: achieved, failed (with the reason, worded like the mid
 tier's: a place that left the object elsewhere ends "it is not in the hand: pick it up first"), or unknown when the
 cameras cannot tell (the object or the handle is hidden, e.g. by the arm, or the cloud is empty). The
-thresholds mirror the kitchen's success predicates (an open fixture is 80 % open) with a small margin for
+open/closed thresholds are the kitchen's success predicates' own (:mod:`tiers.commands.effects`: open at
+>= 80 %, closed at <= 5 % of the range); the others mirror the predicates with a small margin for
 perception. The checker uses the mid tier's own cloud builder and fixture map
 (:meth:`OutcomeChecker.for_mid`), so it sees exactly what the mid tier plans from.
 
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.effects import CLOSED_FRACTION, OPEN_FRACTION
 from tiers.commands.subtasks import Action, Subtask, SubtaskError
 from tiers.commands.vocabulary import (
     FIXTURES,
@@ -89,8 +91,10 @@ class OutcomeConfig(Config):
     empty_grip: float = 0.004  # a gripper opening at or below this closed on nothing
     open_grip_margin: float = 0.004  # an opening within this of the widest is a released (empty) hand
     lifted: float = 0.015  # a held object's bottom is at least this above the support
-    open_fraction: float = 0.75  # a fixture at least this open (fraction of its range) is open (success: 0.8)
-    closed_fraction: float = 0.08  # ... at most this open is closed (success: 0.05)
+    # the kitchen's success predicates (predicates.is_open / is_closed) read the same two numbers: a fixture sensed
+    # open or closed here is scored so (no perception margin: a reading a few mm off is retried, not excused)
+    open_fraction: float = OPEN_FRACTION  # a fixture at least this open (fraction of its range) is open
+    closed_fraction: float = CLOSED_FRACTION  # ... at most this open is closed
     region_margin: float = 0.02  # an object's centre may stick out of a region or footprint by this much
     near_gap: float = 0.15  # max horizontal gap between footprints for "next to" and the directional relations
     push_distance: float = 0.05  # min displacement along the push direction (success: 0.08 from the start)

@@ -30,6 +30,7 @@ SAME_LEVEL              0.05     max height difference of bottoms for spatial re
 FOOTPRINT_OVERLAP       0.005    footprints may overlap by this much (contact) and still be "apart"
 OPEN_FRACTION           0.8      opening (0 closed .. 1 fully open) at or above which a fixture is open
 CLOSED_FRACTION         0.05     opening at or below which a fixture is closed
+                                 (both from :mod:`tiers.commands.effects`, shared with the mid tier's outcome checks)
 PUSH_DISTANCE           0.08     min displacement along the push direction
 PUSH_LIFT               0.03     max rise of the pushed object (it was slid, not carried)
 ======================  =======  ==============================================================
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.effects import CLOSED_FRACTION, OPEN_FRACTION
 from tiers.commands.vocabulary import (
     FIXTURES,
     OBJECTS,
@@ -68,8 +70,6 @@ STACK_Z_TOLERANCE = 0.025
 NEAR_GAP = 0.15
 SAME_LEVEL = 0.05
 FOOTPRINT_OVERLAP = 0.005
-OPEN_FRACTION = 0.8
-CLOSED_FRACTION = 0.05
 PUSH_DISTANCE = 0.08
 PUSH_LIFT = 0.03
 
