@@ -77,7 +77,8 @@ def test_the_quick_demo_evaluates_the_shipped_checkpoint_in_every_mode(tmp_path:
         assert row["success_train"] == row["success"] and row["success_held_out"] is None, mode
         if mode != "planner":
             assert 0 < row["control_step_p50_ms"] <= row["control_step_p99_ms"], mode
-    assert 0.0 <= rows["planner"]["step_accuracy"] <= 1.0
+    # every exactly matched plan has all its steps right, and the grammar planner reads the benchmark's own grammar
+    assert rows["planner"]["step_accuracy"] >= rows["planner"]["success"] >= 0.9
     assert rows["offline_paths"]["success"] == 1.0  # the IK reference opens the drawer
 
     # the report files exist, show every mode, and every figure they name exists

@@ -92,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
 
         figures = run_planner_benchmark(instructions=args.instructions)
     elif args.target == "ros":
+        from tiers.core.extras import require
+
+        require("rclpy", purpose="tiers bench ros")  # before the benchmark's own rclpy imports, for a clear error
         from tiers.apps.bench.ros import run_ros_benchmark
 
         figures = run_ros_benchmark()

@@ -42,10 +42,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rclpy
 import yaml
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
 
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.locations import preset_path
+from tiers.deploy.ros import messages as rm
+from tiers.deploy.ros.conventions import EVENT_QOS, SENSOR_QOS
+from tiers.deploy.ros.hierarchy_node import HierarchyNode
+from tiers.deploy.ros.sim_robot_node import MujocoSimNode
+from tiers.deploy.ros.spin import parameter_overrides
 from tiers.deploy.safety import SafetyFilter
 from tiers.deploy.watchdog import ControlState
 from tiers.policies.hierarchy.registry import HierarchyContext
@@ -84,15 +94,6 @@ def run_ros_benchmark(
     """
     os.environ["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else 90 + os.getpid() % 10)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
-    from sensor_msgs.msg import Image, JointState
-
-    from tiers.deploy.ros import messages as rm
-    from tiers.deploy.ros.conventions import SENSOR_QOS
-    from tiers.deploy.ros.hierarchy_node import HierarchyNode
-
     spec = EmbodimentSpec.load("panda")
     figures: dict[str, Any] = {"rate_hz": rate_hz, "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"])}
     # the filter alone first, before any executor thread competes for the interpreter
@@ -263,23 +264,27 @@ def run_ros_benchmark(
 
 
 def _learned_control_steps_in_a_process(seconds: float) -> dict[str, Any]:
-    """:func:`_learned_control_steps` in a fresh process (EGL chosen before mujoco loads, as for the self-trips)."""
-    code = (
-        "import json\n"
-        "from tiers.apps.bench.ros import _learned_control_steps\n"
-        f"print('FIGURES ' + json.dumps(_learned_control_steps({float(seconds)!r})))\n"
-    )
+    """:func:`_learned_control_steps` in a fresh process (see :func:`_figures_in_a_process`)."""
+    call = f"_learned_control_steps({float(seconds)!r})"
+    return _figures_in_a_process(call, "the learned low-tier run", timeout_s=600 + 4 * seconds)
+
+
+def _figures_in_a_process(call: str, what: str, *, timeout_s: float) -> dict[str, Any]:
+    """The figures ``call`` (an expression on this module) returns, computed in a fresh Python process.
+
+    The sim renders with EGL on a headless machine, which must be chosen before mujoco is first imported, and this
+    process imported it already (for the safety filter): the sim graph's runs therefore start a process of their own.
+    """
+    code = f"import json\nfrom tiers.apps.bench import ros\nprint('FIGURES ' + json.dumps(ros.{call}))\n"
     environment = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     result = subprocess.run(
-        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=600 + 4 * seconds
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=timeout_s
     )
     for line in reversed(result.stdout.splitlines()):
         if line.startswith("FIGURES "):
             figures: dict[str, Any] = json.loads(line.removeprefix("FIGURES "))
             return figures
-    raise RuntimeError(
-        f"the learned low-tier run failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}"
-    )
+    raise RuntimeError(f"{what} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
 
 
 LEARNED_LOW_TIERS = {  # figure name -> hierarchy preset (configs/hierarchies/); {model} is the exported graph
@@ -290,15 +295,6 @@ LEARNED_LOW_TIERS = {  # figure name -> hierarchy preset (configs/hierarchies/);
 
 def _learned_control_steps(seconds: float) -> dict[str, Any]:
     """Tick latencies of the sim graph's hierarchy node with each learned low tier (see the module docstring)."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from std_msgs.msg import String
-
-    from tiers.deploy.ros.conventions import EVENT_QOS
-    from tiers.deploy.ros.hierarchy_node import HierarchyNode
-    from tiers.deploy.ros.sim_robot_node import MujocoSimNode
-    from tiers.deploy.ros.spin import parameter_overrides
-
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tiers-bench-ros-") as folder:
         checkpoint = HierarchyContext(embodiment=EmbodimentSpec.load("panda")).resolve("pretrained:kitchen_paths_beso")
@@ -356,22 +352,9 @@ def _learned_control_steps(seconds: float) -> dict[str, Any]:
 
 
 def _self_trips_in_a_process(instructions: int, period_s: float) -> dict[str, Any]:
-    """:func:`_self_trips` in a fresh process: the sim renders with EGL on a headless machine, which must be chosen
-    before mujoco is first imported (this process imported it already, for the safety filter)."""
-    code = (
-        "import json, sys\n"
-        "from tiers.apps.bench.ros import _self_trips\n"
-        f"print('FIGURES ' + json.dumps(_self_trips({int(instructions)}, {float(period_s)!r})))\n"
-    )
-    environment = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=300 + 5 * instructions
-    )
-    for line in reversed(result.stdout.splitlines()):
-        if line.startswith("FIGURES "):
-            figures: dict[str, Any] = json.loads(line.removeprefix("FIGURES "))
-            return figures
-    raise RuntimeError(f"the self-trip run failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+    """:func:`_self_trips` in a fresh process (see :func:`_figures_in_a_process`)."""
+    call = f"_self_trips({int(instructions)}, {float(period_s)!r})"
+    return _figures_in_a_process(call, "the self-trip run", timeout_s=300 + 5 * instructions)
 
 
 # the hierarchy node's parameters of ros2_ws/src/tiers_ros/config/sim.yaml (the README's `tiers ros up` example)
@@ -399,16 +382,6 @@ SIM_GRAPH_SIM = {
 
 def _self_trips(instructions: int, period_s: float) -> dict[str, Any]:
     """Holds of the sim graph in one process while it is instructed ``instructions`` times (see the module doc)."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import JointState
-    from std_msgs.msg import String
-
-    from tiers.deploy.ros.conventions import EVENT_QOS, SENSOR_QOS
-    from tiers.deploy.ros.hierarchy_node import HierarchyNode
-    from tiers.deploy.ros.sim_robot_node import MujocoSimNode
-    from tiers.deploy.ros.spin import parameter_overrides
-
     context = rclpy.Context()
     rclpy.init(context=context)
     sim = MujocoSimNode(context=context, parameter_overrides=parameter_overrides(SIM_GRAPH_SIM))
