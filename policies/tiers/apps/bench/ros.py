@@ -38,6 +38,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -305,47 +308,13 @@ def _learned_control_steps(seconds: float) -> dict[str, Any]:
                 hierarchy["low"]["settings"]["model"] = str(model)
             path = Path(folder) / f"{preset}.yaml"
             path.write_text(yaml.safe_dump(hierarchy))
-            context = rclpy.Context()
-            rclpy.init(context=context)
-            sim = MujocoSimNode(
-                context=context, parameter_overrides=parameter_overrides({**SIM_GRAPH_SIM, "hierarchy": str(path)})
-            )
-            node = HierarchyNode(
-                context=context,
-                parameter_overrides=parameter_overrides({**SIM_GRAPH_HIERARCHY, "controller": str(path)}),
-            )
-            person = rclpy.create_node("bench_person", context=context)
-            publisher = person.create_publisher(String, "/hierarchy_node/instruction", EVENT_QOS)
-            executors, threads = [], []
-            for member in (sim, node, person):
-                executor = SingleThreadedExecutor(context=context)
-                executor.add_node(member)
-                executors.append(executor)
-                threads.append(threading.Thread(target=executor.spin, daemon=True))
-                threads[-1].start()
-            try:
-                deadline = time.monotonic() + 120
-                while node._loop is None or node._loop.watchdog.state is not ControlState.RUNNING:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the sim graph with {preset} did not start running within 120 s")
-                    time.sleep(0.1)
-                while publisher.get_subscription_count() == 0:
-                    time.sleep(0.05)
-                publisher.publish(String(data="open the drawer"))
+            sim_parameters = {**SIM_GRAPH_SIM, "hierarchy": str(path)}
+            with _sim_graph(sim_parameters, {**SIM_GRAPH_HIERARCHY, "controller": str(path)}) as graph:
+                graph.publisher.publish(String(data="open the drawer"))
                 time.sleep(1.0)  # the planner and the mid tier plan; the low tier's first chunk
-                node.tick_latencies.clear()
+                graph.node.tick_latencies.clear()
                 time.sleep(seconds)
-                ticks = list(node.tick_latencies)
-            finally:
-                for executor in executors:
-                    executor.shutdown()
-                for worker in threads:
-                    worker.join(timeout=5.0)
-                sim.close()
-                node.destroy_node()
-                sim.destroy_node()
-                person.destroy_node()
-                rclpy.try_shutdown(context=context)
+                ticks = list(graph.node.tick_latencies)
             figures.update(_percentiles(f"low_{name}_control_step", ticks))
             figures[f"low_{name}_ticks"] = len(ticks)
     return figures
@@ -380,40 +349,78 @@ SIM_GRAPH_SIM = {
 }
 
 
-def _self_trips(instructions: int, period_s: float) -> dict[str, Any]:
-    """Holds of the sim graph in one process while it is instructed ``instructions`` times (see the module doc)."""
+@dataclass
+class _SimGraph:
+    """The README's sim graph in this process: the simulated robot, the hierarchy node and a person who talks."""
+
+    sim: MujocoSimNode
+    node: HierarchyNode
+    person: Any  # rclpy Node
+    publisher: Any  # the person's publisher of instructions
+
+
+@contextmanager
+def _sim_graph(
+    sim_parameters: dict[str, Any], hierarchy_parameters: dict[str, Any], *, watch: tuple[Any, ...] | None = None
+) -> Iterator[_SimGraph]:
+    """Start the sim graph (one executor thread a node, as `tiers ros up` spins them), wait until the hierarchy node
+    runs and hears instructions, and tear it all down on exit.
+
+    Args:
+        watch: (message type, topic, callback, QoS) the person subscribes to before the graph spins.
+    """
     context = rclpy.Context()
     rclpy.init(context=context)
-    sim = MujocoSimNode(context=context, parameter_overrides=parameter_overrides(SIM_GRAPH_SIM))
-    node = HierarchyNode(context=context, parameter_overrides=parameter_overrides(SIM_GRAPH_HIERARCHY))
+    sim = MujocoSimNode(context=context, parameter_overrides=parameter_overrides(sim_parameters))
+    node = HierarchyNode(context=context, parameter_overrides=parameter_overrides(hierarchy_parameters))
     person = rclpy.create_node("bench_person", context=context)
     publisher = person.create_publisher(String, "/hierarchy_node/instruction", EVENT_QOS)
-    published: list[float] = []  # monotonic s when the sim published each joint state (DDS source stamp)
-
-    def on_state(message: Any, info: Any) -> None:
-        published.append(time.monotonic() - max(0.0, (time.time_ns() - info["source_timestamp"]) * 1e-9))
-
-    person.create_subscription(JointState, "/joint_states", on_state, SENSOR_QOS)
+    if watch is not None:
+        person.create_subscription(*watch)
     executors, threads = [], []
-    for member in (sim, node, person):  # one executor thread a node, as `tiers ros up` spins them
+    for member in (sim, node, person):
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(member)
         executors.append(executor)
         threads.append(threading.Thread(target=executor.spin, daemon=True))
         threads[-1].start()
-    trips: list[str] = []  # holds while the sim published on time: the node's own stalls
-    sim_late: list[str] = []  # holds after the sim itself published late (a real gap of the robot's data)
-    timeout = float(SIM_GRAPH_HIERARCHY["stale_timeout_s"])  # type: ignore[arg-type]
-    plans: list[float] = []  # s, the longest mid-tier plan of each instruction
     try:
         deadline = time.monotonic() + 120
         while node._loop is None or node._loop.watchdog.state is not ControlState.RUNNING:
             if time.monotonic() > deadline:
-                raise RuntimeError("the sim graph did not start running within 120 s")
+                raise RuntimeError(f"the sim graph ({hierarchy_parameters['controller']}) did not run within 120 s")
             time.sleep(0.1)
-        loop = node._loop
         while publisher.get_subscription_count() == 0:
             time.sleep(0.05)
+        yield _SimGraph(sim, node, person, publisher)
+    finally:
+        for executor in executors:
+            executor.shutdown()
+        for worker in threads:
+            worker.join(timeout=5.0)
+        sim.close()
+        node.destroy_node()
+        sim.destroy_node()
+        person.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def _self_trips(instructions: int, period_s: float) -> dict[str, Any]:
+    """Holds of the sim graph in one process while it is instructed ``instructions`` times (see the module doc)."""
+    published: list[float] = []  # monotonic s when the sim published each joint state (DDS source stamp)
+
+    def on_state(message: Any, info: Any) -> None:
+        published.append(time.monotonic() - max(0.0, (time.time_ns() - info["source_timestamp"]) * 1e-9))
+
+    trips: list[str] = []  # holds while the sim published on time: the node's own stalls
+    sim_late: list[str] = []  # holds after the sim itself published late (a real gap of the robot's data)
+    timeout = float(SIM_GRAPH_HIERARCHY["stale_timeout_s"])  # type: ignore[arg-type]
+    plans: list[float] = []  # s, the longest mid-tier plan of each instruction
+    watch = (JointState, "/joint_states", on_state, SENSOR_QOS)
+    with _sim_graph(SIM_GRAPH_SIM, SIM_GRAPH_HIERARCHY, watch=watch) as graph:
+        loop = graph.node._loop
+        assert loop is not None
+        publisher = graph.publisher
         for _ in range(instructions):
             sent = time.monotonic()
             publisher.publish(String(data="open the kitchen drawer"))
@@ -428,16 +435,6 @@ def _self_trips(instructions: int, period_s: float) -> dict[str, Any]:
                 gap = float(np.diff(before).max()) if len(before) > 1 else float("inf")
                 (sim_late if gap > timeout else trips).append(f"{held[0].reason}; sim's largest gap {gap * 1e3:.0f} ms")
                 loop.watchdog.resume()  # go on with the next instruction
-    finally:
-        for executor in executors:
-            executor.shutdown()
-        for worker in threads:
-            worker.join(timeout=5.0)
-        sim.close()
-        node.destroy_node()
-        sim.destroy_node()
-        person.destroy_node()
-        rclpy.try_shutdown(context=context)
     figures: dict[str, Any] = {
         "self_trip_instructions": instructions,
         "self_trips": len(trips),

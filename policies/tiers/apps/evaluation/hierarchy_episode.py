@@ -130,11 +130,8 @@ def run_hierarchy_episode(
         extra["injected"] = injector.results()
     if video_path is not None and frames:
         extra["video"] = str(write_video(video_path, frames, fps=env.embodiment.control_rate_hz))
-    result = EpisodeResult(
-        task_id=task.id,
-        family=task.family.value,
-        split="held_out" if task.held_out else "train",
-        instruction=task.instruction,
+    result = EpisodeResult.of_task(
+        task,
         seed=seed,
         success=success,
         reason="" if success else str(info["reason"]),

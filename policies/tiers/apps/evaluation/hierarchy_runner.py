@@ -106,11 +106,8 @@ class HierarchyEpisodeRunner:
         observation = replace(self.env.backend.observe(render=True), instruction=task.instruction)
         planner = self.hierarchy.runtime_for(task).planner
         score = score_plan(collect_plan(planner, task.instruction, observation), task.plan)
-        return EpisodeResult(
-            task_id=task.id,
-            family=task.family.value,
-            split="held_out" if task.held_out else "train",
-            instruction=task.instruction,
+        return EpisodeResult.of_task(
+            task,
             seed=job.seed,
             success=score.exact,
             reason=score.reason,

@@ -112,11 +112,8 @@ class LearnedController:
         }
         if video_path is not None and frames:
             extra["video"] = str(write_video(video_path, frames, fps=env.embodiment.control_rate_hz))
-        return EpisodeResult(
-            task_id=task.id,
-            family=task.family.value,
-            split="held_out" if task.held_out else "train",
-            instruction=task.instruction,
+        return EpisodeResult.of_task(
+            task,
             seed=seed,
             success=success,
             reason=reason,

@@ -23,6 +23,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from tiers.sim.kitchen.tasks import Task
+
 
 class EvalMode(StrEnum):
     """Kitchen-R's evaluation modes."""
@@ -109,6 +111,13 @@ class EpisodeResult:
     wall_time: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     error: EpisodeError | None = None
+
+    @classmethod
+    def of_task(cls, task: Task, *, seed: int, success: bool, **outcome: Any) -> EpisodeResult:
+        """The result of an episode of ``task`` (its id, family, split and instruction filled in); ``outcome``
+        takes the remaining fields (reason, steps, sim_time, wall_time, extra, error)."""
+        split = "held_out" if task.held_out else "train"
+        return cls(task.id, task.family.value, split, task.instruction, seed, success, **outcome)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EpisodeResult:

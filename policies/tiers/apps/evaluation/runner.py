@@ -126,11 +126,8 @@ class EpisodeRunner:
     def _result(
         task: Task, job: EpisodeJob, success: bool, reason: str, start: float, extra: dict[str, object]
     ) -> EpisodeResult:
-        return EpisodeResult(
-            task_id=task.id,
-            family=task.family.value,
-            split="held_out" if task.held_out else "train",
-            instruction=task.instruction,
+        return EpisodeResult.of_task(
+            task,
             seed=job.seed,
             success=success,
             reason=reason,
