@@ -15,6 +15,7 @@ Run it as a process to serve an offline demo endpoint whose replies come from th
 
     python -m tiers.apps.scripted_server --port 8000 --grammar-planner   # LLMPlanner requests
     python -m tiers.apps.scripted_server --port 8000 --grammar-code      # Code as Policies requests
+    python -m tiers.apps.scripted_server --port 8000 --grammar-steering  # SteeringPlanner queries
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tiers.commands.recovery import recovery_steps
+from tiers.commands.subtasks import Subtask, SubtaskError
 from tiers.policies.high.grammar_planner import GrammarParseError, GrammarPlanner
 from tiers.policies.high.llm_planner import instruction_from_prompt
 from tiers.policies.high.primitives import program_for_subtasks
+from tiers.policies.high.steering import FINISHED_PREFIX, HISTORY_PREFIX
 from tiers.services.chat import message_text
 
 
@@ -199,12 +203,58 @@ def grammar_planner_script(body: dict[str, Any]) -> str:
 
 def grammar_code_script(body: dict[str, Any]) -> str:
     """Answer a Code as Policies request with code calling the primitives for the grammar planner's plan of the
-    query (offline plumbing check of the CaP pipeline, not a language model)."""
-    query = instruction_from_prompt(message_text(body["messages"][-1]).removeprefix("# ").rstrip("."))
+    query (offline plumbing check of the CaP pipeline, not a language model).
+
+    A closed-loop re-write (:class:`~tiers.policies.high.code_as_policies.ClosedLoopCodeAsPolicies`) puts comment
+    lines before the query: the steps under ``# done so far:`` are left out of the plan, and a ``# failed:`` place
+    whose reason names a missing step gets that step first (the grammar planner's own re-planning rule)."""
+    lines = [line.strip() for line in message_text(body["messages"][-1]).splitlines() if line.strip()]
+    query = instruction_from_prompt(lines[-1].removeprefix("# ").rstrip(".")) if lines else ""
     try:
-        return program_for_subtasks(GrammarPlanner().parse(query))
+        plan = list(GrammarPlanner().parse(query))
     except GrammarParseError:
         return "say('I cannot do that')"
+    for line in lines[:-1]:
+        if line.startswith("# done so far: "):
+            for text in line.removeprefix("# done so far: ").split("; "):
+                done = next((step for step in plan if step.text == text), None)
+                if done is not None:
+                    plan.remove(done)
+    failures = [line.removeprefix("# failed: ") for line in lines[:-1] if line.startswith("# failed: ")]
+    if failures:
+        text, _, reason = failures[-1].partition(" (")
+        try:
+            failed = Subtask.parse(text)
+        except SubtaskError:
+            failed = None
+        if failed is not None:
+            redo = recovery_steps(failed, reason.removesuffix(")"))
+            plan = [*redo, *(step for step in plan if step not in redo)]
+    return program_for_subtasks(plan)
+
+
+def grammar_steering_script(body: dict[str, Any]) -> str:
+    """Answer a :class:`~tiers.policies.high.steering.SteeringPlanner` query with the grammar plan's steps, one
+    at a time (offline plumbing check, not a VLM: it sees no image). The first query gets the first step; a query
+    saying ``The robot finished: <step>`` gets the step after it (``done`` after the last); any other query
+    repeats the last steering, so periodic queries keep the command in force."""
+    text = message_text(body["messages"][-1])
+    instruction, finished, previous = "", None, None
+    for line in text.splitlines():
+        if line.startswith("Instruction: "):
+            instruction = line.removeprefix("Instruction: ").strip()
+        elif line.startswith(FINISHED_PREFIX):
+            finished = line.removeprefix(FINISHED_PREFIX).strip()
+        elif line.startswith(HISTORY_PREFIX):
+            previous = line.removeprefix(HISTORY_PREFIX).split(" | ")[-1].strip()
+    try:
+        plan = [step.text for step in GrammarPlanner().parse(instruction)]
+    except GrammarParseError:
+        return "done"
+    if finished is not None:
+        after = plan.index(finished) + 1 if finished in plan else len(plan)
+        return f"subtask: {plan[after]}" if after < len(plan) else "done"
+    return previous or f"subtask: {plan[0]}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -213,10 +263,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reply", action="append", default=[], help="a reply (repeatable, used in order)")
     parser.add_argument("--grammar-planner", action="store_true", help="answer plans with the grammar planner")
     parser.add_argument("--grammar-code", action="store_true", help="answer Code as Policies with grammar-plan code")
+    parser.add_argument(
+        "--grammar-steering", action="store_true", help="answer steering queries with the grammar plan's steps"
+    )
     args = parser.parse_args(argv)
     script: Script = list(args.reply)
-    if args.grammar_planner or args.grammar_code:
-        script = grammar_planner_script if args.grammar_planner else grammar_code_script
+    if args.grammar_planner:
+        script = grammar_planner_script
+    elif args.grammar_code:
+        script = grammar_code_script
+    elif args.grammar_steering:
+        script = grammar_steering_script
     server = ScriptedChatServer(script, port=args.port)
     print(f"serving scripted chat completions at {server.base_url} (Ctrl-C stops)")
     try:

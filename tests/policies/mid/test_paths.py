@@ -117,3 +117,40 @@ def test_degenerate_input_and_unreachable_poses_give_reasons() -> None:
     boxed = counter_cloud(([0.42, -0.1, 0.0], [0.58, 0.1, 0.2], None))
     result = PathPlanner().plan(affordance, boxed, HOME_POSE, gripper=0.08)
     assert result.path is None and "collides" in result.reason
+
+
+def push_of(point: list[float], low: list[float], high: list[float], motion: list[float]) -> Affordance:
+    return Affordance(
+        AffordanceKind.PUSH, "apple", np.array(point), yaw=0.0, opening=0.0, motion=np.array(motion),
+        low=np.array(low), high=np.array(high),
+    )  # fmt: skip
+
+
+def test_a_push_may_nudge_other_objects_but_not_the_fixtures() -> None:
+    apple = ([0.47, -0.03, 0.0], [0.53, 0.03, 0.07], "apple")
+    # a cup right behind the contact point: the closed fingers come down beside it and may nudge it
+    cup = ([0.40, -0.06, 0.0], [0.43, 0.06, 0.09], "cup")
+    push = push_of([0.434, 0.0, 0.028], apple[0], apple[1], [0.145, 0.0, 0.0])
+    result = PathPlanner().plan(push, counter_cloud(apple, cup), HOME_POSE, gripper=0.0)
+    assert result.path is not None, result.reason
+    assert [name for name, _ in result.segments][-2:] == ["push", "retreat"]
+    assert result.path.positions[:, 0].max() == pytest.approx(0.434 + 0.145, abs=1e-6)
+    # the same block as a fixture (unlabelled points): no path
+    wall = ([0.40, -0.06, 0.0], [0.43, 0.06, 0.09], None)
+    blocked = PathPlanner().plan(push, counter_cloud(apple, wall), HOME_POSE, gripper=0.0)
+    assert blocked.path is None and "collides" in blocked.reason
+
+
+def test_a_push_toward_the_base_is_shortened_to_what_the_arm_reaches() -> None:
+    apple = ([0.37, -0.03, 0.0], [0.43, 0.03, 0.07], "apple")
+    push = push_of([0.466, 0.0, 0.028], apple[0], apple[1], [-0.145, 0.0, 0.0])
+    planner = PathPlanner(reachable=lambda position, quaternion: bool(position[0] > 0.34))
+    result = planner.plan(push, counter_cloud(apple), HOME_POSE, gripper=0.0)
+    assert result.path is not None, result.reason
+    end, _ = result.path.sample(dict(result.segments)["retreat"])
+    reach = 0.466 - float(end[0, 0])
+    assert planner.config.min_push_travel - 1e-6 <= reach < 0.145
+    # shorter than min_push_travel would not move the object far enough: no path, with the reason
+    short = PathPlanner(reachable=lambda position, quaternion: bool(position[0] > 0.38))
+    failed = short.plan(push, counter_cloud(apple), HOME_POSE, gripper=0.0)
+    assert failed.path is None and "end of the push" in failed.reason

@@ -16,7 +16,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tiers.commands.subtasks import Subtask
+from tiers.commands.recovery import recovery_steps
+from tiers.commands.subtasks import Subtask, SubtaskError
 from tiers.core.errors import ContractError
 from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
@@ -100,6 +101,15 @@ class GoldPlanEcho:
 
     def handle_correction(self, correction: LanguageCommand) -> None:
         """Reference planners do not take corrections."""
+
+    def handle_failure(self, failed: LanguageCommand, reason: str) -> None:
+        """Re-plan after ``failed`` did not achieve its effect, as every kitchen-subtask planner does
+        (:func:`~tiers.commands.recovery.recovery_steps`: from the sensed reason only, nothing privileged)."""
+        try:
+            step = Subtask.parse(failed.text)
+        except SubtaskError:
+            return
+        self._queue = [*recovery_steps(step, reason), *self._queue]
 
 
 class ShuffledGoldPlan(GoldPlanEcho):

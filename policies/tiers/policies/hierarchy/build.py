@@ -97,6 +97,8 @@ def load_hierarchy(
         embodiment = EmbodimentSpec.load(robot or config.robot)
     context = HierarchyContext(embodiment=embodiment, base_dir=Path(path).parent, env=env, task=task, device=device)
     planner_kind = kind_of("planner", config.planner.kind)
+    if planner_kind.emits_of is not None:  # what this planner emits depends on its settings (steering levels)
+        planner_kind = replace(planner_kind, emits=planner_kind.emits_of(dict(config.planner.settings)))
     mid_kind = kind_of("mid", config.mid.kind) if config.mid is not None else None
     low_kind = kind_of("low", config.low.kind)
     if low_kind.needs_of is not None:
@@ -106,14 +108,20 @@ def load_hierarchy(
     problems = check_handoffs(planner_kind, mid_kind, low_kind, needs, takes_guidance)
     if problems:
         raise ConfigError(f"{path}: the tiers do not fit together:\n  - " + "\n  - ".join(problems))
+    # the mid tier first: a planner may perceive through it (code_as_policies reads its point cloud)
+    mid = mid_kind.build(dict(config.mid.settings), context) if mid_kind is not None and config.mid else None
+    context.mid = mid
     if planner_kind.privileged and task is None:
         planner: Any = DeferredPlanner(planner_kind.name)  # built per episode by Hierarchy.runtime_for(task)
     else:
         planner = planner_kind.build(dict(config.planner.settings), context)
-    mid = mid_kind.build(dict(config.mid.settings), context) if mid_kind is not None and config.mid else None
     low = low_kind.build(dict(config.low.settings), context)
+    # a planner with its own rate (steering, motion prediction) is asked that often unless the YAML says otherwise
+    period = config.runtime.planner_period_s
+    if period is None:
+        period = getattr(planner, "period_s", None)
     settings = RuntimeSettings(
-        planner_period_s=config.runtime.planner_period_s,
+        planner_period_s=period,
         command_timeout_s=config.runtime.command_timeout_s,
         budgets_s=dict(config.runtime.budgets_s),
         recovery=config.runtime.recovery,

@@ -161,6 +161,11 @@ class PolicyDriver:
     def drop_queued_actions(self) -> None:
         self.policy.drop_queued_actions()
 
+    def resume(self, paused_s: float) -> None:
+        """The robot held still for ``paused_s`` s (a stop, then resume): the path's clock waits as long, so the
+        policy is shown the part of the path it stopped at rather than the part it would have reached."""
+        self._started += paused_s
+
     def degrade(self) -> str | None:
         """Halve the sampler's network evaluations per chunk (down to one); None when nothing is left to cut."""
         config = getattr(self.policy, "config", None)

@@ -1,7 +1,11 @@
 """The built-in kinds of each tier (see :mod:`tiers.policies.hierarchy.registry`), registered on import.
 
 Planners: ``grammar`` (offline rule-based, the benchmark's instruction grammar), ``llm`` (an
-OpenAI-compatible chat model), ``gold_plan`` (privileged: the task's gold plan). Mid tiers:
+OpenAI-compatible chat model), ``code_as_policies`` (a chat model writes a program that drives the hierarchy
+command by command, perceiving through the mid tier's point cloud), ``steering`` (SteerVLA-style: a VLM steers at
+its own rate), ``motion`` (RT-H: the learned language-motion predictor), ``gold_plan`` (privileged: the task's
+gold plan). The model-backed planners take the endpoint from their settings (``base_url``, ``model``,
+``model_path``) or from ``TIERS_LLM_BASE_URL`` / ``TIERS_LLM_MODEL`` / ``TIERS_LLM_MODEL_PATH``. Mid tiers:
 ``keypoint_paths`` (keypoint affordances from RGB-D -> collision-aware paths). Low tiers: ``policy`` (a
 learned checkpoint: BESO, flow, DDPM or a lerobot policy), ``onnx`` (an exported BESO / flow policy under
 ONNX Runtime, no torch), ``ik_path`` (the mid tier's path through IK),
@@ -51,11 +55,61 @@ def _grammar(settings: dict[str, Any], context: HierarchyContext) -> Any:
 
 def _llm(settings: dict[str, Any], context: HierarchyContext) -> Any:
     from tiers.policies.high.llm_planner import LLMPlanner, LLMPlannerConfig
-    from tiers.services.chat import make_backend
 
     options = dict(settings)
+    backend = _endpoint(options)
+    return LLMPlanner(backend, LLMPlannerConfig.from_dict(options, source="planner.settings"))
+
+
+def _endpoint(options: dict[str, Any]) -> Any:
+    """The chat backend the planner settings name (``base_url``, ``model``, ``model_path``, popped) or the env names."""
+    from tiers.services.chat import make_backend
+
     endpoint = {key: options.pop(key) for key in ("base_url", "model", "model_path") if key in options}
-    return LLMPlanner(make_backend(**endpoint), LLMPlannerConfig.from_dict(options, source="planner.settings"))
+    return make_backend(**endpoint)
+
+
+def _code_as_policies(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    from tiers.policies.hierarchy.planner_perception import mid_tier_perception
+    from tiers.policies.high.code_as_policies import ClosedLoopCodeAsPolicies, CodeAsPoliciesConfig
+
+    options = dict(settings)
+    backend = _endpoint(options)
+    config = CodeAsPoliciesConfig.from_dict(options, source="planner.settings")
+    perception = mid_tier_perception(context.mid, "code_as_policies")
+    return ClosedLoopCodeAsPolicies(backend, config, perception=perception)
+
+
+def _steering(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    from tiers.policies.high.steering import SteeringConfig, SteeringPlanner
+
+    options = dict(settings)
+    backend = _endpoint(options)
+    return SteeringPlanner(backend, SteeringConfig.from_dict(options, source="planner.settings"))
+
+
+def _steering_emits(settings: dict[str, Any]) -> frozenset[CommandStyle]:
+    levels = settings.get("levels", ("subtask", "motion"))
+    styles = {"subtask": CommandStyle.SUBTASK, "motion": CommandStyle.MOTION}
+    unknown = sorted(set(levels) - set(styles))
+    if unknown or not levels:
+        raise ConfigError(f"planner.settings.levels: a non-empty subset of [subtask, motion], got {list(levels)}")
+    return frozenset(styles[level] for level in levels)
+
+
+def _motion(settings: dict[str, Any], context: HierarchyContext) -> Any:
+    from tiers.policies.high.motion_predictor import MotionPredictor
+
+    options = dict(settings)
+    if "checkpoint" not in options:
+        raise ConfigError(
+            "planner.settings.checkpoint: the motion predictor's folder (tiers train --policy motion) is required"
+        )
+    folder = context.resolve(options.pop("checkpoint"))
+    period = float(options.pop("period_s", 0.5))
+    if options:
+        raise ConfigError(f"planner.settings: unknown keys {sorted(options)} (checkpoint, period_s)")
+    return MotionPredictor.load(folder, device=context.device, period_s=period)
 
 
 def _simulation_only(kind: str) -> Callable[[dict[str, Any], HierarchyContext], Any]:
@@ -72,6 +126,34 @@ def _simulation_only(kind: str) -> Callable[[dict[str, Any], HierarchyContext], 
 
 register(TierKind("grammar", "planner", _grammar, "offline rule-based planner for the kitchen grammar", emits=SUBTASK))
 register(TierKind("llm", "planner", _llm, "LLM planner through an OpenAI-compatible endpoint", emits=SUBTASK))
+register(
+    TierKind(
+        "code_as_policies",
+        "planner",
+        _code_as_policies,
+        "Code as Policies: an LLM's program (sandboxed) drives the tiers, perceiving through the mid tier's cloud",
+        emits=SUBTASK,
+    )
+)
+register(
+    TierKind(
+        "steering",
+        "planner",
+        _steering,
+        "SteerVLA-style steering: a VLM at its own rate emits subtask and/or motion commands",
+        emits=frozenset({CommandStyle.SUBTASK, CommandStyle.MOTION}),
+        emits_of=_steering_emits,
+    )
+)
+register(
+    TierKind(
+        "motion",
+        "planner",
+        _motion,
+        "RT-H language motions from the learned predictor (needs a motion-conditioned low tier)",
+        emits=frozenset({CommandStyle.MOTION}),
+    )
+)
 register(
     TierKind(
         "gold_plan",

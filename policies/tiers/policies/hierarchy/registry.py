@@ -7,6 +7,9 @@ fit, naming every mismatch at once:
     mid tier provides  a path and/or guidance terms (from subtask commands)
     low tier needs     a subtask, motion or task text; a path; and says whether it takes guidance
 
+A planner that emits motion commands ("move arm forward") needs a low tier conditioned on them: nothing else
+in a hierarchy executes a language motion (the mid tier plans subtasks only).
+
 Kinds marked ``privileged`` read the simulator's ground truth (the gold plan, the scene state): they exist
 to evaluate the other tiers (Kitchen-R's "perfect planner" / "perfect controller") and cannot run on a robot.
 """
@@ -35,6 +38,8 @@ class HierarchyContext:
         env: the kitchen env when running in simulation (privileged kinds need it), else None.
         task: the kitchen task of the episode (the gold-plan planner needs it), else None.
         device: torch device for learned tiers.
+        mid: the hierarchy's built mid tier (built before the planner), for planners that perceive through it
+            (``code_as_policies``); None without one.
     """
 
     embodiment: EmbodimentSpec
@@ -42,6 +47,7 @@ class HierarchyContext:
     env: Any = None
     task: Any = None
     device: str = "cpu"
+    mid: Any = None
 
     def resolve(self, path: str | Path) -> Path:
         """``pretrained:<name>`` is a checkpoint shipped in ``tiers/policies/pretrained/``; other paths are taken
@@ -70,6 +76,7 @@ class TierKind:
         takes_guidance: low: whether guidance terms can steer it.
         privileged: reads simulator ground truth (evaluation only).
         needs_of: low: (settings, context) -> (needs, takes_guidance) when they depend on the settings.
+        emits_of: planner: settings -> the command styles it emits, when they depend on the settings.
         adapt_embodiment: (robot spec, settings) -> the spec with the cameras this kind needs.
     """
 
@@ -83,6 +90,7 @@ class TierKind:
     takes_guidance: bool = False
     privileged: bool = False
     needs_of: Callable[[dict[str, Any], HierarchyContext], tuple[frozenset[str], bool]] | None = None
+    emits_of: Callable[[dict[str, Any]], frozenset[CommandStyle]] | None = None
     # the cameras this kind needs, as a change of the robot's spec (e.g. higher-resolution RGB-D for perception)
     adapt_embodiment: Callable[[EmbodimentSpec, dict[str, Any]], EmbodimentSpec] | None = None
 
@@ -125,6 +133,12 @@ def check_handoffs(
             problems.append(
                 f"low tier {low.name!r} is conditioned on {text} commands, but planner {planner.name!r} emits {emitted}"
             )
+    if CommandStyle.MOTION in planner.emits and "motion" not in low_needs:
+        conditioned = ", ".join(sorted(low_needs - {"path"})) or "no text"
+        problems.append(
+            f"planner {planner.name!r} emits motion commands, which only a motion-conditioned low tier executes; "
+            f"low tier {low.name!r} is conditioned on {conditioned}"
+        )
     if "path" in low_needs and (mid is None or "path" not in mid.provides):
         got = "no mid tier" if mid is None else f"mid tier {mid.name!r}, which provides {sorted(mid.provides)}"
         problems.append(f"low tier {low.name!r} follows an end-effector path, but the hierarchy has {got}")

@@ -31,7 +31,10 @@ reason)``, e.g. the grammar planner puts "pick up the can" before the place agai
 ``max_replans`` times per instruction. When that is spent, or the planner cannot re-plan, the instruction ends
 as failed (a ``failed`` event with the reason, :attr:`HierarchyRuntime.failure`): it is never reported done
 with a failed subtask skipped. An outcome the cameras cannot tell (``unknown``: the object or handle hidden)
-is not a failure.
+is not a failure. A retry whose reason is that the target is not in view (the arm hides it, or the hand is
+shut at it after a nudge) first takes the tool back to its viewing pose, where the instruction started and
+the planner first saw the scene, in a straight move (:class:`~tiers.policies.hierarchy.nudge.Nudge`), the
+gripper opened unless the command carries an object, and the mid tier re-plans from there.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tiers.commands.subtasks import Action, Subtask, SubtaskError
 from tiers.core.embodiment import ActionSpace, EmbodimentSpec
 from tiers.core.errors import ContractError, TiersError
 from tiers.core.features import CommandSource, CommandStyle
@@ -73,6 +77,9 @@ class RuntimeSettings:
             go on with the next command, as before outcomes were checked.
         max_retries: re-plans of a failed command by the mid tier before the planner is told.
         max_replans: times per instruction the planner is told of a failure before the instruction fails.
+        viewing_move: before retrying a command whose target is not in view, move the tool back to the pose
+            the instruction started from (joint-position robots; see the module docstring).
+        viewing_speed: m/s of the tool on that move.
     """
 
     planner_period_s: float | None = None
@@ -81,6 +88,8 @@ class RuntimeSettings:
     recovery: bool = True
     max_retries: int = 1
     max_replans: int = 2
+    viewing_move: bool = True
+    viewing_speed: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,7 @@ class HierarchyRuntime:
         self.retries = 0  # retries in this instruction
         self.replans = 0  # failures handed back to the planner in this instruction
         self.failure: str | None = None  # why the instruction ended as failed (recovery spent), None otherwise
+        self._viewing_position: NDArray[np.float64] | None = None  # (3,) m, base frame: the tool at reset
 
     # -- episode --------------------------------------------------------------------------------------
 
@@ -180,6 +190,7 @@ class HierarchyRuntime:
             self.outcomes.reset()
         self._tick = 0
         self._gripper_target = float(observation.gripper_opening)
+        self._viewing_position = np.asarray(observation.ee_pose, dtype=np.float64)[:3].copy()
         for timer in self.timers.values():
             timer.durations.clear()
             timer.forget_recent()
@@ -291,6 +302,9 @@ class HierarchyRuntime:
         outcome = self._outcome(command, observation)
         failed = outcome is not None and outcome.failed
         if not failed or not self.settings.recovery:
+            handle_done = getattr(self.planner, "handle_done", None)  # steering planners query on it
+            if callable(handle_done) and not failed:
+                handle_done(command)
             self._next_command(observation)
             return
         assert outcome is not None
@@ -300,8 +314,11 @@ class HierarchyRuntime:
         if self._retries < self.settings.max_retries and not precondition:
             self._retries += 1
             self.retries += 1
-            self._event(now, "retry", command, f"{self._retries}/{self.settings.max_retries}: {reason}")
-            self._start(command, observation)  # the mid tier re-plans from this (fresh) observation
+            viewing = self._move_to_viewing_pose(command, reason, observation)
+            detail = f"{self._retries}/{self.settings.max_retries}: {reason}"
+            self._event(now, "retry", command, detail + ("; first back to the viewing pose" if viewing else ""))
+            if not viewing:  # else the move's end hands back to the command, re-planned from there (``_act``)
+                self._start(command, observation)  # the mid tier re-plans from this (fresh) observation
             return
         handle_failure = getattr(self.planner, "handle_failure", None)
         if callable(handle_failure) and self.replans < self.settings.max_replans:
@@ -315,6 +332,32 @@ class HierarchyRuntime:
         self.command = None
         self.done = True
         self._event(now, "failed", command, self.failure)
+
+    def _move_to_viewing_pose(self, command: LanguageCommand, reason: str, observation: Observation) -> bool:
+        """Start the move back to the viewing pose when ``reason`` says the target is hidden; whether it started.
+
+        Not when the tool is already there (within 3 cm), nor on robots the runtime cannot move by itself.
+        """
+        if (
+            not self.settings.viewing_move
+            or "not in view" not in reason
+            or self._viewing_position is None
+            or self.embodiment.action_space is not ActionSpace.JOINT_POSITION
+        ):
+            return False
+        displacement = self._viewing_position - np.asarray(observation.ee_pose, dtype=np.float64)[:3]
+        if float(np.linalg.norm(displacement)) < 0.03:
+            return False
+        try:
+            carrying = Subtask.parse(command.text).action is Action.PLACE
+        except SubtaskError:
+            carrying = False
+        # the hand let go of a handle it may be shut on (it hides the handle); an object being placed stays held
+        gripper = self._gripper_target if carrying else self.embodiment.gripper.max_opening
+        self.low.drop_queued_actions()
+        self._nudge = Nudge(self.embodiment)
+        self._nudge.move(displacement, observation, gripper, speed=self.settings.viewing_speed)
+        return True
 
     def _outcome(self, command: LanguageCommand, observation: Observation) -> SubtaskOutcome | None:
         """The effect check of a subtask that ended (logged as an ``outcome`` event), None when unchecked.
@@ -432,6 +475,9 @@ class HierarchyRuntime:
             self.stopped = False
             if self._stopped_at is not None:  # the pause does not count against the command's timeout
                 self._command_started += now - self._stopped_at
+                resume = getattr(self.low, "resume", None)  # nor against a time-indexed path (PolicyDriver)
+                if callable(resume):
+                    resume(now - self._stopped_at)
                 self._stopped_at = None
             if self.command is not None and self._off_plan:
                 self._start(self.command, observation)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from tiers.commands.recovery import recovery_steps
 from tiers.commands.subtasks import Action, Subtask, SubtaskError
 from tiers.commands.vocabulary import (
     ARTICULATED,
@@ -190,12 +191,8 @@ class GrammarPlanner:
     def handle_failure(self, failed: LanguageCommand, reason: str) -> None:
         """Re-plan from the current state after ``failed`` did not achieve its effect (the runtime's outcome
         check or the mid tier said why in ``reason``): the failed step goes back to the front of the plan,
-        after the step its reason says is missing.
-
-        - "the can is not in the hand" (a place the mid tier refused, or one that dropped the object): pick
-          the object up first, then put it again;
-        - "... open it first" (a place into a shut drawer or cabinet): open the target first;
-        - anything else (a missed grasp, a drawer left half open): the failed step again.
+        after the step its reason says is missing (:func:`tiers.commands.recovery.recovery_steps`: "not in the
+        hand" -> pick it up first; "open it first" -> open the target first; else the step again).
 
         A command that is not a kitchen subtask is ignored; the runtime bounds how often this is called.
         """
@@ -203,13 +200,7 @@ class GrammarPlanner:
             step = Subtask.parse(failed.text)
         except SubtaskError:
             return
-        steps = [step]
-        if step.action is Action.PLACE and "not in the hand" in reason:
-            steps = [Subtask(Action.PICK, step.object), step]
-        elif step.action is Action.PLACE and reason.endswith("open it first") and step.target in ARTICULATED:
-            assert step.target is not None
-            steps = [Subtask(Action.OPEN, step.target), step]
-        self._queue = [*steps, *self._queue]
+        self._queue = [*recovery_steps(step, reason), *self._queue]
 
     # -- parsing ----------------------------------------------------------------------------------------------
 

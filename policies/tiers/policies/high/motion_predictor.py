@@ -165,11 +165,22 @@ class MotionPredictor:
     phrase of the vocabulary) is returned instead, unchanged (its provenance kept), until ``override_s`` seconds of
     observation time have passed since its timestamp. Other corrections (a new subtask) are not this tier's: they
     are ignored here and handled by the runtime.
+
+    In a hierarchy (kind ``motion``) the runtime asks for a prediction every ``period_s`` seconds of observation
+    time; the low tier, conditioned on the motion phrase, keeps executing the last one in between.
     """
 
     def __init__(
-        self, model: MotionClassifier, *, encoder: TextEncoder | None = None, device: str | torch.device = "cpu"
+        self,
+        model: MotionClassifier,
+        *,
+        encoder: TextEncoder | None = None,
+        device: str | torch.device = "cpu",
+        period_s: float = 0.5,
     ) -> None:
+        if period_s <= 0:
+            raise ValueError(f"period_s must be > 0 s, got {period_s}")
+        self.period_s = period_s  # s between two predictions in a hierarchy (the runtime's planner period)
         self.model = model.eval().to(device)
         self.config = model.config
         self.device = torch.device(device)
@@ -244,10 +255,15 @@ class MotionPredictor:
 
     @classmethod
     def load(
-        cls, folder: str | Path, *, device: str | torch.device = "cpu", encoder: TextEncoder | None = None
+        cls,
+        folder: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        encoder: TextEncoder | None = None,
+        period_s: float = 0.5,
     ) -> MotionPredictor:
         """A predictor from a folder written by :meth:`save` (or by ``tiers train --policy motion``)."""
-        return cls(load_model(folder), encoder=encoder, device=device)
+        return cls(load_model(folder), encoder=encoder, device=device, period_s=period_s)
 
 
 def save_model(model: MotionClassifier, folder: str | Path, *, extra: dict[str, Any] | None = None) -> Path:

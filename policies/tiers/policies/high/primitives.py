@@ -55,6 +55,32 @@ PRIMITIVE_NAMES: tuple[str, ...] = (
 )
 
 
+@runtime_checkable
+class ObjectPerception(Protocol):
+    """Object queries on what the robot sees now, as the primitive API's perception answers them.
+
+    Implemented by :class:`ObservationPerception` (one camera's depth and the simulator's masks) and, in a
+    hierarchy, by the mid tier's fused RGB-D point cloud (:mod:`tiers.policies.hierarchy.planner_perception`).
+    Frames and units: base frame, m. A name the scene does not show raises ``ValueError`` naming what it shows.
+    """
+
+    def object_names(self) -> list[str]:
+        """Names of the objects in view, sorted."""
+        ...
+
+    def points(self, name: str, max_points: int | None = None) -> NDArray[np.float64]:
+        """(N, 3) m: the object's visible surface points (evenly subsampled to ``max_points``)."""
+        ...
+
+    def position(self, name: str) -> NDArray[np.float64]:
+        """(3,) m: centroid of the object's visible points."""
+        ...
+
+    def bbox(self, name: str) -> NDArray[np.float64]:
+        """(2, 3) m: axis-aligned [min, max] corners of the visible points."""
+        ...
+
+
 class ObservationPerception:
     """Object queries on one observation's RGB-D camera (see the module docstring).
 

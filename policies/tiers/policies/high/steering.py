@@ -18,7 +18,10 @@ Timeline with ``period_s`` = 1.0 and the runtime calling ``next_command`` every 
     VLM query:    Q                     Q
     returns:      c1    c1  ...  c1     c2    c2          (same command object until the next query)
 
-A live correction is put in the next prompt ("the person said: ...") and forces a query on the next call.
+A live correction is put in the next prompt ("the person said: ...") and forces a query on the next call. In a
+hierarchy the runtime also says when the command in force ended (:meth:`SteeringPlanner.handle_done`: "The
+robot finished: ...") or failed (:meth:`SteeringPlanner.handle_failure`, with the reason): either forces a query
+on the next call, so a finished subtask is not restarted while the VLM has not yet said what comes next.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ from tiers.core.features import CommandSource, CommandStyle
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.services.chat import ChatBackend, system_message, user_message
+
+HISTORY_PREFIX = "Your previous steering, oldest first: "  # prompt line: the recent replies, " | "-separated
+FINISHED_PREFIX = "The robot finished: "  # prompt line: the command in force ended without a sensed failure
+FAILED_PREFIX = "The robot failed: "  # prompt line: the command in force failed, with the reason
 
 
 def motion_vocabulary() -> tuple[str, ...]:
@@ -94,6 +101,12 @@ class SteeringPlanner:
         self._last_query: float | None = None
         self._replies: list[str] = []
         self._correction: LanguageCommand | None = None
+        self._event: str | None = None  # the runtime said the command in force ended: query at the next call
+
+    @property
+    def period_s(self) -> float:
+        """s between two queries: the hierarchy asks this planner that often unless its YAML says otherwise."""
+        return self.config.period_s
 
     def system_prompt(self) -> str:
         motions = "; ".join(sorted(self._motions))
@@ -109,6 +122,7 @@ class SteeringPlanner:
         due = (
             self._last_query is None
             or self._correction is not None
+            or self._event is not None
             or observation.timestamp - self._last_query >= self.config.period_s
         )
         if due and not self.done:
@@ -122,6 +136,14 @@ class SteeringPlanner:
         self._correction = correction
         self.done = False
 
+    def handle_done(self, command: LanguageCommand) -> None:
+        """The command in force ended (its effect sensed, or not checkable): say so in a query at the next call."""
+        self._event = f"{FINISHED_PREFIX}{command.text}"
+
+    def handle_failure(self, failed: LanguageCommand, reason: str) -> None:
+        """The command in force failed: say so, with ``reason``, in a query at the next call."""
+        self._event = f"{FAILED_PREFIX}{failed.text} ({reason})"
+
     def _query(self, observation: Observation) -> None:
         missing = [camera for camera in self.config.cameras if camera not in observation.images]
         if missing:
@@ -130,7 +152,9 @@ class SteeringPlanner:
             )
         lines = [f"Instruction: {self.instruction}", f"Time: {observation.timestamp:.2f} s"]
         if self._replies:
-            lines.append("Your previous steering, oldest first: " + " | ".join(self._replies[-self.config.history :]))
+            lines.append(HISTORY_PREFIX + " | ".join(self._replies[-self.config.history :]))
+        if self._event is not None:
+            lines.append(self._event)
         if self._correction is not None:
             lines.append(f"The person watching said: {self._correction.text}")
         lines.append(f"Images: {', '.join(self.config.cameras)} cameras, now.")
@@ -143,7 +167,7 @@ class SteeringPlanner:
         self._last_query = observation.timestamp
         self._replies.append(" / ".join(line.strip() for line in reply.text.splitlines() if line.strip()))
         self._apply(reply.text, observation.timestamp)
-        self._correction = None
+        self._correction = self._event = None
 
     def _apply(self, text: str, timestamp: float) -> None:
         if text.strip().lower().rstrip(".") == "done":

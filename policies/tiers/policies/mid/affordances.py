@@ -44,6 +44,7 @@ from tiers.policies.mid.perception import BACKGROUND, SceneCloud
 
 Vector = NDArray[np.float64]
 DOWN = np.array([0.0, 0.0, -1.0])
+PUSH_TURNS = (0.26, -0.26, 0.52, -0.52, 0.79, -0.79, 1.05, -1.05)  # rad, other closing-axis turns a push tries
 
 
 class AffordanceKind(StrEnum):
@@ -190,6 +191,13 @@ class AffordanceConfig(Config):
     door_open_target: float = 0.9  # opening fraction a door swing aims at
     closed_target: float = 0.01  # opening fraction a closing push aims at
     door_bar_standoff: float = 0.045  # m, the door handle bar's distance in front of the door panel
+    # rad, approach axis leaned from vertical toward the door panel on its handle: the hand and the wrist's
+    # flange lean back from the door's top edge (held vertical, the flange rode on the panel and the bar
+    # slipped out of the fingers half way through the swing)
+    door_lean: float = 0.26
+    # rad, how far past the closed target a door's closing swing is commanded (the hand lags the arc and the bar
+    # creeps in the pads: without it the door stayed 6 % open, closed is <= 5 %)
+    door_close_overdrive: float = 0.04
     pull_overshoot: float = 0.03  # m, how far past the open target a pull is commanded (hand lag, slip)
     # m, how far past the closed target a drawer push is commanded: the drawer stops at its closed end, while
     # the handle slips ~5 mm in the fingers and an arm over the open drawer hides the bar's front, so the
@@ -308,6 +316,8 @@ class AffordanceDetector:
         height = bottom + min(config.push_height, 0.5 * (top - bottom))
         point = np.array([contact[0], contact[1], max(height, bottom + config.min_tcp_height)])
         closing = float(np.arctan2(unit[1], unit[0])) + np.pi / 2  # fingers side by side across the push
+        # a turned hand body reaches over the object: only objects lower than the hand's underside allow turns
+        turns = PUSH_TURNS if top - point[2] < config.hand_below_tcp + 0.008 else ()
         return AffordanceResult(
             Affordance(
                 kind=AffordanceKind.PUSH,
@@ -318,8 +328,12 @@ class AffordanceDetector:
                 motion=unit * (config.push_distance + config.push_standoff),
                 low=points.min(axis=0),
                 high=points.max(axis=0),
-                # closed fingers a little askew still push: other wrist yaws where IK or clearance needs them
-                alternatives=tuple(comfortable_yaw(closing + turn, point) for turn in (0.26, -0.26, 0.52, -0.52)),
+                # closed fingers askew still push (the scripted expert turns them up to 60 degrees to keep the hand
+                # off the fixtures); last, the wrist turned half a turn, where the comfortable one has no IK solution
+                alternatives=(
+                    *(comfortable_yaw(closing + turn, point) for turn in turns),
+                    comfortable_yaw(closing, point) + np.pi,
+                ),
             )
         )
 
@@ -432,6 +446,11 @@ class AffordanceDetector:
         radial = point[:2] - fixture.pivot[:2]
         # the panel lies along the radius from the hinge: closing along it keeps the hand body parallel to the panel
         yaw = comfortable_yaw(float(np.arctan2(radial[1], radial[0])), point)
+        # lean the approach toward the panel (its inward normal, at the door's angle from +x when closed)
+        inward = np.array([np.cos(value), np.sin(value), 0.0])
+        approach = np.sin(config.door_lean) * inward + np.cos(config.door_lean) * DOWN
+        if not opening:
+            target = max(target - config.door_close_overdrive, fixture.lower - config.door_close_overdrive)
         sweep = np.stack([rotate_about(grasp_closed, fixture.pivot, a) for a in np.linspace(value, target, 12)])
         low, high = sweep.min(axis=0) - 0.06, sweep.max(axis=0) + np.array([0.06, 0.06, 0.1])
         return AffordanceResult(
@@ -439,6 +458,7 @@ class AffordanceDetector:
                 AffordanceKind.HANDLE,
                 name,
                 point,
+                approach=approach,
                 yaw=yaw,
                 opening=config.handle_opening,
                 pivot=fixture.pivot.copy(),

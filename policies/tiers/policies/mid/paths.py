@@ -44,7 +44,7 @@ from scipy.spatial.transform import Rotation, Slerp
 from tiers.core.config import Config
 from tiers.core.ee_path import EEPath, wxyz_to_xyzw, xyzw_to_wxyz
 from tiers.policies.mid.affordances import Affordance, AffordanceKind, rotate_about
-from tiers.policies.mid.perception import SceneCloud
+from tiers.policies.mid.perception import BACKGROUND, SceneCloud
 
 Vector = NDArray[np.float64]
 Sphere = tuple[Vector, float, str]  # tool-frame centre (3,) m, radius m, kind ("finger", "hand", "wrist", "held")
@@ -104,6 +104,9 @@ class PathConfig(Config):
     free_speed: float = 0.25  # m/s, peak tool speed in free space (capped by the embodiment's max_ee_speed)
     carry_speed: float = 0.18  # m/s, peak tool speed with an object in the hand
     contact_speed: float = 0.08  # m/s, peak tool speed near or in contact
+    # m/s, peak tool speed swinging a door by its handle: the bar creeps out of the pads over time (at 0.08 m/s
+    # it slipped out half way, at 0.04 m/s a quarter of the way; the scripted expert swings at 0.12 m/s)
+    swing_speed: float = 0.12
     angular_speed: float = 1.0  # rad/s, peak tool rotation rate
     grasp_hold: float = 0.7  # s, the fingers close while the tool holds still
     release_hold: float = 0.4  # s, the fingers open while the tool holds still
@@ -118,9 +121,14 @@ class PathConfig(Config):
     rrt_time_limit: float | None = None
     seed: int = 0  # RRT-Connect sampling seed, combined with the episode's (same scene and seeds -> same path)
     default_hang: float = 0.04  # m, TCP height above a held object's bottom when the object is not seen
+    # m, least TCP travel of a push after contact (stand-off included): a push whose end has no IK solution is
+    # shortened toward it in 1 cm steps (the push predicate needs 8 cm of object motion)
+    min_push_travel: float = 0.115
+    push_pre_heights: list[float] = field(default_factory=lambda: [0.08, 0.04])  # m, pre-push heights tried
 
     def __post_init__(self) -> None:
-        for name in ("free_speed", "carry_speed", "contact_speed", "angular_speed", "check_step", "rrt_step"):
+        speeds = ("free_speed", "carry_speed", "contact_speed", "swing_speed", "angular_speed")
+        for name in (*speeds, "check_step", "rrt_step"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.rrt_time_limit is not None and self.rrt_time_limit <= 0:
@@ -165,6 +173,9 @@ class _Segment:
     speed: float
     hold: float = 0.0  # s, for a hold segment (positions has one row)
     contact: bool = False  # near or in contact with the target: its points are not obstacles
+    # "fixtures": a push's moves near the objects, where only the fixtures are obstacles (the other objects may
+    # be nudged, as the scripted expert's pushes nudge them; the push affordance keeps the hand off the target)
+    movable: str = ""
 
 
 class PlanningError(Exception):
@@ -189,7 +200,7 @@ class PathPlanner:
         self._episode_seed: int | None = None  # set by seed(); None: PathConfig.seed alone
         self._rng = self._fresh_rng()
         self._deadline = np.inf  # perf_counter() time RRT-Connect gives up at (inf: no wall-clock limit)
-        self._trees: tuple[cKDTree | None, cKDTree | None] = (None, None)
+        self._trees: dict[str, cKDTree | None] = {}
 
     def seed(self, seed: int | None) -> None:
         """Combine ``seed`` (an episode's) with ``PathConfig.seed`` in every later plan; None: the config's alone."""
@@ -299,8 +310,7 @@ class PathPlanner:
             target = affordance.point.copy()
             quaternion = tool_quaternion(affordance.approach, affordance.yaw)
         self._check_keypoint(f"the {kind.value} point of the {affordance.target}", target, quaternion, support)
-        pre = target - affordance.approach * config.approach_height
-        self._check_keypoint(f"the pre-{kind.value} point of the {affordance.target}", pre, quaternion, support)
+        pre = self._pre_point(affordance, target, quaternion, support)
         carrying = held is not None
         carry_z = config.transport_height
         if carrying:
@@ -326,6 +336,7 @@ class PathPlanner:
                 _Segment("transport", np.stack([here, above]), np.stack([start_q, quaternion]), grip_in, free_speed)
             )
             here = above
+        pushing = kind is AffordanceKind.PUSH
         segments.append(
             _Segment(
                 f"pre-{kind.value}",
@@ -333,11 +344,17 @@ class PathPlanner:
                 np.stack([start_q if not far else quaternion, quaternion]),
                 grip_in,
                 free_speed,
+                movable="fixtures" if pushing else "",
             )
         )
         both = np.stack([quaternion, quaternion])
         name = {AffordanceKind.PLACE: "place"}.get(kind, "approach")
-        segments.append(_Segment(name, np.stack([pre, target]), both, grip_in, contact_speed, contact=True))
+        segments.append(
+            _Segment(
+                name, np.stack([pre, target]), both, grip_in, contact_speed, contact=True,
+                movable="fixtures" if pushing else "",
+            )
+        )  # fmt: skip
         if kind is AffordanceKind.GRASP:
             segments.append(_Segment("grasp", target[None], both, 0.0, contact_speed, config.grasp_hold, True))
             lift = target + np.array([0.0, 0.0, config.lift_height])
@@ -359,7 +376,8 @@ class PathPlanner:
                 turns = np.stack([_yaw_rotated(quaternion, a) for a in angles])
                 for point in arc[[0, -1]]:
                     self._check_keypoint(f"the {affordance.target}'s swing", point, quaternion, support)
-                segments.append(_Segment("swing", arc, turns, 0.0, contact_speed, contact=True))
+                swing_speed = min(config.swing_speed, self.max_ee_speed)
+                segments.append(_Segment("swing", arc, turns, 0.0, swing_speed, contact=True))
             last = segments[-1].positions[-1]
             last_q = segments[-1].quaternions[-1]
             hold_q = np.stack([last_q, last_q])
@@ -371,11 +389,14 @@ class PathPlanner:
                 _Segment("retreat", np.stack([last, up]), hold_q, affordance.opening, contact_speed, contact=True)
             )
         else:  # push
-            end = target + affordance.motion
-            self._check_keypoint(f"the end of the push of the {affordance.target}", end, quaternion, support)
-            segments.append(_Segment("push", np.stack([target, end]), both, 0.0, contact_speed, contact=True))
+            end = self._push_end(affordance, target, quaternion, support)
+            segments.append(
+                _Segment("push", np.stack([target, end]), both, 0.0, contact_speed, contact=True, movable="fixtures")
+            )
             up = end + np.array([0.0, 0.0, config.retreat_height])
-            segments.append(_Segment("retreat", np.stack([end, up]), both, 0.0, contact_speed, contact=True))
+            segments.append(
+                _Segment("retreat", np.stack([end, up]), both, 0.0, contact_speed, contact=True, movable="fixtures")
+            )
         return self._route(segments, affordance, cloud, held, hang, held_offset, held_radius)
 
     def _held_geometry(self, cloud: SceneCloud, held: str | None, ee_pose: Vector) -> tuple[float, Vector, float]:
@@ -388,6 +409,42 @@ class PathPlanner:
         centre = 0.5 * (points[:, :2].min(axis=0) + points[:, :2].max(axis=0))
         radius = 0.5 * float(np.linalg.norm(points[:, :2].max(axis=0) - points[:, :2].min(axis=0)))
         return float(ee_pose[2] - points[:, 2].min()), centre - ee_pose[:2], radius
+
+    def _pre_point(self, affordance: Affordance, target: Vector, quaternion: Vector, support: float) -> Vector:
+        """(3,) the pre-contact point against the approach from ``target``; a push tries lower ones where the
+        higher has no IK solution (close to the robot's base the folded arm reaches low poses only)."""
+        heights = [self.config.approach_height]
+        if affordance.kind is AffordanceKind.PUSH:
+            heights = [h for h in self.config.push_pre_heights if h <= self.config.approach_height] or heights
+        what = f"the pre-{affordance.kind.value} point of the {affordance.target}"
+        for index, height in enumerate(heights):
+            pre: Vector = target - affordance.approach * height
+            try:
+                self._check_keypoint(what, pre, quaternion, support)
+                return pre
+            except PlanningError:
+                if index == len(heights) - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _push_end(self, affordance: Affordance, target: Vector, quaternion: Vector, support: float) -> Vector:
+        """(3,) where the push ends: the full motion, or the longest one down to ``min_push_travel`` (1 cm
+        steps) whose end has an IK solution (pushes toward the robot end close to its base)."""
+        length = float(np.linalg.norm(affordance.motion))
+        what = f"the end of the push of the {affordance.target}"
+        if length < 1e-9:
+            return target.copy()
+        unit = affordance.motion / length
+        travels = [length, *np.arange(length - 0.01, self.config.min_push_travel - 1e-9, -0.01)]
+        for index, travel in enumerate(travels):
+            end: Vector = target + unit * travel
+            try:
+                self._check_keypoint(what, end, quaternion, support)
+                return end
+            except PlanningError:
+                if index == len(travels) - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_keypoint(self, what: str, position: Vector, quaternion: Vector, support: float) -> None:
         problem = self.config.workspace.violation(position)
@@ -412,14 +469,14 @@ class PathPlanner:
     ) -> tuple[list[_Segment], bool]:
         """Check every segment; replace colliding free-space lines by RRT-Connect detours."""
         config = self.config
-        free_tree, contact_tree = self._trees
         spheres = _tool_spheres(held is not None, hang, offset, held_radius)
         used_fallback = False
         routed: list[_Segment] = []
         for segment in segments:
-            tree = contact_tree if segment.contact else free_tree
+            tree = self._trees[segment.movable or ("contact" if segment.contact else "free")]
             # fingers close around the target on contact segments: only the hand and wrist spheres count there
-            active = [s for s in spheres if not (segment.contact and s[2] == "finger")]
+            # (a push's fingers stay closed: they count against what its segments keep as obstacles)
+            active = [s for s in spheres if segment.movable or not (segment.contact and s[2] == "finger")]
 
             def free(
                 points: Vector, quats: Vector, tree: cKDTree | None = tree, active: list[Sphere] = active
@@ -458,10 +515,9 @@ class PathPlanner:
             )
         return routed, used_fallback
 
-    def _obstacle_trees(
-        self, affordance: Affordance, cloud: SceneCloud, held: str | None
-    ) -> tuple[cKDTree | None, cKDTree | None]:
-        """KD-trees of the obstacle points for free-space and for contact segments.
+    def _obstacle_trees(self, affordance: Affordance, cloud: SceneCloud, held: str | None) -> dict[str, cKDTree | None]:
+        """KD-trees of the obstacle points: "free" (free space), "contact" (contact segments) and, for a push,
+        "fixtures" (:attr:`_Segment.movable`).
 
         The counter's own points are left out (it is the floor constraint), as are the held object's (they move
         with the hand); contact segments also leave out the target's box (the fingers close around it).
@@ -477,7 +533,11 @@ class PathPlanner:
         margin = 0.015
         outside = ~np.all((obstacles >= affordance.low - margin) & (obstacles <= affordance.high + margin), axis=1)
         contact_tree = cKDTree(obstacles[outside], balanced_tree=False) if np.any(outside) else None
-        return free_tree, contact_tree
+        trees = {"free": free_tree, "contact": contact_tree}
+        if affordance.kind is AffordanceKind.PUSH:
+            fixtures = _voxel_thin(cloud.points[above][labels == BACKGROUND], self.config.obstacle_voxel)
+            trees["fixtures"] = cKDTree(fixtures, balanced_tree=False) if len(fixtures) else None
+        return trees
 
     def _free(
         self,

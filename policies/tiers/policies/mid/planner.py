@@ -7,6 +7,9 @@
         -> PathPlanner         collision-aware timed EEPath (straight segments, RRT-Connect detours)
         -> MidLevelPlan(command, path, guidance=(path tracking, [staged VLS rewards]))
 
+A pick whose object is already between the fingers (a correction came between the grasp and the lift) is
+planned as the lift alone, straight up: the object in the hand hides it, so it could not be grasped again.
+
 The staged VLS rewards (``vls_weight > 0``) come from templates (``reward_source="templates"``, the default) or
 from a reward program a language model writes and the shared sandbox runs (``"llm"``,
 :mod:`~tiers.policies.mid.llm_rewards`; the templates stand in when the model's program fails, and
@@ -34,6 +37,7 @@ from numpy.typing import NDArray
 
 from tiers.commands.subtasks import Action, Subtask, SubtaskError
 from tiers.core.config import Config
+from tiers.core.ee_path import EEPath
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.features import CommandStyle
 from tiers.core.language import LanguageCommand
@@ -72,6 +76,10 @@ class MidPlannerConfig(Config):
     affordances: AffordanceConfig = field(default_factory=AffordanceConfig)
     paths: PathConfig = field(default_factory=PathConfig)
     held_distance: float = 0.09  # m, an object whose points come this close to the TCP with the fingers shut is held
+    # m, a pick whose object is this close to the TCP with the fingers closed on something (not shut, not open)
+    # is already grasped (a nudge or a stop came between the grasp and the lift): its path only lifts
+    in_hand_distance: float = 0.06
+    empty_grip: float = 0.004  # m, fingers at or below this opening closed on nothing
     tracking_weight: float = 100.0  # weight of the path-tracking guidance term handed to the low tier
     vls_weight: float = 0.0  # weight of the staged VLS rewards added to the guidance (0: tracking only)
     # who writes those rewards: "templates" (offline) or "llm" (a model's program in the sandbox; needs vls_weight)
@@ -220,6 +228,11 @@ class KeypointPathPlanner:
         if self.builder.config.use_masks and not cloud.names and not observation.segmentation:
             cloud = self.builder.cluster(cloud)
         in_hand = {name for name in set(cloud.names.values()) if self._held(name, cloud, observation)}
+        if subtask.action is Action.PICK and (
+            lift := self._lift_if_grasped(command, subtask.object, cloud, observation)
+        ):
+            self.memory.update(cloud, observation, self.detector, held=in_hand | {subtask.object})
+            return PlanOutcome(lift, "", cloud)
         self.memory.update(cloud, observation, self.detector, held=in_hand)
         # a held object comes from the view only: memory fills what the subtask goes to
         needed = [subtask.target] if subtask.action is Action.PLACE else [subtask.object]
@@ -243,17 +256,50 @@ class KeypointPathPlanner:
         timing = (perceived - started, time.perf_counter() - perceived)  # perception_time, planning_time
         if result.path is None:
             return PlanOutcome(empty, result.reason, cloud, found.affordance, result, *timing, memory=memory)
-        tracking = follow_path(
-            self.fk, result.path, start_time=observation.timestamp, dt=self.embodiment.control_period,
-            weight=self.config.tracking_weight,
-        )  # fmt: skip
-        guidance = [tracking]
+        guidance = [self._tracking(result.path, observation)]
         rewards_reason = ""
         if self.config.vls_weight > 0:
             staged, rewards_reason = self._staged_rewards(command.text, found.affordance, cloud)
             guidance.append(staged.guidance(self.config.vls_weight))
         plan = MidLevelPlan(command, result.path, tuple(guidance))
         return PlanOutcome(plan, "", cloud, found.affordance, result, *timing, rewards_reason, memory)
+
+    def _tracking(self, path: EEPath, observation: Observation) -> Any:
+        """The path-tracking guidance term of ``path`` starting now."""
+        return follow_path(
+            self.fk, path, start_time=observation.timestamp, dt=self.embodiment.control_period,
+            weight=self.config.tracking_weight,
+        )  # fmt: skip
+
+    def _lift_if_grasped(
+        self, command: LanguageCommand, name: str, cloud: SceneCloud, observation: Observation
+    ) -> MidLevelPlan | None:
+        """A plan that only lifts ``name`` when it is already between the fingers, else None.
+
+        Grasped: the fingers closed on something (more than ``empty_grip``, less than wide open) and the
+        object's points, seen now or last seen (the hand may hide it: then scene memory has its estimate from
+        before the grasp), within ``in_hand_distance`` of the TCP. The path rises ``paths.lift_height`` straight
+        up at contact speed, the orientation held and the fingers squeezing.
+        """
+        opening = float(observation.gripper_opening)
+        if not self.config.empty_grip < opening < self.embodiment.gripper.max_opening - 0.004:
+            return None
+        points = cloud.segment(name)
+        if len(points) < self.detector.config.min_points:
+            remembered = self.memory.things.get(name)
+            if remembered is None or remembered.fixture:
+                return None
+            points = remembered.points
+        tcp = np.asarray(observation.ee_pose, dtype=np.float64)
+        if float(np.min(np.linalg.norm(points - tcp[:3], axis=1))) >= self.config.in_hand_distance:
+            return None
+        paths = self.paths.config
+        fractions = np.linspace(0.0, 1.0, 5)
+        waypoints = np.repeat(tcp[None], len(fractions), axis=0)
+        waypoints[:, 2] += fractions * paths.lift_height
+        times = np.asarray(fractions * paths.lift_height / paths.contact_speed, dtype=np.float64)
+        path = EEPath(waypoints, times, np.zeros(len(fractions)))
+        return MidLevelPlan(command, path, (self._tracking(path, observation),))
 
     def _staged_rewards(self, subtask: str, affordance: Affordance, cloud: SceneCloud) -> tuple[StagedGuidance, str]:
         """The subtask's staged rewards from the configured source, and why the LLM's are not used ("")."""
