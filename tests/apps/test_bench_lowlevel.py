@@ -30,6 +30,7 @@ def test_bench_lowlevel_writes_latency_ratio_speedup_and_training_figures(
         assert math.isfinite(figures[f"beso.sampler_ratio.{count}"]) and figures[f"beso.sampler_ratio.{count}"] > 0
         assert math.isfinite(figures[f"beso.chunk_ratio.{count}"]) and figures[f"beso.chunk_ratio.{count}"] > 0
     assert figures["beso.forward_ms"] > 0
+    assert figures["beso.forward_mmac"] > 0 and figures["beso.image_encoder_mmac"] > 0  # the tiny preset has a camera
     # lerobot's diffusion policy, measured in the same run; its speed-up over BESO-3 follows from the two latencies
     assert figures["lerobot_diffusion.network_evaluations"] == 10  # the tiny preset's DDPM steps
     kind = "chunk_cpu_ms" if figures["ratio_basis"] == "cpu_time" else "chunk_ms"

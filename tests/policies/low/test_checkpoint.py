@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+import tiers.policies
 from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.errors import ContractError, EmbodimentMismatchError
 from tiers.core.features import FeatureKey
@@ -26,6 +27,7 @@ from tiers.policies.low.checkpoint import (
 from tiers.policies.low.policy import GenerativeLowPolicy
 
 ACTION = FeatureKey.ACTION.value
+PRETRAINED = Path(tiers.policies.__file__).parent / "pretrained"  # the checkpoints shipped with tiers
 
 
 MakePolicy = Callable[..., GenerativeLowPolicy]
@@ -137,3 +139,44 @@ def test_a_folder_that_is_not_a_checkpoint_is_named(tmp_path: Path, checkpoint: 
     (partial / EMBODIMENT_FILE).unlink()
     with pytest.raises(ContractError, match=r"embodiment\.json is missing"):
         load_policy(partial)
+
+
+def test_an_image_encoder_config_without_stem_patch_builds_the_original_encoder() -> None:
+    """Checkpoints written before ``stem_patch`` existed (no such key) load into the 3x3 stride-2 stem they were
+    trained with; a patchify stem is a PxP stride-P convolution with 1/P of the resolution after it."""
+    from tiers.policies.low.conditioning import ImageEncoder, ImageEncoderConfig
+
+    old = ImageEncoderConfig.from_dict({"channels": [8, 16], "blocks_per_stage": 1, "groups": 4, "keypoints": 8})
+    assert old.stem_patch is None
+    encoder = ImageEncoder(old, (32, 32))
+    stem = encoder.backbone[0]
+    assert stem.kernel_size == (3, 3) and stem.stride == (2, 2) and stem.padding == (1, 1)
+    assert encoder.backbone(torch.zeros(1, 3, 32, 32)).shape == (1, 16, 8, 8)  # stem /2, second stage /2
+    names = {name: tuple(value.shape) for name, value in encoder.state_dict().items()}
+    patchify = ImageEncoder(ImageEncoderConfig(channels=[8, 16], groups=4, keypoints=8, stem_patch=4), (32, 32))
+    assert patchify.backbone[0].kernel_size == (4, 4) and patchify.backbone[0].stride == (4, 4)
+    assert patchify.backbone(torch.zeros(1, 3, 32, 32)).shape == (1, 16, 4, 4)
+    # the same parameters but the stem kernel's size, so a patchify checkpoint never loads into the other kind
+    patchify_names = {name: tuple(value.shape) for name, value in patchify.state_dict().items()}
+    assert names.keys() == patchify_names.keys() and names["backbone.0.weight"] == (8, 3, 3, 3)
+    assert patchify_names["backbone.0.weight"] == (8, 3, 4, 4)
+    with pytest.raises(ValueError, match="stem_patch"):
+        ImageEncoderConfig(stem_patch=1)
+
+
+def test_the_shipped_checkpoint_loads_with_the_encoder_config_it_was_saved_with() -> None:
+    """The pretrained path-conditioned BESO (no cameras, config.json from before ``stem_patch``) loads and acts as
+    it did before the encoder option and the sampler's scheduler cache (first action recorded then)."""
+    policy = load_policy(PRETRAINED / "kitchen_paths_beso")
+    assert policy.config.conditioning.image_encoder.stem_patch is None
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        FeatureKey.STATE.value: torch.randn(1, policy.features.state_dim, generator=generator),
+        "subtask": ["open the drawer"],
+        "ee_path": torch.randn(1, 8, 8, generator=generator),
+    }
+    noise = torch.randn(1, policy.config.horizon, policy.features.action_dim, generator=generator)
+    chunk = policy.predict_action_chunk(batch, noise=noise)
+    assert chunk.shape == (1, policy.config.horizon, policy.features.action_dim)
+    recorded = [0.311881, -0.414233, -0.320874, -2.312619, 0.307255, 1.723229, 0.592444, 0.075560]
+    torch.testing.assert_close(chunk[0, 0], torch.tensor(recorded), atol=1e-5, rtol=0)

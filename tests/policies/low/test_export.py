@@ -22,9 +22,13 @@ from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyCo
 NAMES = [f"panda_joint{i}" for i in range(1, 8)] + ["gripper_opening"]
 
 
-def _policy(generator: str = "beso", *, path_waypoints: int = 0, **options: Any) -> GenerativeLowPolicy:
-    """A tiny untrained policy: state + one 32 px camera + subtask language (+ K path tokens), random statistics."""
+def _policy(
+    generator: str = "beso", *, path_waypoints: int = 0, stem_patch: int | None = None, **options: Any
+) -> GenerativeLowPolicy:
+    """A tiny untrained policy: state + one 32 px camera + subtask language (+ K path tokens), random statistics;
+    ``stem_patch`` gives its image encoder a patchify stem."""
     torch.manual_seed(0)
+    image_encoder = {"channels": [8, 16], "blocks_per_stage": 1, "groups": 4, "keypoints": 8, "stem_patch": stem_patch}
     network = {"noise_embed_dim": 16, "transformer": {"width": 32, "depth": 1, "heads": 2}}
     config = GenerativeLowPolicyConfig.from_dict(
         {
@@ -38,7 +42,7 @@ def _policy(generator: str = "beso", *, path_waypoints: int = 0, **options: Any)
                 "token_dim": 32,
                 "cameras": ["front"],
                 "image_size": [32, 32],
-                "image_encoder": {"channels": [8, 16], "blocks_per_stage": 1, "groups": 4, "keypoints": 8},
+                "image_encoder": image_encoder,
                 "language_key": "subtask",
                 "path_waypoints": path_waypoints,
             },
@@ -130,6 +134,15 @@ def test_export_of_the_flow_matching_policy_matches_torch(tmp_path: Path, parse_
     sidecar = json.loads(out.with_name("flow.onnx.json").read_text())
     assert sidecar["generator"] == "flow" and sidecar["network_evaluations"] == policy.generator.config.steps
     assert sidecar["check_passed"] is True and sidecar["max_abs_error_vs_torch"] < 1e-4
+
+
+def test_export_of_a_policy_with_a_patchify_stem_matches_torch(tmp_path: Path) -> None:
+    from tiers.policies.low.export import export_onnx
+
+    policy = _policy(stem_patch=4)  # the kitchen presets' encoder kind: a 4x4 stride-4 stem on the 32 px camera
+    assert policy.encoder.cameras["front"].backbone[0].stride == (4, 4)
+    report = export_onnx(policy, tmp_path / "patchify.onnx", texts=["open the drawer"])
+    assert report.max_abs_error < 1e-4  # checked (not NaN) and within the export tolerance
 
 
 def test_tiers_export_exits_non_zero_naming_the_largest_error(

@@ -10,6 +10,7 @@ import torch
 from diffusers import EDMEulerScheduler
 from torch import nn
 
+from tiers.policies.low import samplers
 from tiers.policies.low.beso import EdmPreconditioning
 from tiers.policies.low.ddpm import DdpmConfig, DdpmGenerator
 from tiers.policies.low.flow import FlowConfig, FlowMatchingGenerator
@@ -137,6 +138,19 @@ def test_fixed_noise_makes_sampling_deterministic(sampler: str) -> None:
     assert torch.equal(run_edm(sampler, 3, noise), run_edm(sampler, 3, noise))
 
 
+@pytest.mark.parametrize("sampler", ["ddim", "euler", "dpmpp_2m"])
+def test_cached_schedulers_carry_no_state_from_one_call_to_the_next(sampler: str) -> None:
+    """The scheduler of a (sampler, steps, schedule) is built once and copied per call: a call after others with
+    other noise and other step counts gives what a freshly built scheduler gives, to the bit."""
+    first, second = (torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed)) for seed in (12, 13))
+    samplers._prepared_scheduler.cache_clear()
+    expected = run_edm(sampler, 3, second)
+    run_edm(sampler, 3, first)
+    run_edm(sampler, 5, first)
+    assert torch.equal(run_edm(sampler, 3, second), expected)
+    assert samplers._prepared_scheduler.cache_info().misses == 2  # 3 and 5 steps, each built once
+
+
 def test_euler_ancestral_is_reproducible_from_its_generator() -> None:
     noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(9))
     first = run_edm("euler_ancestral", 3, noise, generator=torch.Generator().manual_seed(10))
@@ -157,6 +171,13 @@ def test_edm_preconditioning_matches_diffusers() -> None:
     )
     torch.testing.assert_close(preconditioning.c_in(sigma) * x, scheduler.precondition_inputs(x, sigma))
     torch.testing.assert_close(preconditioning.c_noise(sigma), scheduler.precondition_noise(sigma))
+    # the shared-term form the denoiser uses gives the methods' values to the bit
+    for shared, alone in zip(
+        preconditioning.scalings(sigma),
+        (preconditioning.c_skip(sigma), preconditioning.c_out(sigma), preconditioning.c_in(sigma)),
+        strict=True,
+    ):
+        assert torch.equal(shared, alone)
 
 
 class ExactVelocity(nn.Module):

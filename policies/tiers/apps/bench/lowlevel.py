@@ -3,6 +3,9 @@
 Speed figures (:func:`run_lowlevel_benchmark`; one chunk for one robot, B = 1, ``torch.no_grad``; medians):
 
     forward_ms                       one evaluation of BESO's denoising network (the raw network, no sampler)
+    forward_mmac, image_encoder_mmac multiply-adds (millions, B = 1) of one network evaluation and of one camera
+                                     image through its CNN encoder (``torch.utils.flop_counter``: convolutions and
+                                     matrix products; the kitchen presets have two cameras)
     beso.sample_ms.<N>               BESO's sampler alone (tokens precomputed) with N = 1, 3, 10, 100 network
                                      evaluations of that same network (DDIM over the exponential schedule)
     beso.sampler_ratio.<N>           sampler / (N × forward): what the sampler adds; the goal is <= 1.1 (ratios
@@ -53,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from tiers.apps.evaluation.report import EvalMode
 from tiers.apps.evaluation.runner import EpisodeRunner
@@ -258,6 +262,11 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
         )
         figures[f"{name}.forward_ms"] = forward.median_ms
         figures[f"{name}.forward_cpu_ms"] = forward.cpu_ms
+        figures[f"{name}.forward_mmac"] = _multiply_adds(lambda: generator.network(noise, level, tokens))
+        if len(policy.encoder.cameras):  # every camera has the same encoder architecture and image size
+            camera, image_encoder = next(iter(policy.encoder.cameras.items()))
+            image = batch[FeatureKey.IMAGES.camera(camera)]  # (1, 3, H, W)
+            figures[f"{name}.image_encoder_mmac"] = _multiply_adds(partial(image_encoder, image))
         _, basis = _ratio_basis(config)
         default_steps = policy.config.sampler_steps
         for count in evaluations:
@@ -319,6 +328,14 @@ def _onnx_latency(policy: Any, config: LowLevelBenchConfig) -> dict[str, float]:
         "onnx.chunk_best_ms": timing.best_ms,
         "onnx.graph_mb": report.size_mb,
     }
+
+
+def _multiply_adds(call: Callable[[], Any]) -> float:
+    """Multiply-adds of one ``call``, millions (FLOPs / 2 of its convolutions and matrix products)."""
+    with FlopCounterMode(display=False) as counter:
+        call()
+    flops: int = counter.get_total_flops()
+    return flops / 2e6
 
 
 def _ratio_basis(config: LowLevelBenchConfig) -> tuple[str, Callable[[Timing], float]]:

@@ -51,10 +51,18 @@ class ImageEncoderConfig(Config):
     blocks_per_stage: int = 1  # residual blocks per stage (ResNet-18 has 2)
     groups: int = 8  # GroupNorm groups (BatchNorm misbehaves with small batches and EMA weights)
     keypoints: int = 32  # spatial-softmax keypoints; the feature is their (x, y): 2 * keypoints values
+    # stem: None, a 3x3 stride-2 conv (the first stage runs at H/2 x W/2: the encoder of checkpoints without this
+    # field); P, a PxP stride-P "patchify" conv (ConvNeXt, ViT), so the first stage runs at H/P x W/P, with
+    # (2/P)^2 of the multiply-adds there (P = 4: 1/4, P = 8: 1/16)
+    stem_patch: int | None = None
 
     def __post_init__(self) -> None:
         if not self.channels or min(self.channels) < 1:
             raise ValueError(f"channels must list positive stage widths, got {self.channels}")
+        if self.stem_patch is not None and self.stem_patch < 2:
+            raise ValueError(
+                f"stem_patch must be >= 2 (a PxP stride-P stem) or null (3x3 stride 2), got {self.stem_patch}"
+            )
         bad = [c for c in self.channels if c % self.groups]
         if bad:
             raise ValueError(f"channels {bad} are not divisible by groups={self.groups}")
@@ -133,9 +141,12 @@ class _ResidualBlock(nn.Module):
 class ImageEncoder(nn.Module):
     """(N, 3, H, W) normalised image -> (N, 2 * keypoints) spatial-softmax keypoint coordinates in [-1, 1].
 
-    A stride-2 stem, then one stride-2 residual stage per entry of ``channels``, then lerobot's spatial
-    softmax (expected image position of each learned keypoint), which keeps *where* things are, the
-    information a manipulation policy needs, instead of pooling it away.
+    A stem (a 3x3 stride-2 conv, or a PxP stride-P patchify conv: ``stem_patch``), then one residual stage per
+    entry of ``channels``, each after the first halving H and W, then lerobot's spatial softmax (expected image
+    position of each learned keypoint), which keeps *where* things are, the information a manipulation policy
+    needs, instead of pooling it away. The stem sets the cost: the first stage's 3x3 convolutions run at the
+    stem's output resolution and hold most of the multiply-adds (96 px, channels (32, 64, 128): 111 M with
+    the stride-2 stem, 28 M with a 4 px patchify stem).
     """
 
     def __init__(self, config: ImageEncoderConfig, image_size: tuple[int, int]):
@@ -143,11 +154,13 @@ class ImageEncoder(nn.Module):
         from lerobot.policies.diffusion.modeling_diffusion import SpatialSoftmax
 
         groups = config.groups
-        layers: list[nn.Module] = [
-            nn.Conv2d(3, config.channels[0], 3, stride=2, padding=1, bias=False),
-            _norm(config.channels[0], groups),
-            nn.SiLU(),
-        ]
+        patch = config.stem_patch
+        stem = (
+            nn.Conv2d(3, config.channels[0], 3, stride=2, padding=1, bias=False)
+            if patch is None
+            else nn.Conv2d(3, config.channels[0], patch, stride=patch, bias=False)
+        )
+        layers: list[nn.Module] = [stem, _norm(config.channels[0], groups), nn.SiLU()]
         width = config.channels[0]
         for stage, channels in enumerate(config.channels):
             for block in range(max(config.blocks_per_stage, 1 if stage else 0)):

@@ -100,6 +100,7 @@ class Normalizer(nn.Module):
     def __init__(self, stats: Stats, modes: Mapping[str, str]):
         super().__init__()
         self.keys = list(modes)
+        self._names = {key: (f"offset_{index}", f"scale_{index}") for index, key in enumerate(self.keys)}
         for index, (key, mode) in enumerate(modes.items()):
             entry = stats[key]
             if mode == "mean_std":
@@ -113,9 +114,10 @@ class Normalizer(nn.Module):
             self.register_buffer(f"scale_{index}", scale.float().clone(), persistent=False)
 
     def _buffers_of(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
-        index = self.keys.index(key)
-        offset: torch.Tensor = getattr(self, f"offset_{index}")
-        scale: torch.Tensor = getattr(self, f"scale_{index}")
+        # a dict lookup, not nn.Module.__getattr__ by a formatted name: this runs several times per chunk
+        offset_name, scale_name = self._names[key]
+        offset, scale = self._buffers[offset_name], self._buffers[scale_name]
+        assert offset is not None and scale is not None
         return offset, scale
 
     def normalize(self, key: str, value: torch.Tensor) -> torch.Tensor:
@@ -210,7 +212,8 @@ class GenerativeLowPolicy(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        # one parameter's device (they move together), not next(self.parameters()), which walks the module tree
+        return self.encoder.position.device
 
     # -- LowLevelPolicy -----------------------------------------------------------------------------------
 
@@ -296,7 +299,7 @@ class GenerativeLowPolicy(nn.Module):
         hook = self._guidance_hook() if self._guidance else None
         sample = self.generator.sample(
             conditioning,
-            noise=None if noise is None else noise.to(self.device),
+            noise=None if noise is None else noise.to(conditioning.tokens.device),
             steps=self.config.sampler_steps,
             guidance=hook,
             cfg_scale=self.config.cfg_scale,
@@ -466,12 +469,12 @@ class GenerativeLowPolicy(nn.Module):
 
     def _normalized_inputs(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Inputs of the encoder: history tensors on the device, normalised; conditions passed through."""
-        steps = self.config.n_obs_steps
+        steps, device = self.config.n_obs_steps, self.device
         out: dict[str, Any] = {}
         for key, rank in ((STATE, 2), *((camera, 4) for camera in self.features.cameras)):
             if key not in batch:
                 raise ContractError(f"batch has no {key!r}; the policy reads {[STATE, *self.features.cameras]}")
-            value = batch[key].to(self.device, torch.float32)
+            value = batch[key].to(device, torch.float32)
             single = value.ndim == rank  # a single step: the history is that step, To times
             if single:
                 value = value[:, None].expand(-1, steps, *value.shape[1:])
@@ -492,9 +495,9 @@ class GenerativeLowPolicy(nn.Module):
                 raise ContractError(f"batch has no {key!r}, a condition of this policy")
             value = batch[key]
             if key == GOAL_STATE_KEY:
-                value = self.normalizer.normalize(STATE, value.to(self.device, torch.float32))
+                value = self.normalizer.normalize(STATE, value.to(device, torch.float32))
             elif isinstance(value, torch.Tensor):
-                value = value.to(self.device, torch.float32)
+                value = value.to(device, torch.float32)
             out[key] = value
         return out
 

@@ -21,6 +21,9 @@ What comes from diffusers and what is written here, and why:
 - Euler-ancestral: written here (k-diffusion's ``sample_euler_ancestral``); diffusers' only ancestral Euler
   lives on the discrete DDPM timestep grid of a β schedule, not on a continuous EDM σ schedule.
 
+A diffusers scheduler costs ~0.1 ms of config machinery to build, as much as a few small network layers; the σ
+grids and the schedulers are built once per (sampler, steps, schedule) and each call steps a shallow copy.
+
 Every sampler except Euler-ancestral is a deterministic function of the starting noise. The loop runs a
 Python-side, fixed number of iterations over a schedule computed before it starts, with tensor ops only
 inside (no numpy, no branch on tensor values), so tracing it with a fixed noise input unrolls it (ONNX).
@@ -29,6 +32,8 @@ Euler-ancestral draws fresh noise per step from ``generator``.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 from typing import Any, Literal, cast, get_args
 
@@ -65,10 +70,16 @@ def sigma_schedule(
         sigma_min, sigma_max: the last and first nonzero levels (units of the normalised actions).
         rho: Karras' ρ; ignored by "exponential".
     """
+    return list(_sigma_levels(steps, schedule, sigma_min, sigma_max, rho))
+
+
+@functools.lru_cache(maxsize=64)
+def _sigma_levels(
+    steps: int, schedule: SigmaScheduleName, sigma_min: float, sigma_max: float, rho: float
+) -> tuple[float, ...]:
     scheduler = _edm_euler(schedule, sigma_min, sigma_max, rho)
     scheduler.set_timesteps(steps)
-    levels: list[float] = scheduler.sigmas.tolist()
-    return levels
+    return tuple(scheduler.sigmas.tolist())
 
 
 def _edm_euler(schedule: SigmaScheduleName, sigma_min: float, sigma_max: float, rho: float) -> Any:
@@ -77,6 +88,55 @@ def _edm_euler(schedule: SigmaScheduleName, sigma_min: float, sigma_max: float, 
     return scheduler(
         sigma_min=sigma_min, sigma_max=sigma_max, sigma_schedule=schedule, rho=rho, final_sigmas_type="zero"
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _prepared_scheduler(
+    sampler: EdmSamplerName,
+    steps: int,
+    schedule: SigmaScheduleName,
+    sigma_min: float,
+    sigma_max: float,
+    sigma_data: float,
+    rho: float,
+) -> Any:
+    """The diffusers scheduler of ``sampler`` with its ``steps``-level grid set, built once per schedule.
+
+    Never stepped itself: :func:`_fresh_scheduler` hands every sampling call a copy. Its σ grid lives on the
+    CPU whatever the sample's device (diffusers keeps it there; a step multiplies by 0-dim tensors of it).
+    """
+    scheduler: Any
+    if sampler == "euler":
+        scheduler = _edm_euler(schedule, sigma_min, sigma_max, rho)
+        # We precondition inside the denoiser; tell the scheduler not to warn that scale_model_input was skipped.
+        scheduler.is_scale_input_called = True
+    else:
+        scheduler = cast(Any, _DenoisedInputDPMSolver)(
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+            sigma_data=sigma_data,
+            sigma_schedule=schedule,
+            rho=rho,
+            solver_order=1 if sampler == "ddim" else 2,
+            algorithm_type="dpmsolver++",
+            final_sigmas_type="zero",
+        )
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def _fresh_scheduler(prepared: Any) -> Any:
+    """A copy of a prepared scheduler with per-call state of its own, at step 0 (as ``set_timesteps`` left it).
+
+    The σ grid and timesteps are shared (steps only read them); the step counter and DPM-Solver's history of
+    denoised estimates (a list it updates in place) belong to the copy, so calls do not see each other's state.
+    """
+    scheduler = copy.copy(prepared)
+    if hasattr(prepared, "model_outputs"):
+        scheduler.model_outputs = list(prepared.model_outputs)
+    # Index the schedule by position, not by looking timesteps up (a data-dependent nonzero()).
+    scheduler.set_begin_index(0)
+    return scheduler
 
 
 def sample_edm(
@@ -127,26 +187,7 @@ def sample_edm(
     x = noise * levels[0]
     if sampler == "euler_ancestral":
         return _euler_ancestral(guided_denoiser, x, levels, eta=eta, generator=generator)
-    scheduler: Any
-    if sampler == "euler":
-        scheduler = _edm_euler(schedule, sigma_min, sigma_max, rho)
-        scheduler.set_timesteps(steps)
-        # We precondition inside the denoiser; tell the scheduler not to warn that scale_model_input was skipped.
-        scheduler.is_scale_input_called = True
-    else:
-        scheduler = cast(Any, _DenoisedInputDPMSolver)(
-            sigma_min=sigma_min,
-            sigma_max=sigma_max,
-            sigma_data=sigma_data,
-            sigma_schedule=schedule,
-            rho=rho,
-            solver_order=1 if sampler == "ddim" else 2,
-            algorithm_type="dpmsolver++",
-            final_sigmas_type="zero",
-        )
-        scheduler.set_timesteps(steps)
-    # Index the schedule by position, not by looking timesteps up (a data-dependent nonzero()).
-    scheduler.set_begin_index(0)
+    scheduler = _fresh_scheduler(_prepared_scheduler(sampler, steps, schedule, sigma_min, sigma_max, sigma_data, rho))
     for index in range(steps):
         denoised = guided_denoiser(x, index)
         timestep = scheduler.timesteps[index]
