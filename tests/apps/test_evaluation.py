@@ -46,6 +46,22 @@ def test_gold_echo_scores_exactly_and_shuffled_does_not() -> None:
     assert shuffled.reason.startswith("step ")
 
 
+def test_the_gold_plan_replans_a_failure_from_its_sensed_reason() -> None:
+    """Control mode recovers as the grammar planner does: a place whose object fell is preceded by a pick."""
+    echo = GoldPlanEcho(GOLD)
+    echo.reset("put the apple in the drawer and close it")
+    observation = _observation()
+    handed = [echo.next_command(observation) for _ in range(3)]
+    place = handed[2]
+    assert place is not None and place.text == "put the apple in the drawer"
+    echo.handle_failure(place, "no path: the apple is not in the hand: pick it up first")
+    rest = [echo.next_command(observation) for _ in range(4)]
+    assert [command.text for command in rest if command is not None] == [
+        "pick up the apple", "put the apple in the drawer", "close the drawer",
+    ]  # fmt: skip
+    assert rest[-1] is None
+
+
 def test_scoring_normalises_spacing_and_counts_bad_steps() -> None:
     predicted = ["open  the drawer", "grab the apple", "put the apple in the drawer"]
     score = score_plan(predicted, GOLD)

@@ -1,4 +1,5 @@
-"""A retry whose target the arm hides first takes the arm back to its viewing pose (issue 21).
+"""A retry whose target the arm hides, and an outcome the cameras cannot tell, first take the arm back to its
+viewing pose (issue 21).
 
 Issue 21's episode with the shipped learned hierarchy (``learned_paths``): "move a bit left" said 5.2 s into
 "open the drawer" leaves the learned policy's fingers shut at the handle, so no camera sees it and scene
@@ -9,6 +10,8 @@ back to where the instruction started, fingers opened, and the mid tier finds th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from tiers.apps.evaluation.hierarchy_episode import run_hierarchy_episode
@@ -16,6 +19,7 @@ from tiers.core.features import CommandSource
 from tiers.core.observation import Observation
 from tiers.policies.hierarchy.build import hierarchy_embodiment, load_hierarchy
 from tiers.policies.hierarchy.runtime import RuntimeStep
+from tiers.policies.mid.outcomes import SubtaskOutcome
 from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.tasks import get_task
 from tiers.sim.mujoco import MujocoKitchen
@@ -56,3 +60,34 @@ def test_a_hidden_handle_sends_the_arm_to_its_viewing_pose_and_the_retry_finds_i
     assert len(commands) == 3 and commands[1].startswith("no path") and commands[2].startswith("path of"), log
     assert replanned_at and np.linalg.norm(replanned_at[0] - start[0]) < 0.03, (replanned_at, start)
     assert not any(kind == "failed" for kind, _ in log), log
+
+
+def test_an_outcome_the_cameras_cannot_tell_is_checked_again_from_the_viewing_pose() -> None:
+    """The cameras return no depth when "open the drawer" ends (as if blocked): the drawer's opening cannot be
+    told there, so the arm goes back to where it saw the scene, looks again, and the open is sensed achieved."""
+    task = get_task(TASK)
+    env = KitchenEnv(backend=MujocoKitchen(hierarchy_embodiment("offline_paths")), render=False)
+    checked_at: list[np.ndarray] = []
+    try:
+        runtime = load_hierarchy("offline_paths", env=env, task=task).runtime_for(task)
+        assert runtime.outcomes is not None
+        check = runtime.outcomes.check
+
+        def first_check_blind(text: str, observation: Observation) -> SubtaskOutcome:
+            checked_at.append(observation.ee_pose[:3].copy())
+            if len(checked_at) == 1:
+                observation = replace(observation, depths={k: np.zeros_like(v) for k, v in observation.depths.items()})
+            return check(text, observation)
+
+        runtime.outcomes.check = first_check_blind  # type: ignore[method-assign]
+        start = env.reset(seed=0, options={"task": TASK})[0].ee_pose[:3].copy()
+        run_hierarchy_episode(env, runtime, task, seed=0, max_steps=round(16.0 * env.embodiment.control_rate_hz))
+    finally:
+        env.close()
+    log = [(event.kind, event.command.text if event.command else "", event.detail) for event in runtime.events]
+    outcomes = [detail for kind, _, detail in log if kind == "outcome"]
+    assert outcomes[0].startswith("unknown: the point cloud is empty"), log
+    assert [kind for kind, _, _ in log][:4] == ["command", "outcome", "look", "outcome"], log
+    assert outcomes[1] == "achieved: the drawer is 99% open", log
+    assert np.linalg.norm(checked_at[1] - start) < 0.03 < np.linalg.norm(checked_at[0] - start)
+    assert [text for kind, text, _ in log if kind == "command"][:2] == ["open the drawer", "pick up the can"], log

@@ -30,11 +30,14 @@ reason names a missing precondition ("... first"); then the planner is told (``h
 reason)``, e.g. the grammar planner puts "pick up the can" before the place again; a ``replan`` event), at most
 ``max_replans`` times per instruction. When that is spent, or the planner cannot re-plan, the instruction ends
 as failed (a ``failed`` event with the reason, :attr:`HierarchyRuntime.failure`): it is never reported done
-with a failed subtask skipped. An outcome the cameras cannot tell (``unknown``: the object or handle hidden)
-is not a failure. A retry whose reason is that the target is not in view (the arm hides it, or the hand is
-shut at it after a nudge) first takes the tool back to its viewing pose, where the instruction started and
-the planner first saw the scene, in a straight move (:class:`~tiers.policies.hierarchy.nudge.Nudge`), the
-gripper opened unless the command carries an object, and the mid tier re-plans from there.
+with a failed subtask skipped.
+
+Looking again: an outcome the cameras cannot tell (``unknown``: the object or handle hidden, no depth) is
+checked again from the viewing pose (a ``look`` event) and is not a failure if it still cannot be told. A
+retry whose reason is that the target is not in view (the arm hides it, or the hand is shut at it after a
+nudge) also starts there. The viewing pose is where the instruction started and the planner first saw the
+scene; the tool goes back to it in a straight move (:class:`~tiers.policies.hierarchy.nudge.Nudge`), the
+gripper opened after an open or close (the hand may be shut on the handle it hides) and kept otherwise.
 """
 
 from __future__ import annotations
@@ -98,7 +101,8 @@ class RuntimeEvent:
 
     timestamp: float  # s, observation clock
     tick: int  # control tick at which it took effect
-    kind: str  # "command" | "correction" | "degraded" | "done" | "timeout" | "outcome" | "retry" | "replan" | "failed"
+    # "command" | "correction" | "degraded" | "done" | "timeout" | "outcome" | "look" | "retry" | "replan" | "failed"
+    kind: str
     command: LanguageCommand | None = None
     detail: str = ""
 
@@ -168,6 +172,7 @@ class HierarchyRuntime:
         self.replans = 0  # failures handed back to the planner in this instruction
         self.failure: str | None = None  # why the instruction ended as failed (recovery spent), None otherwise
         self._viewing_position: NDArray[np.float64] | None = None  # (3,) m, base frame: the tool at reset
+        self._look_again = False  # the move to the viewing pose in progress is to check an outcome again
 
     # -- episode --------------------------------------------------------------------------------------
 
@@ -186,6 +191,7 @@ class HierarchyRuntime:
         self.stopped = self.done = False
         self._stopped_at, self._off_plan = None, False
         self._no_path, self._retries, self.retries, self.replans, self.failure = None, 0, 0, 0, None
+        self._look_again = False
         if self.outcomes is not None:
             self.outcomes.reset()
         self._tick = 0
@@ -274,7 +280,12 @@ class HierarchyRuntime:
                 return self._nudge.act(), False
             self._nudge = None
             self.language_motion = None
-            if self.command is not None:  # hand back to the low tier, re-planned from the new pose
+            if self._look_again:  # back at the viewing pose: check the ended command's effect again
+                self._look_again = False
+                self._command_ended(observation, looked_again=True)
+                if self.command is None or self._nudge is not None:
+                    return self._hold(observation), True
+            elif self.command is not None:  # hand back to the low tier, re-planned from the new pose
                 self._start(self.command, observation)
         now = float(observation.timestamp)
         if self.command is None:
@@ -295,11 +306,27 @@ class HierarchyRuntime:
         self._degrade_if_slow("low", self.low, now)
         return action, False
 
-    def _command_ended(self, observation: Observation) -> None:
-        """The command in force ended: check its effect, then go on, retry it, or re-plan (module docstring)."""
+    def _command_ended(self, observation: Observation, *, looked_again: bool = False) -> None:
+        """The command in force ended: check its effect, then go on, retry it, or re-plan (module docstring).
+
+        ``looked_again``: the check is repeated from the viewing pose, where the first one could not see.
+        """
         command = self.command
         assert command is not None
         outcome = self._outcome(command, observation)
+        if (
+            outcome is not None
+            and outcome.status is OutcomeStatus.UNKNOWN
+            and self.settings.recovery
+            and not looked_again
+            and _is_subtask(command)
+            and self._move_to_viewing_pose(command, observation)
+        ):
+            self._look_again = True
+            self._event(
+                float(observation.timestamp), "look", command, f"{outcome.reason}: to the viewing pose to check"
+            )
+            return
         failed = outcome is not None and outcome.failed
         if not failed or not self.settings.recovery:
             handle_done = getattr(self.planner, "handle_done", None)  # steering planners query on it
@@ -314,7 +341,7 @@ class HierarchyRuntime:
         if self._retries < self.settings.max_retries and not precondition:
             self._retries += 1
             self.retries += 1
-            viewing = self._move_to_viewing_pose(command, reason, observation)
+            viewing = "not in view" in reason and self._move_to_viewing_pose(command, observation)
             detail = f"{self._retries}/{self.settings.max_retries}: {reason}"
             self._event(now, "retry", command, detail + ("; first back to the viewing pose" if viewing else ""))
             if not viewing:  # else the move's end hands back to the command, re-planned from there (``_act``)
@@ -333,14 +360,13 @@ class HierarchyRuntime:
         self.done = True
         self._event(now, "failed", command, self.failure)
 
-    def _move_to_viewing_pose(self, command: LanguageCommand, reason: str, observation: Observation) -> bool:
-        """Start the move back to the viewing pose when ``reason`` says the target is hidden; whether it started.
+    def _move_to_viewing_pose(self, command: LanguageCommand, observation: Observation) -> bool:
+        """Start the move back to the viewing pose; whether it started.
 
         Not when the tool is already there (within 3 cm), nor on robots the runtime cannot move by itself.
         """
         if (
             not self.settings.viewing_move
-            or "not in view" not in reason
             or self._viewing_position is None
             or self.embodiment.action_space is not ActionSpace.JOINT_POSITION
         ):
@@ -349,11 +375,11 @@ class HierarchyRuntime:
         if float(np.linalg.norm(displacement)) < 0.03:
             return False
         try:
-            carrying = Subtask.parse(command.text).action is Action.PLACE
+            articulating = Subtask.parse(command.text).action in (Action.OPEN, Action.CLOSE)
         except SubtaskError:
-            carrying = False
-        # the hand let go of a handle it may be shut on (it hides the handle); an object being placed stays held
-        gripper = self._gripper_target if carrying else self.embodiment.gripper.max_opening
+            articulating = False
+        # the hand lets go of a handle it may be shut on (it hides the handle); whatever else it holds, it keeps
+        gripper = self.embodiment.gripper.max_opening if articulating else self._gripper_target
         self.low.drop_queued_actions()
         self._nudge = Nudge(self.embodiment)
         self._nudge.move(displacement, observation, gripper, speed=self.settings.viewing_speed)
@@ -530,3 +556,12 @@ class HierarchyRuntime:
 
     def _event(self, now: float, kind: str, command: LanguageCommand | None, detail: str) -> None:
         self.events.append(RuntimeEvent(timestamp=now, tick=self._tick, kind=kind, command=command, detail=detail))
+
+
+def _is_subtask(command: LanguageCommand) -> bool:
+    """Whether ``command`` is a kitchen subtask (one whose effect the outcome checker knows)."""
+    try:
+        Subtask.parse(command.text)
+    except SubtaskError:
+        return False
+    return True
