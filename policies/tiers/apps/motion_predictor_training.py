@@ -58,6 +58,10 @@ class MotionTrainerConfig(Config):
     warmup_steps: int = 50  # linear learning-rate warmup
     weight_decay: float = 1e-4  # AdamW weight decay
     label_smoothing: float = 0.05  # cross-entropy label smoothing
+    class_weight_power: float = 0.5  # class weights (frames / (classes * count)) ** power; 0: unweighted
+    done_s: float = 0.25  # s: a frame is "subtask done" when its subtask segment ends within this long
+    done_weight: float = 1.0  # weight of the done head's binary cross-entropy beside the motion loss
+    unseen_dataset: str | None = None  # a recording of other tasks, evaluated after training (unseen tasks)
     shift_pixels: int = 4  # random image shift (pad + crop) while training, in pixels of the resized image
     held_out_every: int = 4  # every k-th episode (k-1, 2k-1, ...) is held out; 0: no held-out split
     held_out_episodes: list[int] = field(default_factory=list)  # explicit held-out episodes; overrides held_out_every
@@ -73,6 +77,11 @@ class MotionTrainerConfig(Config):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.class_weight_power < 0 or self.done_s < 0 or self.done_weight < 0:
+            raise ValueError(
+                f"class_weight_power, done_s and done_weight must be >= 0, got {self.class_weight_power}, "
+                f"{self.done_s}, {self.done_weight}"
+            )
         if self.held_out_every < 0 or self.held_out_every == 1:
             raise ValueError(f"held_out_every must be 0 or >= 2, got {self.held_out_every}")
         if self.cpu_threads < 0:
@@ -97,12 +106,16 @@ class MotionFrames:
     """Every frame of a dataset in memory, ready for the classifier.
 
     Attributes:
-        images: (N, 3, H, W) uint8, the camera resized to ``image_size``.
+        images: (N, 3, H, W) uint8, the camera resized to ``image_size``; (N, 0, 1, 1) without a camera.
         states: (N, S) float32, the ``state_keys`` concatenated.
         tasks: (N,) int64 index into ``task_texts``.
         labels: (N,) int64 index into the vocabulary.
         episodes: (N,) int64 episode index.
         task_texts: the distinct task texts.
+        subtasks: (N,) int64 index into ``subtask_texts`` (the dataset's ``subtask`` column).
+        elapsed: (N,) float32 s since the frame's subtask segment began.
+        remaining: (N,) float32 s until the frame's subtask segment ends (0 on its last frame).
+        subtask_texts: the distinct subtask texts.
     """
 
     images: torch.Tensor
@@ -111,6 +124,10 @@ class MotionFrames:
     labels: torch.Tensor
     episodes: torch.Tensor
     task_texts: list[str]
+    subtasks: torch.Tensor
+    elapsed: torch.Tensor
+    remaining: torch.Tensor
+    subtask_texts: list[str]
 
 
 def load_motion_frames(
@@ -139,13 +156,16 @@ def load_motion_frames(
     windows, stats = load_training_dataset(base)  # no camera: validates the dataset, reads no video
     features = json.loads((root / "meta/info.json").read_text())["features"]
     cameras = [key for key, spec in features.items() if spec["dtype"] in ("video", "image")]
-    if config.camera not in cameras:
+    if config.camera is not None and config.camera not in cameras:
         raise ContractError(f"{root}: no camera {config.camera!r} to learn from; its cameras are {cameras}")
     motion = FeatureKey.LANGUAGE_MOTION.value
     if motion not in features:
         raise ContractError(f"{root}: no {motion!r} column to learn from (record it with `tiers record`)")
-    video = features[config.camera]["dtype"] == "video"
-    if not video:
+    if config.subtask and FeatureKey.SUBTASK.value not in features:
+        raise ContractError(f"{root}: no {FeatureKey.SUBTASK.value!r} column for a subtask-conditioned predictor")
+    fps = float(json.loads((root / "meta/info.json").read_text())["fps"])
+    video = config.camera is not None and features[config.camera]["dtype"] == "video"
+    if config.camera is not None and not video:
         base.cameras = [config.camera]
         windows, stats = load_training_dataset(base)
     index = {phrase: number for number, phrase in enumerate(config.vocabulary)}
@@ -154,10 +174,11 @@ def load_motion_frames(
         from tqdm.auto import tqdm
 
         loader = tqdm(loader, desc="reading frames", unit="batch", file=sys.stderr)
-    images, states, tasks, labels, episodes, steps = [], [], [], [], [], []
+    images, states, tasks, labels, episodes, steps, subtasks = [], [], [], [], [], [], []
     task_texts: dict[str, int] = {}
+    subtask_texts: dict[str, int] = {}
     for batch in loader:
-        if not video:
+        if config.camera is not None and not video:
             image = batch[config.camera]  # (b, 3, H, W): lerobot drops the time axis of a one-frame image window
             image = image[:, -1] if image.ndim == 5 else image
             images.append(_to_uint8(image))
@@ -171,7 +192,11 @@ def load_motion_frames(
             labels.append(index[label])
             tasks.append(task_texts.setdefault(text, len(task_texts)))
             episodes.append(episode)
-    if video:
+        for text in batch.get(FeatureKey.SUBTASK.value, batch["task"]):
+            subtasks.append(subtask_texts.setdefault(text, len(subtask_texts)))
+    if config.camera is None:
+        images = [torch.zeros(len(labels), 0, 1, 1, dtype=torch.uint8)]
+    elif video:
         decoded = _decode_episodes(windows.dataset, config, sorted(set(episodes)), progress=progress)
         images = [torch.stack([decoded[e][t] for e, t in zip(episodes, steps, strict=True)])]
     frames = MotionFrames(
@@ -181,8 +206,33 @@ def load_motion_frames(
         labels=torch.tensor(labels),
         episodes=torch.tensor(episodes),
         task_texts=list(task_texts),
+        subtasks=torch.tensor(subtasks),
+        subtask_texts=list(subtask_texts),
+        **_subtask_clock(episodes, steps, subtasks, fps),
     )
     return frames, stats
+
+
+def _subtask_clock(episodes: list[int], steps: list[int], subtasks: list[int], fps: float) -> dict[str, torch.Tensor]:
+    """``elapsed`` and ``remaining`` (N,) s of every frame in its subtask segment (a run of one subtask).
+
+    Frames are in episode order (episode, then frame index), as the loader reads them.
+    """
+    count = len(episodes)
+    starts = [
+        i == 0 or episodes[i] != episodes[i - 1] or steps[i] != steps[i - 1] + 1 or subtasks[i] != subtasks[i - 1]
+        for i in range(count)
+    ]
+    elapsed, remaining = torch.zeros(count), torch.zeros(count)
+    begin = 0
+    for i in range(count + 1):
+        if i == count or (i > 0 and starts[i]):
+            length = i - begin
+            frames = torch.arange(length, dtype=torch.float32)
+            elapsed[begin:i] = frames / fps
+            remaining[begin:i] = (length - 1 - frames) / fps
+            begin = i
+    return {"elapsed": elapsed, "remaining": remaining}
 
 
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -247,6 +297,11 @@ class MotionTrainSummary:
     majority_accuracy: float  # held-out accuracy of always predicting it (the baseline)
     held_out_per_label: dict[str, list[int]] = field(default_factory=dict)  # label -> [correct, frames]
     held_out_per_task: dict[str, list[int]] = field(default_factory=dict)  # task text -> [correct, frames]
+    unseen_dataset: str | None = None  # the recording of other tasks evaluated after training (trainer)
+    unseen_frames: int = 0
+    unseen_accuracy: float = float("nan")  # frame accuracy on the unseen tasks' episodes
+    unseen_majority_accuracy: float = float("nan")  # accuracy there of the training majority label
+    unseen_per_task: dict[str, list[int]] = field(default_factory=dict)  # task text -> [correct, frames]
     losses: list[float] = field(default_factory=list)  # mean training loss of every log interval of the loop
     wall_time: float = 0.0  # s, decoding included
     decode_time: float = 0.0  # s spent decoding the dataset
@@ -262,22 +317,66 @@ def _shift(images: torch.Tensor, pixels: int) -> torch.Tensor:
     return torch.stack([padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
+def _inputs(frames: MotionFrames, rows: torch.Tensor, texts: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The classifier's inputs of the frames ``rows`` (as :class:`MotionFrameItems` stacks them), on the CPU."""
+    return {
+        "image": frames.images[rows],
+        "state": frames.states[rows],
+        "text": texts["tasks"][frames.tasks[rows]],
+        "subtask": texts["subtasks"][frames.subtasks[rows]],
+        "elapsed": frames.elapsed[rows],
+    }
+
+
+def _forward(model: MotionClassifier, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(motion logits (B, K), done logits (B,)) of a batch of inputs (see :func:`_inputs`), on the model's device."""
+    device = next(model.parameters()).device
+    images = batch["image"].to(device).float().div(255.0) if model.config.camera is not None else None
+    outputs: tuple[torch.Tensor, torch.Tensor] = model(
+        batch["state"].to(device).float(),
+        batch["text"].to(device).float(),
+        images=images,
+        subtasks=batch["subtask"].to(device).float(),
+        elapsed=batch["elapsed"].to(device).float(),
+    )
+    return outputs
+
+
 @torch.no_grad()
-def _predict(model: MotionClassifier, frames: MotionFrames, rows: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+def _predict(
+    model: MotionClassifier, frames: MotionFrames, rows: torch.Tensor, texts: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
     """(len(rows),) predicted class of the frames ``rows``, in batches, on the model's device (eval mode)."""
     model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for chunk in torch.split(rows, 256):
-        images = frames.images[chunk].to(device).float().div(255.0)
-        logits = model(images, frames.states[chunk].to(device), texts[frames.tasks[chunk]].to(device))
-        out.append(logits.argmax(dim=-1).cpu())
+    out = [_forward(model, _inputs(frames, chunk, texts))[0].argmax(dim=-1).cpu() for chunk in torch.split(rows, 256)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
-def _accuracy(model: MotionClassifier, frames: MotionFrames, rows: torch.Tensor, texts: torch.Tensor) -> float:
+def _accuracy(
+    model: MotionClassifier, frames: MotionFrames, rows: torch.Tensor, texts: Mapping[str, torch.Tensor]
+) -> float:
     """Frame accuracy of ``model`` on the frames ``rows``."""
     return float((_predict(model, frames, rows, texts) == frames.labels[rows]).float().mean())
+
+
+def embed_texts(frames: MotionFrames, encoder: TextEncoder) -> dict[str, torch.Tensor]:
+    """MiniLM embeddings of the frames' distinct texts: ``tasks`` (T, 384), ``subtasks`` (U, 384)."""
+    return {"tasks": encoder(frames.task_texts), "subtasks": encoder(frames.subtask_texts)}
+
+
+def class_weights(labels: torch.Tensor, classes: int, power: float) -> torch.Tensor | None:
+    """(classes,) cross-entropy weights ``(N / (present classes * count)) ** power`` (1 for absent classes).
+
+    ``power`` 0 gives None (unweighted); 1 balances the classes fully; 0.5, the default, halves the log-imbalance,
+    so rare motions ("close gripper", a few frames per grasp) count without drowning the frequent ones.
+    """
+    if power == 0:
+        return None
+    counts = torch.bincount(labels, minlength=classes).float()
+    present = counts > 0
+    weights = torch.ones(classes)
+    weights[present] = (counts.sum() / (present.sum() * counts[present])) ** power
+    return weights
 
 
 # --- training on the one loop -------------------------------------------------------------------------------------
@@ -286,53 +385,68 @@ def _accuracy(model: MotionClassifier, frames: MotionFrames, rows: torch.Tensor,
 class MotionFrameItems(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     """Frames ``rows`` of :class:`MotionFrames` as items of the training loop.
 
-    Item: ``image`` (3, H, W) uint8, ``state`` (S,) float32, ``text`` (384,) the task embedding, ``label`` () int64.
+    Item: ``image`` (3, H, W) uint8 ((0, 1, 1) without a camera), ``state`` (S,) float32, ``text`` (384,) the task
+    embedding, ``subtask`` (384,) the subtask embedding, ``elapsed`` () s in the subtask, ``label`` () int64,
+    ``done`` () float32 (1: the subtask segment ends within ``done_s``).
     """
 
-    def __init__(self, frames: MotionFrames, rows: torch.Tensor, texts: torch.Tensor) -> None:
+    def __init__(
+        self, frames: MotionFrames, rows: torch.Tensor, texts: Mapping[str, torch.Tensor], *, done_s: float
+    ) -> None:
         self.frames = frames
         self.rows = rows
-        self.texts = texts  # (tasks, 384)
+        self.texts = texts
+        self.done = (frames.remaining <= done_s + 1e-6).float()  # (N,)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        row = int(self.rows[index])
-        frames = self.frames
-        return {
-            "image": frames.images[row],
-            "state": frames.states[row],
-            "text": self.texts[frames.tasks[row]],
-            "label": frames.labels[row],
-        }
+        row = self.rows[index : index + 1]
+        item = {key: value[0] for key, value in _inputs(self.frames, row, self.texts).items()}
+        return {**item, "label": self.frames.labels[row][0], "done": self.done[row][0]}
 
 
 class MotionClassifierLoss(nn.Module):
     """A :class:`MotionClassifier` as the training loop sees it: ``forward(batch) -> (loss, info)`` and ``save``.
 
-    The loss is cross-entropy with label smoothing; in training mode each image is first shifted at random by up
-    to ``shift_pixels`` (replicate padding). ``save`` writes a predictor folder (``model.safetensors``,
-    ``config.json`` with ``provenance`` and the step).
+    The loss is class-weighted cross-entropy with label smoothing on the motion plus ``done_weight`` times the done
+    head's binary cross-entropy; in training mode each image is first shifted at random by up to ``shift_pixels``
+    (replicate padding). ``save`` writes a predictor folder (``model.safetensors``, ``config.json`` with
+    ``provenance`` and the step).
     """
 
     def __init__(
-        self, model: MotionClassifier, *, label_smoothing: float, shift_pixels: int, provenance: dict[str, Any]
+        self,
+        model: MotionClassifier,
+        *,
+        label_smoothing: float,
+        shift_pixels: int,
+        provenance: dict[str, Any],
+        weights: torch.Tensor | None = None,
+        done_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.label_smoothing = label_smoothing
         self.shift_pixels = shift_pixels
         self.provenance = provenance
+        self.done_weight = done_weight
+        self.weights: torch.Tensor | None
+        self.register_buffer("weights", weights)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Args: a batch of :class:`MotionFrameItems` (B stacked). Returns: (scalar loss, {"loss"})."""
-        images = batch["image"].float().div(255.0)  # (B, 3, H, W) in [0, 1]
-        if self.training:
-            images = _shift(images, self.shift_pixels)
-        logits = self.model(images, batch["state"].float(), batch["text"].float())  # (B, K)
-        loss = functional.cross_entropy(logits, batch["label"], label_smoothing=self.label_smoothing)
-        return loss, {"loss": loss.detach()}
+        """Args: a batch of :class:`MotionFrameItems` (B stacked). Returns: (scalar loss, {"loss", "done_loss"})."""
+        inputs = dict(batch)
+        if self.training and self.model.config.camera is not None and self.shift_pixels:
+            inputs["image"] = _to_uint8(_shift(batch["image"].float().div(255.0), self.shift_pixels))
+        logits, done = _forward(self.model, inputs)  # (B, K), (B,)
+        loss = functional.cross_entropy(
+            logits, batch["label"], weight=self.weights, label_smoothing=self.label_smoothing
+        )
+        done_loss = functional.binary_cross_entropy_with_logits(done, batch["done"].float())
+        total = loss + self.done_weight * done_loss
+        return total, {"loss": total.detach(), "done_loss": done_loss.detach()}
 
     def save(self, path: str | Path, *, weights: str = "raw", step: int = 0) -> Path:
         """A predictor folder at ``path`` (what ``MotionPredictor.load`` reads)."""
@@ -390,7 +504,7 @@ def train_motion_predictor(
     )
     decode_time = time.perf_counter() - start
     encoder = encoder or TextEncoder()
-    texts = encoder(frames.task_texts)  # (tasks, 384)
+    texts = embed_texts(frames, encoder)
     train_episodes, held_episodes = split_episodes(frames.episodes.tolist(), trainer)
     held_mask = torch.isin(frames.episodes, torch.tensor(held_episodes, dtype=torch.long))
     train_rows, held_rows = torch.nonzero(~held_mask)[:, 0], torch.nonzero(held_mask)[:, 0]
@@ -399,8 +513,14 @@ def train_motion_predictor(
     model.state_mean.copy_(torch.cat([stats[key]["mean"].flatten() for key in predictor_config.state_keys]))
     model.state_std.copy_(torch.cat([stats[key]["std"].flatten() for key in predictor_config.state_keys]))
     provenance = {"dataset": str(dataset_root), "trainer": trainer.to_dict(), "held_out_episodes": held_episodes}
+    vocabulary = predictor_config.vocabulary
     wrapper = MotionClassifierLoss(
-        model, label_smoothing=trainer.label_smoothing, shift_pixels=trainer.shift_pixels, provenance=provenance
+        model,
+        label_smoothing=trainer.label_smoothing,
+        shift_pixels=trainer.shift_pixels,
+        provenance=provenance,
+        weights=class_weights(frames.labels[train_rows], len(vocabulary), trainer.class_weight_power),
+        done_weight=trainer.done_weight,
     )
     losses: list[float] = []
     next_eval = trainer.eval_every
@@ -419,14 +539,13 @@ def train_motion_predictor(
     out_dir = Path(out_dir)
     train(
         wrapper,
-        MotionFrameItems(frames, train_rows, texts),
+        MotionFrameItems(frames, train_rows, texts, done_s=trainer.done_s),
         loop_config(trainer),
         out_dir / RUN_DIR,
         progress=progress,
         on_log=on_log,
     )
 
-    vocabulary = predictor_config.vocabulary
     train_correct = _predict(model, frames, train_rows, texts) == frames.labels[train_rows]
     held_predicted = _predict(model, frames, held_rows, texts)
     held_labels = frames.labels[held_rows]
@@ -458,6 +577,18 @@ def train_motion_predictor(
         losses=losses,
         decode_time=decode_time,
     )
+    if trainer.unseen_dataset:
+        unseen, _ = load_motion_frames(trainer.unseen_dataset, predictor_config, num_workers=trainer.num_workers)
+        rows = torch.arange(len(unseen.labels))
+        correct = _predict(model, unseen, rows, embed_texts(unseen, encoder)) == unseen.labels
+        summary.unseen_dataset = trainer.unseen_dataset
+        summary.unseen_frames = len(rows)
+        summary.unseen_accuracy = float(correct.float().mean())
+        summary.unseen_majority_accuracy = float((unseen.labels == majority).float().mean())
+        for task, hit in zip(unseen.tasks.tolist(), correct.tolist(), strict=True):
+            counts = summary.unseen_per_task.setdefault(unseen.task_texts[task], [0, 0])
+            counts[0] += int(hit)
+            counts[1] += 1
     summary.wall_time = time.perf_counter() - start
     save_model(model.cpu(), out_dir, extra={"training": provenance})
     (out_dir / METRICS_FILE).write_text(json.dumps(summary.__dict__, indent=2))
@@ -504,6 +635,11 @@ def run_train(args: argparse.Namespace) -> int:
         f"accuracy {summary.held_out_accuracy:.1%}; majority baseline ({summary.majority_label!r}) "
         f"{summary.majority_accuracy:.1%}"
     )
+    if summary.unseen_dataset:
+        print(
+            f"  unseen tasks {summary.unseen_dataset} ({summary.unseen_frames} frames): accuracy "
+            f"{summary.unseen_accuracy:.1%}; majority baseline {summary.unseen_majority_accuracy:.1%}"
+        )
     return 0
 
 

@@ -40,8 +40,11 @@ from tiers.policies.high.motion_predictor import (
 from tiers.services.text_encoder import TextEncoder
 
 STATE_DIM = 8 + 7  # joint positions + gripper opening, tool pose (the default state_keys)
-TINY = MotionTrainConfig(
-    predictor=MotionPredictorConfig(image_size=(32, 32), channels=(8, 16), groups=4, hidden=32, override_s=1.0),
+CAMERA = "observation.images.front"
+TINY = MotionTrainConfig(  # the camera path of the network; the subtask path is test_motion_predictor_learns.py's
+    predictor=MotionPredictorConfig(
+        camera=CAMERA, subtask=False, image_size=(32, 32), channels=(8, 16), groups=4, hidden=32, override_s=1.0
+    ),
     trainer=MotionTrainerConfig(steps=6, batch_size=8, warmup_steps=2, held_out_every=2, eval_every=0),
 )
 
@@ -131,7 +134,8 @@ def test_save_and_load_round_trip_gives_the_same_logits(
     generator = torch.Generator().manual_seed(0)
     images, states = torch.rand(3, 3, 32, 32, generator=generator), torch.randn(3, STATE_DIM, generator=generator)
     texts = torch.randn(3, 384, generator=generator)
-    assert torch.equal(model(images, states, texts), again(images, states, texts))
+    first, again_out = model(states, texts, images=images), again(states, texts, images=images)
+    assert torch.equal(first[0], again_out[0]) and torch.equal(first[1], again_out[1])
     assert torch.count_nonzero(model.state_std - 1.0) > 0  # the dataset's normalisation was saved with the weights
 
     (tmp_path / "copy" / WEIGHTS_FILE).unlink()
@@ -184,3 +188,5 @@ def test_the_command_line_hook_and_bad_configs(
         MotionPredictorConfig.from_dict({"channels": [12, 16], "groups": 8})
     with pytest.raises(ConfigError, match=r"camera must be an observation\.images"):
         MotionPredictorConfig.from_dict({"camera": "front"})
+    with pytest.raises(ConfigError, match="done_threshold"):
+        MotionPredictorConfig.from_dict({"done_threshold": 1.0})

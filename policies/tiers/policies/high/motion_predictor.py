@@ -10,10 +10,20 @@ overrides the prediction for ``override_s`` seconds of the runtime clock, as in 
 Network (:class:`MotionClassifier`, trained from scratch; B = batch, K = vocabulary size; S = state size: the
 concatenated ``state_keys``, by default joint positions + gripper opening (J+1) and the tool pose (7))::
 
-    image (B, 3, H, W) in [0, 1] ─ conv3x3/2 ─ GN ─ SiLU ─ ... (len(channels) stages) ─ flatten ─ linear ─┐
-    state (B, S) ─ (x - mean) / std ─ linear ─ SiLU ──────────────────────────────────────────────────────┼─ MLP ─┐
-    task (B, 384) MiniLM embedding (tiers.services.text_encoder) ─ linear ─ SiLU ─────────────────────────┘       │
-                                                                                          logits (B, K) ◀─────────┘
+    image (B, 3, H, W) in [0, 1] ─ conv3x3/2 ─ GN ─ SiLU ─ ... ─ flatten ─ linear ─ SiLU ───┐  (only with a camera)
+    state (B, S) ─ (x - mean) / std ─ linear ─ SiLU ───────────────────────────────────────┤
+    task (B, 384) MiniLM embedding ─ linear ─ SiLU ────────────────────────────────────────┤
+    subtask (B, 384) MiniLM embedding ─ linear ─ SiLU ─────────────────────────────────────┤  (only with ``subtask``)
+    elapsed (B,) s in the subtask, clipped to max_elapsed_s, / max_elapsed_s ──────────────┤  (only with ``subtask``)
+                                                   MLP (2 hidden layers) ◀────────────────┘
+                                                    ├─ linear ─ motion logits (B, K)
+                                                    └─ linear ─ done logit (B,): the subtask ends within done_s
+
+Why the subtask: a motion phrase is mostly fixed by which subtask runs, how far into it the robot is and where
+the gripper is ("pick up the cup" at 2 s with the gripper open above the table: "move arm down"); the instruction
+alone leaves that ambiguous on multi-step tasks. At run time the subtasks come from the grammar planner's plan of
+the instruction, and the done head says when to move to the next one (RT-H's own hierarchy, task -> motion, with
+the plan step in between).
 
 Files of a trained predictor (``save`` / ``MotionPredictor.load``; never pickle): ``model.safetensors`` (weights and
 the state normalisation) and ``config.json`` (:class:`MotionPredictorConfig`, the state size, provenance).
@@ -41,6 +51,7 @@ from tiers.core.errors import ConfigError, ContractError
 from tiers.core.features import CommandSource, CommandStyle, FeatureKey
 from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
+from tiers.policies.high.grammar_planner import GrammarPlanner
 from tiers.services.text_encoder import EMBEDDING_DIM, TextEncoder
 
 WEIGHTS_FILE = "model.safetensors"
@@ -53,13 +64,16 @@ STATE_SOURCES = {FeatureKey.STATE.value: "state", FeatureKey.EE_POSE.value: "ee_
 class MotionPredictorConfig(Config):
     """The predictor's inputs, network and runtime behaviour."""
 
-    camera: str = "observation.images.front"  # camera key read from the dataset and observation.images[<name>]
+    camera: str | None = None  # camera key read from the dataset and observation.images[<name>]; None: no image
     image_size: tuple[int, int] = (64, 64)  # (H, W) pixels the camera image is resized to (antialiased bilinear)
     channels: tuple[int, ...] = (16, 32, 64, 64)  # conv widths, one stride-2 3x3 conv stage each
     groups: int = 8  # GroupNorm groups in each conv stage (must divide every width)
     state_keys: tuple[str, ...] = (FeatureKey.STATE.value, FeatureKey.EE_POSE.value)  # proprioception read, in order
-    state_width: int = 64  # width of the state embedding
-    text_width: int = 64  # width of the task embedding (projected from the 384-d MiniLM vector)
+    state_width: int = 128  # width of the state embedding
+    text_width: int = 64  # width of the task (and subtask) embedding (projected from the 384-d MiniLM vector)
+    subtask: bool = True  # condition on the current subtask text and the seconds since it began (see the module)
+    max_elapsed_s: float = 6.0  # s, the seconds-in-subtask input is clipped here
+    done_threshold: float = 0.5  # done-head probability at which a hierarchy moves on to the plan's next subtask
     hidden: int = 256  # width of the fusion MLP
     dropout: float = 0.1  # dropout in the fusion MLP while training
     vocabulary: tuple[str, ...] = VOCABULARY  # the classes: RT-H language motions (tiers.datasets.language_motion)
@@ -67,7 +81,7 @@ class MotionPredictorConfig(Config):
     min_confidence: float = 0.0  # below this softmax probability the previous motion is kept (0: always switch)
 
     def __post_init__(self) -> None:
-        if not self.camera.startswith(f"{FeatureKey.IMAGES.value}."):
+        if self.camera is not None and not self.camera.startswith(f"{FeatureKey.IMAGES.value}."):
             raise ValueError(f"camera must be an {FeatureKey.IMAGES.value}.<name> key, got {self.camera!r}")
         if min(self.image_size) < 2 ** len(self.channels):
             raise ValueError(f"image_size {self.image_size} is too small for {len(self.channels)} stride-2 stages")
@@ -80,15 +94,19 @@ class MotionPredictorConfig(Config):
             raise ValueError(
                 f"state_keys must be a non-empty subset of {list(STATE_SOURCES)}, got {list(self.state_keys)}"
             )
+        if self.max_elapsed_s <= 0:
+            raise ValueError(f"max_elapsed_s must be > 0 s, got {self.max_elapsed_s}")
+        if not 0.0 < self.done_threshold < 1.0:
+            raise ValueError(f"done_threshold must be in (0, 1), got {self.done_threshold}")
         if self.override_s < 0:
             raise ValueError(f"override_s must be >= 0 s, got {self.override_s}")
         if not 0.0 <= self.min_confidence < 1.0:
             raise ValueError(f"min_confidence must be in [0, 1), got {self.min_confidence}")
 
     @property
-    def camera_name(self) -> str:
-        """The camera's name in :attr:`Observation.images` ("front")."""
-        return self.camera.removeprefix(f"{FeatureKey.IMAGES.value}.")
+    def camera_name(self) -> str | None:
+        """The camera's name in :attr:`Observation.images` ("front"); None without a camera."""
+        return None if self.camera is None else self.camera.removeprefix(f"{FeatureKey.IMAGES.value}.")
 
 
 # --- the network ------------------------------------------------------------------------------------------------
@@ -104,44 +122,73 @@ class MotionClassifier(nn.Module):
         super().__init__()
         self.config = config
         self.state_dim = state_dim
-        stages: list[nn.Module] = []
-        width = 3
-        for channels in config.channels:
-            stages += [nn.Conv2d(width, channels, 3, stride=2, padding=1), nn.GroupNorm(config.groups, channels)]
-            stages.append(nn.SiLU())
-            width = channels
-        self.encoder = nn.Sequential(*stages)
-        height, breadth = (math.ceil(size / 2 ** len(config.channels)) for size in config.image_size)
-        self.image_head = nn.Sequential(nn.Flatten(), nn.Linear(width * height * breadth, config.hidden), nn.SiLU())
+        fused = config.state_width + config.text_width
+        self.encoder: nn.Module | None = None
+        self.image_head: nn.Module | None = None
+        if config.camera is not None:
+            stages: list[nn.Module] = []
+            width = 3
+            for channels in config.channels:
+                stages += [nn.Conv2d(width, channels, 3, stride=2, padding=1), nn.GroupNorm(config.groups, channels)]
+                stages.append(nn.SiLU())
+                width = channels
+            self.encoder = nn.Sequential(*stages)
+            height, breadth = (math.ceil(size / 2 ** len(config.channels)) for size in config.image_size)
+            self.image_head = nn.Sequential(nn.Flatten(), nn.Linear(width * height * breadth, config.hidden), nn.SiLU())
+            fused += config.hidden
         self.state_head = nn.Sequential(nn.Linear(state_dim, config.state_width), nn.SiLU())
         self.text_head = nn.Sequential(nn.Linear(EMBEDDING_DIM, config.text_width), nn.SiLU())
-        fused = config.hidden + config.state_width + config.text_width
-        self.classifier = nn.Sequential(
+        self.subtask_head: nn.Module | None = None
+        if config.subtask:
+            self.subtask_head = nn.Sequential(nn.Linear(EMBEDDING_DIM + 1, config.text_width), nn.SiLU())
+            fused += config.text_width
+        self.trunk = nn.Sequential(
             nn.Linear(fused, config.hidden),
             nn.SiLU(),
             nn.Dropout(config.dropout),
-            nn.Linear(config.hidden, len(config.vocabulary)),
+            nn.Linear(config.hidden, config.hidden),
+            nn.SiLU(),
         )
+        self.classifier = nn.Linear(config.hidden, len(config.vocabulary))
+        self.done_head = nn.Linear(config.hidden, 1)
         # state normalisation from the training data's statistics, saved with the weights
         self.register_buffer("state_mean", torch.zeros(state_dim))
         self.register_buffer("state_std", torch.ones(state_dim))
 
-    def forward(self, images: torch.Tensor, states: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        states: torch.Tensor,
+        texts: torch.Tensor,
+        *,
+        images: torch.Tensor | None = None,
+        subtasks: torch.Tensor | None = None,
+        elapsed: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
-            images: (B, 3, H, W) float in [0, 1], H, W = ``config.image_size``.
             states: (B, S) the ``state_keys`` concatenated (joint positions rad, gripper opening m; tool xyz m +
                 quaternion wxyz in the base frame).
             texts: (B, 384) task embeddings from :class:`TextEncoder`.
+            images: (B, 3, H, W) float in [0, 1], H, W = ``config.image_size``; required with a camera.
+            subtasks: (B, 384) embeddings of the current subtask text; required with ``config.subtask``.
+            elapsed: (B,) s since the current subtask began; required with ``config.subtask``.
 
         Returns:
-            (B, K) logits over ``config.vocabulary``.
+            (B, K) logits over ``config.vocabulary`` and (B,) logits that the subtask ends within the next done_s.
         """
-        features = self.image_head(self.encoder(images * 2.0 - 1.0))  # (B, hidden)
         normalised = (states - self.state_mean) / self.state_std.clamp(min=1e-6)  # (B, S)
-        fused = torch.cat([features, self.state_head(normalised), self.text_head(texts)], dim=-1)
-        logits: torch.Tensor = self.classifier(fused)
-        return logits
+        parts = [self.state_head(normalised), self.text_head(texts)]
+        if self.encoder is not None and self.image_head is not None:
+            if images is None:
+                raise ContractError(f"the predictor reads camera {self.config.camera!r}; no images were given")
+            parts.append(self.image_head(self.encoder(images * 2.0 - 1.0)))  # (B, hidden)
+        if self.subtask_head is not None:
+            if subtasks is None or elapsed is None:
+                raise ContractError("the predictor is conditioned on the subtask; give subtasks and elapsed")
+            clock = elapsed.clamp(0.0, self.config.max_elapsed_s)[:, None] / self.config.max_elapsed_s  # (B, 1)
+            parts.append(self.subtask_head(torch.cat([subtasks, clock], dim=-1)))
+        hidden = self.trunk(torch.cat(parts, dim=-1))  # (B, hidden)
+        return self.classifier(hidden), self.done_head(hidden)[:, 0]
 
 
 def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -166,6 +213,11 @@ class MotionPredictor:
     observation time have passed since its timestamp. Other corrections (a new subtask) are not this tier's: they
     are ignored here and handled by the runtime.
 
+    With ``config.subtask`` the predictor follows the grammar planner's plan of the instruction (the whole
+    instruction as one subtask where the grammar cannot read it): it conditions on the current subtask and the
+    seconds since it began, and moves to the next subtask when the done head says so (``done_threshold``); it stays
+    on the last one (the episode's end is the task's success or its time limit, never a guess of this head).
+
     In a hierarchy (kind ``motion``) the runtime asks for a prediction every ``period_s`` seconds of observation
     time; the low tier, conditioned on the motion phrase, keeps executing the last one in between.
     """
@@ -187,28 +239,43 @@ class MotionPredictor:
         self.encoder = encoder or TextEncoder()
         self._task = torch.zeros(1, EMBEDDING_DIM)
         self.instruction = ""
+        self.subtasks: list[str] = []  # the plan being followed (with config.subtask)
+        self.step = 0  # index into subtasks of the current one
+        self._subtask_started: float | None = None  # observation time the current subtask began
+        self._subtask = torch.zeros(1, EMBEDDING_DIM)
         self._override: LanguageCommand | None = None
         self._last: LanguageCommand | None = None
 
     def reset(self, instruction: str) -> None:
-        """Start an episode for ``instruction`` (embedded once); forget overrides and the previous motion."""
+        """Start an episode for ``instruction`` (embedded once, planned into subtasks); forget overrides."""
         self.instruction = instruction
         self._task = self.encoder([instruction]).to(self.device)  # (1, 384)
+        if self.config.subtask:
+            planner = GrammarPlanner()
+            planner.reset(instruction)
+            self.subtasks = [step.text for step in planner.plan] or [instruction]
+        self._start_subtask(0)
         self._override = None
         self._last = None
 
+    @property
+    def subtask(self) -> str | None:
+        """The subtask being followed (None without ``config.subtask``)."""
+        return self.subtasks[self.step] if self.step < len(self.subtasks) else None
+
+    def _start_subtask(self, step: int) -> None:
+        self.step = step
+        self._subtask_started = None  # set by the first observation of the subtask
+        if self.subtask is not None:
+            self._subtask = self.encoder([self.subtask]).to(self.device)  # (1, 384)
+
     @torch.no_grad()
-    def probabilities(self, observation: Observation) -> dict[str, float]:
-        """Softmax probability of every phrase of the vocabulary for ``observation``.
+    def predict(self, observation: Observation) -> tuple[dict[str, float], float]:
+        """Softmax probability of every phrase and the probability that the current subtask is done.
 
         Raises:
             ContractError: the observation lacks the camera or its state has another size than in training.
         """
-        name = self.config.camera_name
-        if name not in observation.images:
-            raise ContractError(
-                f"MotionPredictor reads camera {name!r}; the observation has {sorted(observation.images)}"
-            )
         parts = [
             np.asarray(getattr(observation, STATE_SOURCES[key]), dtype=np.float32) for key in self.config.state_keys
         ]
@@ -218,10 +285,25 @@ class MotionPredictor:
                 f"the observation's {list(self.config.state_keys)} have {state.shape[1]} values, the predictor was "
                 f"trained on {self.model.state_dim}"
             )
-        image = torch.as_tensor(np.ascontiguousarray(observation.images[name])).permute(2, 0, 1)[None]  # (1, 3, h, w)
-        image = resize_images(image.float().div(255.0), self.config.image_size).to(self.device)
-        probabilities = self.model(image, state, self._task).softmax(dim=-1)[0].cpu()
-        return dict(zip(self.config.vocabulary, probabilities.tolist(), strict=True))
+        image = None
+        name = self.config.camera_name
+        if name is not None:
+            if name not in observation.images:
+                raise ContractError(
+                    f"MotionPredictor reads camera {name!r}; the observation has {sorted(observation.images)}"
+                )
+            pixels = torch.as_tensor(np.ascontiguousarray(observation.images[name])).permute(2, 0, 1)[None]
+            image = resize_images(pixels.float().div(255.0), self.config.image_size).to(self.device)  # (1, 3, H, W)
+        if self._subtask_started is None:
+            self._subtask_started = observation.timestamp
+        elapsed = torch.tensor([observation.timestamp - self._subtask_started], dtype=torch.float32, device=self.device)
+        logits, done = self.model(state, self._task, images=image, subtasks=self._subtask, elapsed=elapsed)
+        probabilities = logits.softmax(dim=-1)[0].cpu()
+        return dict(zip(self.config.vocabulary, probabilities.tolist(), strict=True)), float(done.sigmoid()[0])
+
+    def probabilities(self, observation: Observation) -> dict[str, float]:
+        """Softmax probability of every phrase of the vocabulary for ``observation`` (see :meth:`predict`)."""
+        return self.predict(observation)[0]
 
     def next_command(self, observation: Observation) -> LanguageCommand | None:
         """The language motion to execute from ``observation`` (a human override while one is in force)."""
@@ -230,7 +312,10 @@ class MotionPredictor:
             if now < self._override.timestamp + self.config.override_s:
                 return self._override
             self._override = None
-        probabilities = self.probabilities(observation)
+        probabilities, done = self.predict(observation)
+        if self.config.subtask and done >= self.config.done_threshold and self.step + 1 < len(self.subtasks):
+            self._start_subtask(self.step + 1)
+            probabilities, _ = self.predict(observation)
         text = max(probabilities, key=probabilities.__getitem__)
         last = self._last
         if last is not None and probabilities[text] < self.config.min_confidence:
