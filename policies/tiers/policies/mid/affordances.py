@@ -73,6 +73,11 @@ class Affordance:
         low, high: (3,) bounds of the target's points, excluded from collision checks near contact.
         alternatives: other closing-axis yaws (rad) that serve as well (round objects), most comfortable
             first; the path planner tries them in order when ``yaw`` collides.
+        alternative_points: (3,) keypoints that go with ``alternatives`` one for one (rim grasps move around the
+            rim with the yaw); empty: every alternative uses ``point``.
+        insertion: (3,) m, PLACE only: a horizontal entry under a fixture's top (the cabinet): the held object
+            slides in by this displacement, then goes down to ``point``; the tool keeps ``approach`` (leaning
+            into the opening) and closing-axis ``yaw`` (absolute here, not a turn). Zero: set down from above.
     """
 
     kind: AffordanceKind
@@ -87,6 +92,25 @@ class Affordance:
     low: Vector = field(default_factory=lambda: np.zeros(3))
     high: Vector = field(default_factory=lambda: np.zeros(3))
     alternatives: tuple[float, ...] = ()
+    alternative_points: tuple[Vector, ...] = ()
+    insertion: Vector = field(default_factory=lambda: np.zeros(3))
+
+    @property
+    def inserts(self) -> bool:
+        """Whether this is a PLACE by horizontal insertion (:attr:`insertion` non-zero)."""
+        return bool(np.any(self.insertion != 0.0))
+
+    def __post_init__(self) -> None:
+        if self.alternative_points and len(self.alternative_points) != len(self.alternatives):
+            raise ValueError(
+                f"alternative_points ({len(self.alternative_points)}) must pair with alternatives "
+                f"({len(self.alternatives)}) one for one"
+            )
+
+    def options(self) -> list[tuple[float, Vector]]:
+        """(yaw rad, keypoint (3,)) of the preferred option, then of each alternative, in order."""
+        points = self.alternative_points or (self.point,) * len(self.alternatives)
+        return [(self.yaw, self.point), *zip(self.alternatives, points, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -208,10 +232,32 @@ class AffordanceConfig(Config):
     push_standoff: float = 0.025  # m, gap between the fingers and the object before a push
     push_height: float = 0.028  # m, TCP above the object's bottom while pushing (at most half its height)
     spot_gap: float = 0.045  # m, footprint gap between a spatially placed object and its anchor
+    spot_turns: list[float] = field(default_factory=lambda: [0.0, 0.26, -0.26, 0.52, -0.52])  # rad, off the relation
+    spot_extra: list[float] = field(default_factory=lambda: [0.0, 0.03, 0.06])  # m, further out than ``spot_gap``
+    spot_room: float = 0.02  # m, free room around a held object's footprint at a spot for it to count as free
+    spot_level: float = 0.02  # m, a spot's surface within this of the anchor's bottom (the same surface)
+    spot_options: int = 3  # spots offered to the path planner (each with every wrist turn)
     min_points: int = 8  # fewest points of a segment to trust it
     round_ratio: float = 0.8  # footprints whose narrow/wide ratio exceeds this are round: any yaw grips them
     round_objects: list[str] = field(default_factory=lambda: ["apple", "can"])  # round whatever their visible part
     support_snap: float = 0.04  # m, a segment whose lowest point is this close to the support stands on it
+    # rim grasps of dishes wider than the gripper (bowl, plate), as the scripted expert's: the fingers close
+    # radially on the wall or rim, one finger inside the dish, on the side nearest the robot first
+    rim_band: float = 0.01  # m, rim points: within this of the segment's top ...
+    rim_outer: float = 0.025  # m, ... and within this of its outer radius
+    rim_span: float = 0.015  # m, half the arc length of rim a grasp needs under the fingers (pads ~2 cm wide)
+    rim_depth: float = 0.02  # m, TCP below the rim's top at most (a quarter of a low dish's height at most)
+    rim_opening: float = 0.045  # m, finger opening around the rim
+    rim_spacing: float = 0.2  # rad, least angle between two rim grasps offered
+    # placing into the cabinet, as the scripted expert does: the tool leans into the open front, the held
+    # object slides in under the cabinet's top and is set down on its floor
+    cabinet_open_fraction: float = 0.75  # the door must be at least this open (of its range)
+    cabinet_depth: float = 0.09  # m, the released object's centre beyond the cabinet's open front
+    cabinet_staging: float = 0.13  # m, where the tool lines up in front of the open front before sliding in
+    cabinet_tilt: float = 0.6  # rad, approach axis leaned from vertical into the cabinet
+    # rad, steeper lean for tall held objects (held high: at 0.6 the wrist rode on the cabinet top)
+    cabinet_tilt_tall: float = 0.75
+    tall_object: float = 0.11  # m, held objects at least this tall get ``cabinet_tilt_tall``
 
 
 class AffordanceDetector:
@@ -269,11 +315,11 @@ class AffordanceDetector:
         narrow = int(np.argmin(size))
         width = float(size[narrow])
         if width > config.max_opening - 0.005:
-            return AffordanceResult(
-                None,
+            too_wide = (
                 f"the {name} is {width * 100:.1f} cm across its narrow side, wider than the gripper's "
-                f"{config.max_opening * 100:.0f} cm: no top-down grasp",
+                f"{config.max_opening * 100:.0f} cm"
             )
+            return self.rim_grasp(name, cloud, too_wide)
         closing = yaw + narrow * np.pi / 2  # the fingers close along the narrow side
         here = np.append(centre, 0.0)
         if width > config.round_ratio * float(size.max()) or name in config.round_objects:
@@ -298,6 +344,66 @@ class AffordanceDetector:
                 low=points.min(axis=0),
                 high=points.max(axis=0),
                 alternatives=tuple(yaws[1:]),
+            )
+        )
+
+    def rim_grasp(self, name: str, cloud: SceneCloud, too_wide: str = "") -> AffordanceResult:
+        """Grasp a dish wider than the gripper (bowl, plate) by its wall or rim, closing radially.
+
+        The rim is the segment's outer ring of highest points (within ``rim_band`` of its top and ``rim_outer``
+        of its outer radius about the footprint's centre). A grasp goes where rim points cover ``rim_span`` of
+        arc on either side of it (a plate's rim is in segments), at the rim's median radius; the TCP is
+        ``rim_depth`` below the top (a quarter of the dish's height at most) and the fingers close along the
+        radius (one inside the dish). Grasps nearest the robot's base come first, then around the rim.
+        """
+        config = self.config
+        found = self.footprint(name, cloud)
+        if found is None:
+            return AffordanceResult(None, _not_seen(name, cloud))
+        centre, _, _, bottom, top = found
+        points = cloud.segment(name)
+        offset = points[:, :2] - centre
+        radius = np.linalg.norm(offset, axis=1)
+        outer = float(np.percentile(radius, 98))
+        rim = (points[:, 2] > top - config.rim_band) & (radius > outer - config.rim_outer)
+        no_rim = f"{too_wide}, and no rim around its edge to grasp" if too_wide else f"the {name} shows no rim"
+        if int(rim.sum()) < 3:
+            return AffordanceResult(None, no_rim)
+        rim_radius = float(np.median(radius[rim]))
+        if rim_radius < 0.5 * config.max_opening:
+            return AffordanceResult(None, f"{no_rim} (rim radius {rim_radius * 100:.1f} cm: not a dish)")
+        angles = np.arctan2(offset[rim, 1], offset[rim, 0])
+        half = config.rim_span / rim_radius  # rad of rim either side of a grasp
+        options: list[float] = []
+        for angle in angles:  # centre each grasp on the rim points around it, keep those covered on both sides
+            near = _wrapped(angles - angle)
+            near = near[np.abs(near) < 1.5 * half]
+            middle = float(angle + np.arctan2(np.mean(np.sin(near)), np.mean(np.cos(near))))
+            around = _wrapped(angles - middle)
+            covered = np.any((around > 0.3 * half) & (around < 1.5 * half)) and np.any(
+                (around < -0.3 * half) & (around > -1.5 * half)
+            )
+            if covered and all(abs(_wrapped(np.array(middle - other))) > config.rim_spacing for other in options):
+                options.append(middle)
+        if not options:
+            return AffordanceResult(None, f"{no_rim} wide enough for the fingers")
+        height = top - min(config.rim_depth, 0.25 * (top - bottom))
+        height = max(height, bottom + config.min_tcp_height)
+        grasps = [np.array([*(centre + rim_radius * np.array([np.cos(a), np.sin(a)])), height]) for a in options]
+        # nearest the robot's base first (the expert's choice: the arm stays comfortable)
+        order = sorted(range(len(options)), key=lambda k: float(np.linalg.norm(grasps[k][:2])))
+        yaws = [comfortable_yaw(options[k], grasps[k]) for k in order]
+        return AffordanceResult(
+            Affordance(
+                kind=AffordanceKind.GRASP,
+                target=name,
+                point=grasps[order[0]],
+                yaw=yaws[0],
+                opening=min(config.max_opening, config.rim_opening),
+                low=points.min(axis=0),
+                high=points.max(axis=0),
+                alternatives=tuple(yaws[1:]),
+                alternative_points=tuple(grasps[k] for k in order[1:]),
             )
         )
 
@@ -495,11 +601,7 @@ class AffordanceDetector:
             point = np.array([xy[0], xy[1], floor + config.release_gap])
             return AffordanceResult(self._place(name, target, point, drawer.interior_half))
         if target == FixtureName.CABINET:
-            return AffordanceResult(
-                None,
-                "placing into the cabinet needs a horizontal insertion under its top, which the mid tier "
-                "does not plan (the scripted expert does)",
-            )
+            return self._cabinet_place(name, cloud)
         if target in self.fixtures.regions:
             centre, half = self.fixtures.regions[target]
             xy = centre[:2].copy()
@@ -511,7 +613,7 @@ class AffordanceDetector:
         found = self.footprint(target, cloud)
         if found is None:
             return AffordanceResult(None, _not_seen(target, cloud))
-        centre, size, _, _, top = found
+        centre, size, _, bottom, top = found
         if relation in (Relation.IN, Relation.ON):  # drop onto the container's or stack base's top
             point = np.array([centre[0], centre[1], top + config.release_gap])
             return AffordanceResult(self._place(name, target, point, np.append(size / 2, 0.05)))
@@ -522,25 +624,89 @@ class AffordanceDetector:
         if len(held_points):  # the held object is not an obstacle to its own spot
             held_centre = held_points[:, :2].mean(axis=0)
             others = others[np.linalg.norm(others[:, :2] - held_centre, axis=1) > held_radius + 0.03]
-        best: tuple[float, Vector] | None = None
-        for direction in directions:  # "next to": the side with the most room
-            spot = centre + direction * (anchor_radius + held_radius + config.spot_gap)
-            clearance = float(np.min(np.linalg.norm(others[:, :2] - spot, axis=1), initial=1.0)) - held_radius
-            if best is None or clearance > best[0]:
-                best = (clearance, spot)
-        assert best is not None
-        spot = best[1]
-        height = self.surface_height(spot, held_radius, cloud, exclude=name)
-        point = np.array([spot[0], spot[1], height + config.release_gap])
-        return AffordanceResult(self._place(name, target, point, np.array([held_radius, held_radius, 0.05])))
+        # candidate spots: each direction ("next to": all four), turned up to 30 deg inside the relation's 45 deg
+        # cone and up to 6 cm further out (the gap stays under the predicate's 15 cm); free ones first, the
+        # nominal spot (straight out, nearest) first among them, else the one with the most room
+        candidates: list[tuple[float, float, Vector]] = []
+        for direction in directions:
+            for turn in config.spot_turns:
+                c, s = np.cos(turn), np.sin(turn)
+                turned = np.array([c * direction[0] - s * direction[1], s * direction[0] + c * direction[1]])
+                for extra in config.spot_extra:
+                    spot = centre + turned * (anchor_radius + held_radius + config.spot_gap + extra)
+                    room = float(np.min(np.linalg.norm(others[:, :2] - spot, axis=1), initial=1.0)) - held_radius
+                    # on the anchor's level (not on a fixture, not on top of something)
+                    level = self.surface_height(spot, held_radius, cloud, exclude=name) - bottom
+                    if abs(level) > config.spot_level:
+                        room = min(room, -abs(level))
+                    candidates.append((room, abs(turn) + 2.0 * extra, spot))
+        free = sorted((c for c in candidates if c[0] >= config.spot_room), key=lambda c: c[1])
+        if len(directions) > 1:  # "next to": the side with the most room first
+            free = sorted(free, key=lambda c: -c[0])
+        ranked = free or sorted(candidates, key=lambda c: -c[0])
+        spots = [c[2] for c in ranked[: config.spot_options]]
+        points = []
+        for spot in spots:
+            height = self.surface_height(spot, held_radius, cloud, exclude=name)
+            points.append(np.array([spot[0], spot[1], height + config.release_gap]))
+        half = np.array([held_radius, held_radius, 0.05])
+        return AffordanceResult(self._place(name, target, points[0], half, others=points[1:]))
 
-    def _place(self, name: str, target: str, point: Vector, half: Vector) -> Affordance:
+    def _cabinet_place(self, name: str, cloud: SceneCloud) -> AffordanceResult:
+        """Insertion into the open cabinet: the tool leans ``cabinet_tilt`` into its open front (which faces
+        the robot, -x), the held object slides in ``cabinet_staging + cabinet_depth`` under the top and is set
+        down on the floor ``cabinet_depth`` beyond the front, at the interior's middle across."""
+        config = self.config
+        cabinet = self.fixtures.cabinet
+        value = self.articulation(FixtureName.CABINET, cloud)
+        if value is None:
+            return AffordanceResult(None, "the cabinet door is not in view: cannot tell whether it is open")
+        if value < cabinet.lower + config.cabinet_open_fraction * (cabinet.upper - cabinet.lower):
+            fraction = (value - cabinet.lower) / (cabinet.upper - cabinet.lower)
+            return AffordanceResult(None, f"the cabinet door is only {fraction * 100:.0f}% open: open it first")
+        low = cabinet.interior_center - cabinet.interior_half
+        high = cabinet.interior_center + cabinet.interior_half
+        point = np.array([low[0] + config.cabinet_depth, cabinet.interior_center[1], low[2] + config.release_gap])
+        held = cloud.segment(name)
+        tall = len(held) > 0 and float(np.ptp(held[:, 2])) >= config.tall_object
+        tilt = config.cabinet_tilt_tall if tall else config.cabinet_tilt
+        entry = np.array([1.0, 0.0, 0.0])  # into the cabinet
+        closing = comfortable_yaw(np.pi / 2, point)  # across the entry, fingers side by side
+        return AffordanceResult(
+            Affordance(
+                AffordanceKind.PLACE,
+                FixtureName.CABINET,
+                point,
+                approach=np.sin(tilt) * entry + np.cos(tilt) * DOWN,
+                yaw=closing,
+                opening=0.0,
+                # not obstacles near contact: the floor and the space the object goes into (the walls and
+                # the top, 3 and 5 cm beyond, stay obstacles)
+                low=low - np.array([0.05, -0.03, 0.03]),
+                high=high - np.array([0.0, 0.03, 0.05]),
+                alternatives=(closing + np.pi,),  # the wrist half a turn (the same lean)
+                insertion=entry * (config.cabinet_depth + config.cabinet_staging),
+            )
+        )
+
+    def _place(
+        self, name: str, target: str, point: Vector, half: Vector, *, others: list[Vector] | None = None
+    ) -> Affordance:
+        """A PLACE at ``point`` (3,); ``others``: further spots tried after every wrist turn at ``point``."""
         # yaw: turn of the wrist while carrying; the alternatives let the planner turn the hand (and what it
         # holds) to clear fixtures near the spot, e.g. the sink's tap
         turns = tuple(k * np.pi / 6 for k in (1, -1, 2, -2, 3, -3))
+        alternatives: tuple[float, ...] = turns
+        alternative_points: tuple[Vector, ...] = ()
+        if others:
+            options = [(turn, spot) for spot in (point, *others) for turn in (0.0, *turns)][1:]
+            alternatives = tuple(turn for turn, _ in options)
+            alternative_points = tuple(spot for _, spot in options)
+        box_low = np.min([point, *(others or [])], axis=0) - half
+        box_high = np.max([point, *(others or [])], axis=0) + half + np.array([0.0, 0.0, 0.1])
         return Affordance(
-            AffordanceKind.PLACE, target, point, yaw=0.0, opening=0.0, low=point - half,
-            high=point + half + np.array([0.0, 0.0, 0.1]), alternatives=turns,
+            AffordanceKind.PLACE, target, point, yaw=0.0, opening=0.0, low=box_low, high=box_high,
+            alternatives=alternatives, alternative_points=alternative_points,
         )  # fmt: skip
 
 
@@ -556,6 +722,12 @@ def rotate_about(point: Vector, pivot: Vector, angle: float) -> Vector:
     c, s = np.cos(angle), np.sin(angle)
     dx, dy = point[0] - pivot[0], point[1] - pivot[1]
     return np.array([pivot[0] + c * dx - s * dy, pivot[1] + s * dx + c * dy, point[2]])
+
+
+def _wrapped(angles: Vector) -> Vector:
+    """``angles`` (rad) wrapped into [-pi, pi)."""
+    wrapped: Vector = (np.asarray(angles) + np.pi) % (2 * np.pi) - np.pi
+    return wrapped
 
 
 def _not_seen(name: str, cloud: SceneCloud) -> str:

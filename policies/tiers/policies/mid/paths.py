@@ -6,6 +6,8 @@ command and a speed::
     pick:    [rise] -> transport (at a safe height) -> pre-grasp (above the keypoint) -> approach (down)
              -> grasp (hold while the fingers close) -> lift
     place:   [rise] -> transport -> pre-place -> place (down) -> release (hold) -> retreat (up)
+    insert:  [rise] -> transport -> pre-place (in front of the opening) -> insert (slide in, tool leaning)
+             -> place (down) -> release (hold) -> retreat (up, back out)
     handle:  [rise] -> transport -> pre-grasp -> approach -> grasp -> pull / push / swing -> release -> retreat
     push:    [rise] -> transport -> pre-push -> approach -> push -> retreat
 
@@ -43,7 +45,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from tiers.core.config import Config
 from tiers.core.ee_path import EEPath, wxyz_to_xyzw, xyzw_to_wxyz
-from tiers.policies.mid.affordances import Affordance, AffordanceKind, rotate_about
+from tiers.policies.mid.affordances import DOWN, Affordance, AffordanceKind, rotate_about
 from tiers.policies.mid.perception import BACKGROUND, SceneCloud
 
 Vector = NDArray[np.float64]
@@ -125,6 +127,7 @@ class PathConfig(Config):
     # shortened toward it in 1 cm steps (the push predicate needs 8 cm of object motion)
     min_push_travel: float = 0.115
     push_pre_heights: list[float] = field(default_factory=lambda: [0.08, 0.04])  # m, pre-push heights tried
+    insert_above: float = 0.015  # m, an insertion slides in this far above its release height
 
     def __post_init__(self) -> None:
         speeds = ("free_speed", "carry_speed", "contact_speed", "swing_speed", "angular_speed")
@@ -201,6 +204,7 @@ class PathPlanner:
         self._rng = self._fresh_rng()
         self._deadline = np.inf  # perf_counter() time RRT-Connect gives up at (inf: no wall-clock limit)
         self._trees: dict[str, cKDTree | None] = {}
+        self._solved: dict[tuple[float, ...], bool] = {}  # IK answers of the current plan() call
 
     def seed(self, seed: int | None) -> None:
         """Combine ``seed`` (an episode's) with ``PathConfig.seed`` in every later plan; None: the config's alone."""
@@ -232,6 +236,7 @@ class PathPlanner:
         """
         started = time.perf_counter()
         self._rng = self._fresh_rng()  # per plan: the same scene gives the same path, whatever was planned before
+        self._solved = {}
         limit = self.config.rrt_time_limit
         self._deadline = np.inf if limit is None else started + limit
         try:
@@ -242,8 +247,9 @@ class PathPlanner:
             pose = np.asarray(ee_pose, np.float64)
             self._trees = self._obstacle_trees(affordance, cloud, held)
             failures = []
-            for yaw in (affordance.yaw, *affordance.alternatives):  # alternatives: other yaws that grip as well
-                candidate = replace(affordance, yaw=yaw, alternatives=())
+            # alternatives: other yaws (with their own keypoints around a rim) that grip as well
+            for yaw, point in affordance.options():
+                candidate = replace(affordance, point=point, yaw=yaw, alternatives=(), alternative_points=())
                 try:
                     segments, used_fallback = self._segments(candidate, cloud, pose, gripper, held)
                     break
@@ -252,7 +258,8 @@ class PathPlanner:
             else:
                 if len(failures) == 1:
                     raise PlanningError(failures[0])
-                raise PlanningError(f"all {len(failures)} tool yaws failed; the preferred one: {failures[0]}")
+                what = "rim grasps" if affordance.alternative_points else "tool yaws"
+                raise PlanningError(f"all {len(failures)} {what} failed; the preferred one: {failures[0]}")
             path, starts = self._timed(segments)
             outside = ~self.config.workspace.contains(path.positions)
             if np.any(
@@ -297,7 +304,11 @@ class PathPlanner:
         kind = affordance.kind
         hang, offset, held_radius = self._held_geometry(cloud, held, ee_pose)
         held_offset = offset.copy()  # in the hand's current orientation (the collision spheres turn with the hand)
-        if kind is AffordanceKind.PLACE:
+        if kind is AffordanceKind.PLACE and affordance.inserts:
+            # an insertion: the tool turns to the affordance's leaning orientation, the held object with it
+            quaternion = tool_quaternion(affordance.approach, affordance.yaw)
+            target = affordance.point - self._held_bottom(cloud, held, ee_pose, quaternion)
+        elif kind is AffordanceKind.PLACE:
             # PLACE's yaw is a turn of the wrist about the vertical while carrying (0: none); the held object
             # turns with the hand, so its offset from the TCP turns too. The TCP goes where it puts the
             # object's bottom centre on the keypoint.
@@ -310,7 +321,13 @@ class PathPlanner:
             target = affordance.point.copy()
             quaternion = tool_quaternion(affordance.approach, affordance.yaw)
         self._check_keypoint(f"the {kind.value} point of the {affordance.target}", target, quaternion, support)
-        pre = self._pre_point(affordance, target, quaternion, support)
+        if affordance.inserts:  # line up in front of the opening, slightly above the release height
+            entry = target + np.array([0.0, 0.0, config.insert_above])
+            pre = entry - affordance.insertion
+            self._check_keypoint(f"the entry into the {affordance.target}", entry, quaternion, support)
+            self._check_keypoint(f"the staging point of the {affordance.target}", pre, quaternion, support)
+        else:
+            pre = self._pre_point(affordance, target, quaternion, support)
         carrying = held is not None
         carry_z = config.transport_height
         if carrying:
@@ -349,6 +366,9 @@ class PathPlanner:
         )
         both = np.stack([quaternion, quaternion])
         name = {AffordanceKind.PLACE: "place"}.get(kind, "approach")
+        if affordance.inserts:  # slide in under the fixture's top, then set down
+            segments.append(_Segment("insert", np.stack([pre, entry]), both, grip_in, contact_speed, contact=True))
+            pre = entry
         segments.append(
             _Segment(
                 name, np.stack([pre, target]), both, grip_in, contact_speed, contact=True,
@@ -363,7 +383,16 @@ class PathPlanner:
             opening = config.release_opening
             segments.append(_Segment("release", target[None], both, opening, contact_speed, config.release_hold, True))
             up = target + np.array([0.0, 0.0, config.retreat_height])
-            segments.append(_Segment("retreat", np.stack([target, up]), both, opening, contact_speed, contact=True))
+            retreat, retreat_q = np.stack([target, up]), both
+            if affordance.inserts:
+                # off the object, straight back out of the opening, then up with the tool turned upright (the
+                # next plan starts from the usual posture; a leaning forearm hides behind stale points of itself)
+                lifted = target + np.array([0.0, 0.0, config.insert_above])
+                out = lifted - affordance.insertion
+                retreat = np.stack([target, lifted, out, out + np.array([0.0, 0.0, config.retreat_height])])
+                upright = tool_quaternion(DOWN, affordance.yaw)
+                retreat_q = np.stack([quaternion, quaternion, quaternion, upright])
+            segments.append(_Segment("retreat", retreat, retreat_q, opening, contact_speed, contact=True))
         elif kind is AffordanceKind.HANDLE:
             segments.append(_Segment("grasp", target[None], both, 0.0, contact_speed, config.grasp_hold, True))
             if affordance.pivot is None:
@@ -410,6 +439,19 @@ class PathPlanner:
         radius = 0.5 * float(np.linalg.norm(points[:, :2].max(axis=0) - points[:, :2].min(axis=0)))
         return float(ee_pose[2] - points[:, 2].min()), centre - ee_pose[:2], radius
 
+    def _held_bottom(self, cloud: SceneCloud, held: str | None, ee_pose: Vector, quaternion: Vector) -> Vector:
+        """(3,) m, the held object's bottom centre minus the TCP once the tool turns from ``ee_pose`` (7,) to
+        ``quaternion`` (wxyz) about the TCP: the object's points turn with the hand; its bottom is their lowest
+        point, its centre the middle of their xy extent."""
+        tcp = ee_pose[:3]
+        turn = Rotation.from_quat(wxyz_to_xyzw(quaternion)) * Rotation.from_quat(wxyz_to_xyzw(ee_pose[3:])).inv()
+        points = cloud.segment(held) if held is not None else np.zeros((0, 3))
+        if len(points) < 5:  # not seen: a point ``default_hang`` below the TCP
+            points = tcp + np.array([[0.0, 0.0, -self.config.default_hang]])
+        turned = turn.apply(points - tcp)  # (N, 3) relative to the TCP
+        middle = 0.5 * (turned[:, :2].min(axis=0) + turned[:, :2].max(axis=0))
+        return np.array([middle[0], middle[1], turned[:, 2].min()])
+
     def _pre_point(self, affordance: Affordance, target: Vector, quaternion: Vector, support: float) -> Vector:
         """(3,) the pre-contact point against the approach from ``target``; a push tries lower ones where the
         higher has no IK solution (close to the robot's base the folded arm reaches low poses only)."""
@@ -452,8 +494,17 @@ class PathPlanner:
             raise PlanningError(f"{what} {np.round(position, 3).tolist()} is {problem}")
         if position[2] < support + self.config.min_tcp_height - 1e-6:
             raise PlanningError(f"{what} {np.round(position, 3).tolist()} is below the support surface z={support:.3f}")
-        if self._reachable is not None and not self._reachable(position, quaternion):
+        if self._reachable is not None and not self._solvable(position, quaternion):
             raise PlanningError(f"{what} {np.round(position, 3).tolist()} has no inverse-kinematics solution")
+
+    def _solvable(self, position: Vector, quaternion: Vector) -> bool:
+        """The IK check, memoised within one plan() call: retries at other transport heights (and a push's
+        shorter travels) ask for the same keypoint poses again, and each solve costs ~2 ms."""
+        assert self._reachable is not None
+        key = (*np.round(position, 6).tolist(), *np.round(quaternion, 6).tolist())
+        if key not in self._solved:
+            self._solved[key] = bool(self._reachable(position, quaternion))
+        return self._solved[key]
 
     # -- collision checking -----------------------------------------------------------------------------
 

@@ -99,7 +99,9 @@ class PerceptionConfig(Config):
     max_depth: float = 3.0  # m, depth beyond this is no return
     crop_low: list[float] = field(default_factory=lambda: [-0.3, -0.75, -0.05])  # m, base-frame crop, lower corner
     crop_high: list[float] = field(default_factory=lambda: [0.95, 0.75, 0.9])  # m, base-frame crop, upper corner
-    robot_radius: float = 0.1  # m, radius of the capsules around the arm's links removed as the robot itself
+    # m, radius of the capsules around the arm's links removed as the robot itself (at 0.1 the forearm's housing
+    # left points 10-10.7 cm from the link axis, which blocked the wrist after a leaning cabinet insertion)
+    robot_radius: float = 0.11
     hand_radius: float = 0.11  # m, radius of the sphere around the hand body removed as the robot itself
     use_masks: bool = True  # use simulator masks when the observation has them (else cluster)
     plane_distance: float = 0.008  # m, RANSAC inlier distance of the support plane (clustering fallback)
