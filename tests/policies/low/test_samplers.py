@@ -11,7 +11,7 @@ from diffusers import EDMEulerScheduler
 from torch import nn
 
 from tiers.policies.low import samplers
-from tiers.policies.low.beso import EdmPreconditioning
+from tiers.policies.low.beso import BesoConfig, BesoGenerator, EdmPreconditioning
 from tiers.policies.low.ddpm import DdpmConfig, DdpmGenerator
 from tiers.policies.low.flow import FlowConfig, FlowMatchingGenerator
 from tiers.policies.low.generator import Conditioning
@@ -144,11 +144,77 @@ def test_cached_schedulers_carry_no_state_from_one_call_to_the_next(sampler: str
     other noise and other step counts gives what a freshly built scheduler gives, to the bit."""
     first, second = (torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed)) for seed in (12, 13))
     samplers._prepared_scheduler.cache_clear()
-    expected = run_edm(sampler, 3, second)
-    run_edm(sampler, 3, first)
-    run_edm(sampler, 5, first)
-    assert torch.equal(run_edm(sampler, 3, second), expected)
+    expected = run_edm(sampler, 3, second, reference=True)
+    run_edm(sampler, 3, first, reference=True)
+    run_edm(sampler, 5, first, reference=True)
+    assert torch.equal(run_edm(sampler, 3, second, reference=True), expected)
     assert samplers._prepared_scheduler.cache_info().misses == 2  # 3 and 5 steps, each built once
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "euler", "dpmpp_2m"])
+@pytest.mark.parametrize("schedule", ["karras", "exponential"])
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 10])
+def test_fast_steps_equal_the_diffusers_schedulers(sampler: str, schedule: str, steps: int) -> None:
+    """The precomputed-coefficient steps give diffusers' samples within float32 rounding, for a denoiser that is
+    not linear in x and with guidance moving every estimate (the 2M step extrapolates from the guided ones)."""
+    weights = torch.randn(SHAPE[1:], generator=torch.Generator().manual_seed(14))
+
+    def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(exact_denoiser(x, sigma) * weights) + 0.1 * torch.sin(x / (1.0 + sigma[:, None, None]))
+
+    def push(x0_hat: torch.Tensor, step: int) -> torch.Tensor:
+        return torch.cos(x0_hat) * (step + 1)
+
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(15))
+    # diffusers' Euler step onto σ = 0 computes x + (x − D) / σ · (0 − σ), cancelling |x| ≈ σ_max · |noise| ≈ 300
+    # in float32 (~2e-5), where lerp(x, D, 1) returns D exactly; the other steps agree to 1e-5
+    tolerance = 4e-5 if sampler == "euler" else 1e-5
+    for guidance in (None, push):
+        fast, reference = (
+            sample_edm(
+                denoiser,
+                noise,
+                sampler=sampler,  # type: ignore[arg-type]
+                steps=steps,
+                schedule=schedule,  # type: ignore[arg-type]
+                sigma_min=SIGMA_MIN,
+                sigma_max=SIGMA_MAX,
+                sigma_data=0.5,
+                guidance=guidance,
+                reference=use_diffusers,
+            )
+            for use_diffusers in (False, True)
+        )
+        torch.testing.assert_close(fast, reference, atol=tolerance, rtol=0)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+def test_fast_steps_equal_the_diffusers_schedulers_through_a_beso_network(sampler: str) -> None:
+    """Same noise, same BESO network (random weights, the exponential schedule, 3 steps): the same actions."""
+    torch.manual_seed(16)
+    generator = BesoGenerator(
+        BesoConfig(network=NetworkConfig(action_dim=7, horizon=16, cond_dim=32, max_cond_tokens=3))
+    )
+    generator.eval()
+    tokens = torch.randn(2, 3, 32)
+    noise = torch.randn(2, 16, 7)
+    config = generator.config
+    with torch.no_grad():
+        fast, reference = (
+            sample_edm(
+                lambda x, sigma: generator.denoise(x, sigma, tokens),
+                noise,
+                sampler=sampler,  # type: ignore[arg-type]
+                steps=3,
+                schedule=config.schedule,
+                sigma_min=config.sigma_min,
+                sigma_max=config.sigma_max,
+                sigma_data=config.sigma_data,
+                reference=use_diffusers,
+            )
+            for use_diffusers in (False, True)
+        )
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=0)
 
 
 def test_euler_ancestral_is_reproducible_from_its_generator() -> None:

@@ -294,18 +294,21 @@ class GenerativeLowPolicy(nn.Module):
         (state (B, S), cameras (B, 3, H, W)), which is then taken as To identical steps. Guidance terms
         set with :meth:`set_guidance` steer the sample.
         """
-        normalized = self._normalized_inputs(batch)
-        conditioning = self.encoder(normalized)
-        hook = self._guidance_hook() if self._guidance else None
-        sample = self.generator.sample(
-            conditioning,
-            noise=None if noise is None else noise.to(conditioning.tokens.device),
-            steps=self.config.sampler_steps,
-            guidance=hook,
-            cfg_scale=self.config.cfg_scale,
-            generator=generator if generator is not None else self._noise,
-        )
-        return self.normalizer.unnormalize(ACTION, sample)
+        # inference_mode (no version counters, no autograd metadata per op) unless guidance takes reward gradients
+        # inside the sampler; the chunk leaves it as an ordinary tensor (a clone), which callers may modify
+        with torch.inference_mode(not self._guidance):
+            conditioning = self.encoder(self._normalized_inputs(batch))
+            hook = self._guidance_hook() if self._guidance else None
+            sample = self.generator.sample(
+                conditioning,
+                noise=None if noise is None else noise.to(conditioning.tokens.device),
+                steps=self.config.sampler_steps,
+                guidance=hook,
+                cfg_scale=self.config.cfg_scale,
+                generator=generator if generator is not None else self._noise,
+            )
+            actions = self.normalizer.unnormalize(ACTION, sample)
+        return actions.clone() if actions.is_inference() else actions
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         """Training loss on a batch of windows (see :class:`tiers.datasets.loading.TrainingWindows`).
