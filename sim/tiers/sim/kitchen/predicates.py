@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from tiers.commands.effects import CLOSED_FRACTION, OPEN_FRACTION
+from tiers.commands.effects import CLOSED_FRACTION, OPEN_FRACTION, PUSH_DISTANCE
 from tiers.commands.vocabulary import (
     FIXTURES,
     OBJECTS,
@@ -70,7 +70,6 @@ STACK_Z_TOLERANCE = 0.025
 NEAR_GAP = 0.15
 SAME_LEVEL = 0.05
 FOOTPRINT_OVERLAP = 0.005
-PUSH_DISTANCE = 0.08
 PUSH_LIFT = 0.03
 
 
