@@ -8,6 +8,10 @@ Example::
 
 Writes ``improve.json`` (success on the corrected tasks against the number of corrections used) and
 ``improve_curve.png``; each retrained checkpoint lies in ``corrections_<k>/``.
+
+With ``--motion`` the hierarchy's RT-H motion predictor (planner kind ``motion``) is retrained instead, on the motion
+interventions logged in ``--corrections`` (``interventions.jsonl``, :mod:`tiers.apps.improve_motion`); ``--curve``
+counts corrections, and ``improve_motion.json`` lists the retrained predictors.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curve", type=int, nargs="+", default=[0, -1], help="corrections episodes per point (-1 all)")
     parser.add_argument("--seeds", type=int, default=1, help="evaluation episodes per task")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default outputs/improve/<time>)")
+    parser.add_argument(
+        "--motion", action="store_true", help="retrain the motion planner on its logged interventions (RT-H)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +44,18 @@ def run(args: argparse.Namespace) -> int:
     from tiers.apps.improve import ImproveConfig, improve
 
     console = Console(highlight=False)
+
+    def echo(text: str) -> None:
+        console.print(text, markup=False)
+
+    out = args.out or Path("outputs") / "improve" / time.strftime("%Y%m%d-%H%M%S")
+    if args.motion:
+        from tiers.apps.improve_motion import MotionImproveConfig, improve_motion
+
+        motion = MotionImproveConfig(steps=args.steps, fraction=min(max(args.fraction, 1e-3), 1.0))
+        improve_motion(args.hierarchy, args.dataset, args.corrections, out, curve=args.curve, config=motion, echo=echo)
+        console.print(f"[bold]tiers improve --motion[/bold]: retrained predictors in {out}")
+        return 0
     config = ImproveConfig(
         hierarchy=args.hierarchy,
         dataset=args.dataset,
@@ -47,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
         curve=list(args.curve),
         seeds=args.seeds,
     )
-    out = args.out or Path("outputs") / "improve" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     result = improve(config, out, echo=lambda text: console.print(text, markup=False))
     console.print(f"[bold]tiers improve[/bold] on {len(result['tasks'])} corrected task(s); curve in {out}")

@@ -15,10 +15,11 @@ Corrections (:mod:`tiers.policies.hierarchy.corrections`) may arrive from any th
 :meth:`HierarchyRuntime.correct`; they take effect on the next tick. ``stop`` holds the robot until
 ``resume`` (or a new subtask); ``resume`` continues the interrupted command where it stopped (the arm held
 still, so its plan still holds; only a nudge in between makes it re-plan); a motion correction nudges the end
-effector (:mod:`.nudge`); a subtask correction replaces the current subtask and tells the planner, unless
-the planner cannot read it or the mid tier finds no path for it: then the current command goes on and the
-correction's event says why. Every command and correction is kept in :attr:`HierarchyRuntime.events` with
-its provenance, for the corrections log.
+effector (:mod:`.nudge`), unless the planner takes it as its own command (``handle_motion_correction(command,
+said=...) -> True``, the RT-H motion planner: the low tier then executes the phrase); a subtask correction
+replaces the current subtask and tells the planner, unless the planner cannot read it or the mid tier finds no
+path for it: then the current command goes on and the correction's event says why. Every command and
+correction is kept in :attr:`HierarchyRuntime.events` with its provenance, for the corrections log.
 
 Outcomes and recovery: when a subtask command ends (its path ran out, it timed out, or the mid tier found no
 path), the runtime checks from the observation whether it achieved its effect
@@ -511,6 +512,11 @@ class HierarchyRuntime:
         elif correction.kind is CorrectionKind.MOTION:
             self.stopped = False
             self._stopped_at = None
+            take = getattr(self.planner, "handle_motion_correction", None)  # RT-H: the motion planner's command
+            if callable(take) and take(correction.command, said=correction.said):
+                self._nudge = None  # the low tier executes the phrase, conditioned on it, for the planner's span
+                self._start(correction.command, observation)
+                return
             if self._nudge is None:
                 self._nudge = Nudge(self.embodiment)
             self._nudge.start(correction, observation, self._gripper_target)

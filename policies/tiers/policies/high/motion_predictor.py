@@ -5,7 +5,9 @@ RT-H (Belkhale et al., 2024) puts a "language motion" between the task and the a
 :mod:`tiers.datasets.language_motion` auto-labels from proprioception in every ``tiers record`` dataset (the
 ``language_motion`` column), and hands it down as a :class:`~tiers.core.language.LanguageCommand` of style
 ``motion`` for a language-conditioned low tier. A person can say a motion at any time ("move arm left"): it
-overrides the prediction for ``override_s`` seconds of the runtime clock, as in RT-H's intervention mode.
+overrides the prediction for ``override_s`` seconds of the runtime clock, as in RT-H's intervention mode, and every
+prediction it overrides is kept as a :class:`MotionIntervention` (what was said, by whom, what the predictor would
+have said, and the inputs it would have said it from), the data ``tiers improve --motion`` retrains on.
 
 Network (:class:`MotionClassifier`, trained from scratch; B = batch, K = vocabulary size; S = state size: the
 concatenated ``state_keys``, by default joint positions + gripper opening (J+1) and the tool pose (7))::
@@ -37,7 +39,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclasses_fields
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +110,59 @@ class MotionPredictorConfig(Config):
     def camera_name(self) -> str | None:
         """The camera's name in :attr:`Observation.images` ("front"); None without a camera."""
         return None if self.camera is None else self.camera.removeprefix(f"{FeatureKey.IMAGES.value}.")
+
+
+@dataclass(frozen=True)
+class MotionIntervention:
+    """One predictor query answered by a person's motion instead of the prediction (RT-H's intervention data).
+
+    A correction in force for ``override_s`` s covers every query in that span (one every ``period_s``), so one
+    correction gives a few of these; ``corrected_at`` and ``corrected`` identify the correction.
+
+    Attributes:
+        timestamp: s, observation clock of the query.
+        corrected: the RT-H phrase the person said (the training label).
+        predicted: the phrase the predictor would have emitted from this frame.
+        replaced: the command in force when the correction arrived (the prediction it cut short), or None.
+        source: who said it (``CommandSource``: human_live, replay, simulated_corrector, ...).
+        corrected_at: s, observation clock, when the correction was said.
+        said: the words as spoken ("move a bit to the left"), when known.
+        instruction: the episode's task text.
+        subtask: the subtask being followed (None without ``config.subtask``).
+        elapsed: s since that subtask began.
+        state: the predictor's ``state_keys`` concatenated, as it read them (S,).
+        state_keys: which observation features ``state`` holds, in order.
+    """
+
+    timestamp: float
+    corrected: str
+    predicted: str
+    replaced: str | None
+    source: str
+    corrected_at: float
+    said: str
+    instruction: str
+    subtask: str | None
+    elapsed: float
+    state: list[float]
+    state_keys: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MotionIntervention:
+        """The inverse of :meth:`to_dict`.
+
+        Raises:
+            ContractError: a field is missing or unknown (the message names them).
+        """
+        names = {f.name for f in dataclasses_fields(cls)}
+        missing = sorted(n for n in names - set(data) if n != "state_keys")
+        unknown = sorted(set(data) - names)
+        if missing or unknown:
+            raise ContractError(f"not a motion intervention: missing {missing}, unknown {unknown} in {data}")
+        return cls(**data)
 
 
 # --- the network ------------------------------------------------------------------------------------------------
@@ -220,6 +276,16 @@ class MotionPredictor:
 
     In a hierarchy (kind ``motion``) the runtime asks for a prediction every ``period_s`` seconds of observation
     time; the low tier, conditioned on the motion phrase, keeps executing the last one in between.
+
+    Motion corrections in a hierarchy (RT-H's intervention mode)::
+
+        runtime.correct("move left")  ->  runtime asks handle_motion_correction("move arm left")  ->  True
+        t (s):     c        c+0.5     c+1.0     c+1.5   |  c+2.0 (override_s later)
+        emits:     "move arm left" to the low tier ...  |  predictions again
+        logged:    one MotionIntervention per query in the span (predicted phrase + inputs), in ``interventions``
+
+    The runtime then starts the phrase as the low tier's command (no IK nudge); every other planner kind leaves
+    motion corrections to the runtime's nudge.
     """
 
     def __init__(
@@ -245,6 +311,10 @@ class MotionPredictor:
         self._subtask = torch.zeros(1, EMBEDDING_DIM)
         self._override: LanguageCommand | None = None
         self._last: LanguageCommand | None = None
+        self._said = ""  # the words of the override in force, as spoken
+        self._read: tuple[list[float], float] = ([], 0.0)  # (state (S,), elapsed s) of the latest prediction
+        # queries answered by a person's motion, across episodes; whoever logs them drains them
+        self.interventions: list[MotionIntervention] = []
 
     def reset(self, instruction: str) -> None:
         """Start an episode for ``instruction`` (embedded once, planned into subtasks); forget overrides."""
@@ -297,6 +367,7 @@ class MotionPredictor:
         if self._subtask_started is None:
             self._subtask_started = observation.timestamp
         elapsed = torch.tensor([observation.timestamp - self._subtask_started], dtype=torch.float32, device=self.device)
+        self._read = (state[0].cpu().tolist(), float(elapsed[0]))
         logits, done = self.model(state, self._task, images=image, subtasks=self._subtask, elapsed=elapsed)
         probabilities = logits.softmax(dim=-1)[0].cpu()
         return dict(zip(self.config.vocabulary, probabilities.tolist(), strict=True)), float(done.sigmoid()[0])
@@ -308,15 +379,16 @@ class MotionPredictor:
     def next_command(self, observation: Observation) -> LanguageCommand | None:
         """The language motion to execute from ``observation`` (a human override while one is in force)."""
         now = observation.timestamp
-        if self._override is not None:
-            if now < self._override.timestamp + self.config.override_s:
-                return self._override
+        if self._override is not None and now >= self._override.timestamp + self.config.override_s:
             self._override = None
         probabilities, done = self.predict(observation)
         if self.config.subtask and done >= self.config.done_threshold and self.step + 1 < len(self.subtasks):
             self._start_subtask(self.step + 1)
             probabilities, _ = self.predict(observation)
         text = max(probabilities, key=probabilities.__getitem__)
+        if self._override is not None:  # the person's motion stands; what it replaces is kept to learn from
+            self._log_intervention(self._override, text, now)
+            return self._override
         last = self._last
         if last is not None and probabilities[text] < self.config.min_confidence:
             text = last.text  # not confident enough to switch: keep the motion in force
@@ -331,6 +403,46 @@ class MotionPredictor:
         if is_motion or (correction.style is CommandStyle.CORRECTION and correction.text in self.config.vocabulary):
             self._override = correction
             self._last = correction
+            self._said = ""
+
+    def handle_motion_correction(self, correction: LanguageCommand, said: str = "") -> bool:
+        """Take a person's language motion as this tier's command for its span; whether it was taken.
+
+        Taken when ``correction`` is a ``motion`` command whose text is a phrase of the vocabulary (what
+        :func:`~tiers.policies.hierarchy.corrections.interpret_correction` makes of "move left", "lower", "close
+        the gripper"): it replaces the predictions for ``override_s`` s, or until the next correction, and each
+        prediction it replaces is logged in :attr:`interventions`. ``said``: the words as spoken, for the log.
+        The runtime executes a taken correction with the low tier, conditioned on the phrase, instead of nudging.
+        """
+        if correction.style is not CommandStyle.MOTION or correction.text not in self.config.vocabulary:
+            return False
+        self.handle_correction(correction)
+        self._said = said
+        return True
+
+    def drain_interventions(self) -> list[MotionIntervention]:
+        """The interventions logged since the last call (oldest first), forgotten here."""
+        drained, self.interventions = self.interventions, []
+        return drained
+
+    def _log_intervention(self, override: LanguageCommand, predicted: str, now: float) -> None:
+        state, elapsed = self._read
+        self.interventions.append(
+            MotionIntervention(
+                timestamp=float(now),
+                corrected=override.text,
+                predicted=predicted,
+                replaced=None if override.replaces is None else override.replaces.text,
+                source=CommandSource(override.source).value,
+                corrected_at=float(override.timestamp),
+                said=self._said,
+                instruction=self.instruction,
+                subtask=self.subtask if self.config.subtask else None,
+                elapsed=elapsed,
+                state=state,
+                state_keys=list(self.config.state_keys),
+            )
+        )
 
     # -- files ------------------------------------------------------------------------------------------------
 
