@@ -25,7 +25,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,15 @@ from tiers.datasets.language_motion import LabelerSettings, label_motions, phras
 from tiers.policies.hierarchy.build import hierarchy_embodiment, load_hierarchy
 from tiers.policies.hierarchy.config import HierarchyConfig
 from tiers.policies.hierarchy.runtime import HierarchyRuntime, RuntimeStep
-from tiers.policies.high.motion_predictor import MotionClassifier, MotionIntervention, MotionPredictor, load_model
+from tiers.policies.high.motion_predictor import (
+    INTERVENTIONS_FILE,
+    MotionClassifier,
+    MotionIntervention,
+    MotionPredictor,
+    append_interventions,
+    load_model,
+    read_interventions,
+)
 from tiers.services.kinematics import ArmKinematics
 from tiers.services.text_encoder import TextEncoder
 from tiers.services.training import train
@@ -63,43 +71,7 @@ from tiers.sim.kitchen.env import KitchenEnv
 from tiers.sim.kitchen.expert import ScriptedExpert
 from tiers.sim.kitchen.tasks import Task, get_task, success_of
 
-INTERVENTIONS_FILE = "interventions.jsonl"
 NO_DONE = 1e3  # s "until the subtask ends" given to intervention frames: their done target is 0
-
-
-# --- the log ------------------------------------------------------------------------------------------------------
-
-
-def append_interventions(folder: str | Path, interventions: Iterable[MotionIntervention]) -> Path:
-    """Append ``interventions`` to ``folder/interventions.jsonl`` (one JSON object a line); returns the file."""
-    path = Path(folder) / INTERVENTIONS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as stream:
-        for intervention in interventions:
-            stream.write(json.dumps(intervention.to_dict()) + "\n")
-    return path
-
-
-def read_interventions(path: str | Path) -> list[MotionIntervention]:
-    """The interventions of a log file, or of ``interventions.jsonl`` in a folder, in the order logged.
-
-    Raises:
-        ContractError: no such file, or a line that is not an intervention (the message names file and line).
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / INTERVENTIONS_FILE
-    if not path.is_file():
-        raise ContractError(f"{path}: no motion interventions log (written by a motion hierarchy's corrections)")
-    interventions = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            interventions.append(MotionIntervention.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, ContractError) as error:
-            raise ContractError(f"{path}:{number}: {error}") from error
-    return interventions
 
 
 def corrections_of(interventions: Sequence[MotionIntervention]) -> list[list[MotionIntervention]]:

@@ -5,7 +5,10 @@ every tick it hands the runtime's new correction events to :class:`tiers.dataset
 (an interjection event, with the subtask / language motion the runtime put in force because of it) and adds the
 frame (the observation and the action taken from it, with the task, the subtask and the language motion in
 force). A motion nudge ends its intervention span when the runtime hands control back to the low tier; stop,
-subtask and resume corrections govern until the next correction or the end of the episode.
+subtask and resume corrections govern until the next correction or the end of the episode. A planner that
+keeps its own intervention records (the RT-H motion planner: the prediction each motion correction replaced,
+with its inputs) has them appended to ``interventions.jsonl`` in the same folder, for ``tiers improve
+--motion``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from tiers.datasets.corrections import CorrectionsWriter
 from tiers.datasets.features import DatasetSpec
 from tiers.datasets.recorder import EpisodeRecord
 from tiers.policies.hierarchy.runtime import HierarchyRuntime, RuntimeStep
+from tiers.policies.high.motion_predictor import append_interventions
 
 
 class EpisodeCorrectionsLog:
@@ -33,6 +37,7 @@ class EpisodeCorrectionsLog:
             cameras: record the robot's cameras too (renders every tick: slower).
         """
         root = Path(root)
+        self.root = root
         spec = DatasetSpec.from_embodiment(runtime.embodiment, cameras=cameras, depth=False, expert_motion=False)
         resume = (root / "meta" / "info.json").is_file()
         self.writer = CorrectionsWriter(root, spec, resume=resume)
@@ -86,7 +91,11 @@ class EpisodeCorrectionsLog:
             source=self.source,
             wall_time=result.wall_time,
         )
-        return self.writer.save_episode(record)
+        index = self.writer.save_episode(record)
+        drain = getattr(self.runtime.planner, "drain_interventions", None)
+        if callable(drain) and (interventions := drain()):
+            append_interventions(self.root, interventions)
+        return index
 
     def close(self) -> None:
         self.writer.close()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclasses_fields
 from pathlib import Path
@@ -501,3 +502,40 @@ def load_model(folder: str | Path) -> MotionClassifier:
     except RuntimeError as error:
         raise ContractError(f"{folder / WEIGHTS_FILE} does not fit {folder / CONFIG_FILE}: {error}") from error
     return model.eval()
+
+
+# -- the interventions log (written with a corrections dataset, read by tiers improve --motion) -----------------
+
+INTERVENTIONS_FILE = "interventions.jsonl"  # in a corrections dataset folder
+
+
+def append_interventions(folder: str | Path, interventions: Iterable[MotionIntervention]) -> Path:
+    """Append ``interventions`` to ``folder/interventions.jsonl`` (one JSON object a line); returns the file."""
+    path = Path(folder) / INTERVENTIONS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as stream:
+        for intervention in interventions:
+            stream.write(json.dumps(intervention.to_dict()) + "\n")
+    return path
+
+
+def read_interventions(path: str | Path) -> list[MotionIntervention]:
+    """The interventions of a log file, or of ``interventions.jsonl`` in a folder, in the order logged.
+
+    Raises:
+        ContractError: no such file, or a line that is not an intervention (the message names file and line).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / INTERVENTIONS_FILE
+    if not path.is_file():
+        raise ContractError(f"{path}: no motion interventions log (written by a motion hierarchy's corrections)")
+    interventions = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            interventions.append(MotionIntervention.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, ContractError) as error:
+            raise ContractError(f"{path}:{number}: {error}") from error
+    return interventions
