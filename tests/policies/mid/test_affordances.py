@@ -100,3 +100,18 @@ def test_handle_and_place_affordances(kitchen: MujocoKitchen) -> None:
     assert left is not None and left.point[1] > state.objects["box"].bounds.high[1]
     cabinet = detector.detect(Subtask.parse("put the apple in the cabinet"), cloud)
     assert cabinet.affordance is None and "open it first" in cabinet.reason  # the door is closed
+
+
+@pytest.mark.parametrize("direction", ["to the left", "to the right", "forward", "backward"])
+def test_a_push_turns_the_wrist_camera_away_from_the_object_first(kitchen: MujocoKitchen, direction: str) -> None:
+    cloud, _ = observe(kitchen, 0)
+    push = AffordanceDetector(FixtureMap.from_model(kitchen.model)).detect(
+        Subtask.parse(f"push the box {direction}"), cloud
+    )
+    assert push.affordance is not None and push.affordance.kind is AffordanceKind.PUSH, push.reason
+    yaws = [push.affordance.yaw, *push.affordance.alternatives]
+    housing = np.array([np.sin(yaws[0]), -np.cos(yaws[0])])  # the tool's -x axis of a top-down tool at that yaw
+    assert housing @ push.affordance.motion[:2] / np.linalg.norm(push.affordance.motion) < -0.99
+    # every yaw is offered with the housing turned toward the object too, after all of those away from it
+    half = len(yaws) // 2
+    np.testing.assert_allclose(np.cos(np.subtract(yaws[half:], yaws[:half])), -1.0, atol=1e-9)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
-from tiers.core.ee_path import EEPath
+from tiers.core.ee_path import EEPath, wxyz_to_xyzw
 from tiers.policies.mid.affordances import Affordance, AffordanceKind
 from tiers.policies.mid.paths import PathConfig, PathPlanner, tool_quaternion
 from tiers.policies.mid.perception import BACKGROUND, SceneCloud, SegmentationSource
@@ -154,3 +157,37 @@ def test_a_push_toward_the_base_is_shortened_to_what_the_arm_reaches() -> None:
     short = PathPlanner(reachable=lambda position, quaternion: bool(position[0] > 0.38))
     failed = short.plan(push, counter_cloud(apple), HOME_POSE, gripper=0.0)
     assert failed.path is None and "end of the push" in failed.reason
+
+
+def test_a_push_stops_short_of_a_fixture_ahead_only_when_every_yaw_hits_it() -> None:
+    apple = ([0.47, -0.03, 0.0], [0.53, 0.03, 0.07], "apple")
+    wall = ([0.60, -0.15, 0.0], [0.62, 0.15, 0.12], None)  # the full push (to x = 0.579) would reach it
+    push = replace(push_of([0.434, 0.0, 0.028], apple[0], apple[1], [0.145, 0.0, 0.0]), yaw=-np.pi / 2)
+    planner = PathPlanner()
+    result = planner.plan(push, counter_cloud(apple, wall), HOME_POSE, gripper=0.0)
+    assert result.path is not None, result.reason
+    end, _ = result.path.sample(dict(result.segments)["retreat"])
+    travel = float(end[0, 0]) - 0.434
+    assert planner.config.min_push_travel - 1e-6 <= travel < 0.145
+    # too close for even the shortest push: no path, the collision given as the reason
+    near = ([0.57, -0.15, 0.0], [0.59, 0.15, 0.12], None)
+    blocked = planner.plan(push, counter_cloud(apple, near), HOME_POSE, gripper=0.0)
+    assert blocked.path is None and "collides" in blocked.reason
+
+
+def test_a_push_keeps_the_wrist_camera_off_a_tall_object_when_another_yaw_can() -> None:
+    apple = ([0.47, -0.03, 0.0], [0.53, 0.03, 0.07], "apple")
+    # a tall can right behind the contact point, where the camera's housing (tool -x) is at yaw -pi/2
+    can = ([0.36, -0.03, 0.0], [0.40, 0.03, 0.12], "can")
+    push = replace(push_of([0.434, 0.0, 0.028], apple[0], apple[1], [0.145, 0.0, 0.0]), yaw=-np.pi / 2,
+                   alternatives=(np.pi / 2,))  # fmt: skip
+    result = PathPlanner().plan(push, counter_cloud(apple, can), HOME_POSE, gripper=0.0)
+    assert result.path is not None, result.reason
+    x_axis = Rotation.from_quat(wxyz_to_xyzw(result.path.quaternions[-1])).apply([1.0, 0.0, 0.0])
+    assert x_axis[0] < -0.9  # turned half a turn: the housing rides over the low apple, off the can
+    # a tall target too: the housing would climb one or the other, and the check gives way (it may nudge the can)
+    tall = ([0.47, -0.03, 0.0], [0.53, 0.03, 0.12], "apple")
+    result = PathPlanner().plan(push, counter_cloud(tall, can), HOME_POSE, gripper=0.0)
+    assert result.path is not None, result.reason
+    x_axis = Rotation.from_quat(wxyz_to_xyzw(result.path.quaternions[-1])).apply([1.0, 0.0, 0.0])
+    assert x_axis[0] > 0.9  # the preferred yaw

@@ -72,10 +72,15 @@ def mid_tier_perception(mid: Any, planner: str) -> Callable[[Observation], Cloud
             "use mid: {kind: keypoint_paths}"
         )
 
+    namer = getattr(mid, "namer", None)
+
     def perceive(observation: Observation) -> CloudObjects:
         cloud = builder.build(observation)
-        if builder.config.use_masks and not cloud.names and not observation.segmentation:
-            cloud = builder.cluster(cloud)  # real cameras: no masks, so segment by plane removal + DBSCAN
+        if len(cloud) and cloud.source != "masks":
+            # real cameras: no masks, so plane removal + DBSCAN, clusters named by class (the mid tier's namer)
+            cloud = builder.cluster(cloud)
+            if namer is not None:
+                cloud = namer.name(cloud, observation)
         return CloudObjects(cloud)
 
     return perceive

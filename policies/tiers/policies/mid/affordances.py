@@ -231,6 +231,7 @@ class AffordanceConfig(Config):
     push_distance: float = 0.12  # m, how far a push moves the tool after contact
     push_standoff: float = 0.025  # m, gap between the fingers and the object before a push
     push_height: float = 0.028  # m, TCP above the object's bottom while pushing (at most half its height)
+    wrist_camera_side: float = -1.0  # the wrist camera's housing sticks out on this side of the tool's x axis
     spot_gap: float = 0.045  # m, footprint gap between a spatially placed object and its anchor
     spot_turns: list[float] = field(default_factory=lambda: [0.0, 0.26, -0.26, 0.52, -0.52])  # rad, off the relation
     spot_extra: list[float] = field(default_factory=lambda: [0.0, 0.03, 0.06])  # m, further out than ``spot_gap``
@@ -421,25 +422,29 @@ class AffordanceDetector:
         contact = centre - unit[:2] * (reach + config.push_standoff + 0.011)
         height = bottom + min(config.push_height, 0.5 * (top - bottom))
         point = np.array([contact[0], contact[1], max(height, bottom + config.min_tcp_height)])
-        closing = float(np.arctan2(unit[1], unit[0])) + np.pi / 2  # fingers side by side across the push
+        # fingers side by side across the push, the wrist camera's housing (on the tool's -x side, 3.5-7 cm
+        # behind the TCP) on the far side from the object: pushing with it in front, the housing ran onto the
+        # top of a tall object (can, box) and the hand rode up off the counter (as the scripted expert's)
+        closing = float(np.arctan2(config.wrist_camera_side * unit[0], -config.wrist_camera_side * unit[1]))
+        reference = comfortable_yaw(closing, point)  # the wrist mid-range yaw (mod pi)
         # a turned hand body reaches over the object: only objects lower than the hand's underside allow turns
         turns = PUSH_TURNS if top - point[2] < config.hand_below_tcp + 0.008 else ()
+        away = [_nearest_yaw(closing + turn, reference) for turn in (0.0, *turns)]
+        # then the housing turned toward the object (over a low or hollow one; the path planner checks it)
+        yaws = away + [yaw + np.pi for yaw in away]
         return AffordanceResult(
             Affordance(
                 kind=AffordanceKind.PUSH,
                 target=name,
                 point=point,
-                yaw=comfortable_yaw(closing, point),
+                yaw=yaws[0],
                 opening=0.0,
                 motion=unit * (config.push_distance + config.push_standoff),
                 low=points.min(axis=0),
                 high=points.max(axis=0),
                 # closed fingers askew still push (the scripted expert turns them up to 60 degrees to keep the hand
-                # off the fixtures); last, the wrist turned half a turn, where the comfortable one has no IK solution
-                alternatives=(
-                    *(comfortable_yaw(closing + turn, point) for turn in turns),
-                    comfortable_yaw(closing, point) + np.pi,
-                ),
+                # off the fixtures); last, for a low object, the wrist turned half a turn
+                alternatives=tuple(yaws[1:]),
             )
         )
 
@@ -715,6 +720,11 @@ def comfortable_yaw(yaw: float, position: Vector) -> float:
     the arm reaches at ``position`` by turning its base joint alone from home (keeps the wrist mid-range)."""
     reference = float(np.arctan2(position[1], position[0]) - np.pi / 2)
     return float(reference + (yaw - reference + np.pi / 2) % np.pi - np.pi / 2)
+
+
+def _nearest_yaw(yaw: float, reference: float) -> float:
+    """The angle ``yaw + 2k·pi`` nearest ``reference`` (rad): the same tool orientation, camera side included."""
+    return float(reference + (yaw - reference + np.pi) % (2 * np.pi) - np.pi)
 
 
 def rotate_about(point: Vector, pivot: Vector, angle: float) -> Vector:

@@ -21,10 +21,11 @@ push the X D           X's centre moved at least ``push_distance`` along D since
 Each check returns a :class:`SubtaskOutcome`: achieved, failed (with the reason, worded like the mid
 tier's: a place that left the object elsewhere ends "it is not in the hand: pick it up first"), or unknown when the
 cameras cannot tell (the object or the handle is hidden, e.g. by the arm, or the cloud is empty). The
-open/closed thresholds are the kitchen's success predicates' own (:mod:`tiers.commands.effects`: open at
->= 80 %, closed at <= 5 % of the range); the others mirror the predicates with a small margin for
-perception. The checker uses the mid tier's own cloud builder and fixture map
-(:meth:`OutcomeChecker.for_mid`), so it sees exactly what the mid tier plans from.
+open/closed and push thresholds are the kitchen's success predicates' own (:mod:`tiers.commands.effects`:
+open at >= 80 %, closed at <= 5 % of the range, pushed >= 8 cm: a push sensed short of it is pushed again);
+the others mirror the predicates with a small margin for perception. The checker uses the mid tier's own
+cloud builder and fixture map (:meth:`OutcomeChecker.for_mid`), so it sees exactly what the mid tier plans
+from.
 
 Frames and units: base frame, metres.
 """
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tiers.commands.effects import CLOSED_FRACTION, OPEN_FRACTION
+from tiers.commands.effects import CLOSED_FRACTION, OPEN_FRACTION, PUSH_DISTANCE
 from tiers.commands.subtasks import Action, Subtask, SubtaskError
 from tiers.commands.vocabulary import (
     FIXTURES,
@@ -55,6 +56,7 @@ from tiers.core.observation import Observation
 
 if TYPE_CHECKING:  # perception imports torch; the runtime that imports this module stays torch-free
     from tiers.policies.mid.affordances import AffordanceDetector, Articulated
+    from tiers.policies.mid.cluster_naming import ClusterNamer
     from tiers.policies.mid.perception import PointCloudBuilder, SceneCloud
 
 
@@ -97,7 +99,7 @@ class OutcomeConfig(Config):
     closed_fraction: float = CLOSED_FRACTION  # ... at most this open is closed
     region_margin: float = 0.02  # an object's centre may stick out of a region or footprint by this much
     near_gap: float = 0.15  # max horizontal gap between footprints for "next to" and the directional relations
-    push_distance: float = 0.05  # min displacement along the push direction (success: 0.08 from the start)
+    push_distance: float = PUSH_DISTANCE  # m, least displacement along the push direction (as the task's)
     min_points: int = 8  # fewest points of a segment to measure it
 
 
@@ -127,6 +129,7 @@ class OutcomeChecker:
         *,
         max_opening: float,
         config: OutcomeConfig | None = None,
+        namer: ClusterNamer | None = None,
     ) -> None:
         """
         Args:
@@ -134,8 +137,11 @@ class OutcomeChecker:
             detector: the mid tier's affordance detector (its fixture map and articulation measurement).
             max_opening: m, the gripper's widest opening.
             config: thresholds.
+            namer: the mid tier's cluster namer, which names the clusters of a cloud without masks (None: they stay
+                anonymous).
         """
         self.builder = builder
+        self.namer = namer
         self.detector = detector
         self.max_opening = float(max_opening)
         self.config = config or OutcomeConfig()
@@ -151,7 +157,8 @@ class OutcomeChecker:
         embodiment = getattr(mid, "embodiment", None)
         if builder is None or detector is None or embodiment is None:
             return None
-        return cls(builder, detector, max_opening=embodiment.gripper.max_opening, config=config)
+        namer = getattr(mid, "namer", None)
+        return cls(builder, detector, max_opening=embodiment.gripper.max_opening, config=config, namer=namer)
 
     def reset(self) -> None:
         self._start = None
@@ -195,8 +202,10 @@ class OutcomeChecker:
 
     def _cloud(self, observation: Observation) -> SceneCloud:
         cloud = self.builder.build(observation)
-        if len(cloud) and self.builder.config.use_masks and not cloud.names and not observation.segmentation:
-            cloud = self.builder.cluster(cloud)  # as the mid tier does without masks (clusters stay anonymous)
+        if len(cloud) and cloud.source != "masks":  # as the mid tier does without masks: clusters named by class
+            cloud = self.builder.cluster(cloud)
+            if self.namer is not None:
+                cloud = self.namer.name(cloud, observation)
         return cloud
 
     def held(self, name: str, cloud: SceneCloud, observation: Observation) -> tuple[bool, str]:

@@ -128,6 +128,9 @@ class PathConfig(Config):
     min_push_travel: float = 0.115
     push_pre_heights: list[float] = field(default_factory=lambda: [0.08, 0.04])  # m, pre-push heights tried
     insert_above: float = 0.015  # m, an insertion slides in this far above its release height
+    # m, how deep the wrist camera's housing may overlap a push's target (it pushes a basket's rim along; on a
+    # can's top it climbed): its spheres are checked this much higher against the target's points (clearance kept)
+    camera_target_overlap: float = 0.03
 
     def __post_init__(self) -> None:
         speeds = ("free_speed", "carry_speed", "contact_speed", "swing_speed", "angular_speed")
@@ -181,6 +184,10 @@ class _Segment:
     movable: str = ""
 
 
+_PASS = (False, False)  # (check the wrist camera's housing, stop a push short of a fixture) of one pass
+_PUSH_PASSES = ((True, False), (False, False), (False, True))  # a push's passes over its yaws, in order
+
+
 class PlanningError(Exception):
     """Internal: a reason there is no path (turned into a PathResult)."""
 
@@ -205,6 +212,8 @@ class PathPlanner:
         self._deadline = np.inf  # perf_counter() time RRT-Connect gives up at (inf: no wall-clock limit)
         self._trees: dict[str, cKDTree | None] = {}
         self._solved: dict[tuple[float, ...], bool] = {}  # IK answers of the current plan() call
+        self._camera = False  # a push's segments check the wrist camera's housing against every object
+        self._shorten = False  # a push may stop short of a fixture ahead (its last pass over the yaws)
 
     def seed(self, seed: int | None) -> None:
         """Combine ``seed`` (an episode's) with ``PathConfig.seed`` in every later plan; None: the config's alone."""
@@ -247,14 +256,21 @@ class PathPlanner:
             pose = np.asarray(ee_pose, np.float64)
             self._trees = self._obstacle_trees(affordance, cloud, held)
             failures = []
-            # alternatives: other yaws (with their own keypoints around a rim) that grip as well
-            for yaw, point in affordance.options():
+            # alternatives: other yaws (with their own keypoints around a rim) that grip as well; a push tries
+            # every yaw with the wrist camera's housing off the objects, then every yaw without that check (it
+            # may nudge a light one), then every yaw stopped short of a fixture ahead
+            options = [(yaw, point, _PASS) for yaw, point in affordance.options()]
+            if affordance.kind is AffordanceKind.PUSH:
+                options = [(yaw, point, way) for way in _PUSH_PASSES for yaw, point, _ in options]
+            for yaw, point, way in options:
+                self._camera, self._shorten = way
                 candidate = replace(affordance, point=point, yaw=yaw, alternatives=(), alternative_points=())
                 try:
                     segments, used_fallback = self._segments(candidate, cloud, pose, gripper, held)
                     break
                 except PlanningError as error:
-                    failures.append(str(error))
+                    if way is options[0][2]:
+                        failures.append(str(error))
             else:
                 if len(failures) == 1:
                     raise PlanningError(failures[0])
@@ -521,18 +537,36 @@ class PathPlanner:
         """Check every segment; replace colliding free-space lines by RRT-Connect detours."""
         config = self.config
         spheres = _tool_spheres(held is not None, hang, offset, held_radius)
+        # a push's moves near the objects: the wrist camera's housing must stay off every object, the target
+        # included (against a tall one it levered the hand off the counter; the target moves with the fingers,
+        # so its points stay where they are relative to the housing), in the push's first pass over its yaws
+        camera = [(centre, radius, "camera") for centre, radius in CAMERA_SPHERES]
+        # against the target a shallow overlap only pushes it too (a basket's rim); a deep one climbs it (a can)
+        lifted = np.array([0.0, 0.0, -self.config.camera_target_overlap])
+        camera_target = [(centre + lifted, radius, "camera") for centre, radius in CAMERA_SPHERES]
         used_fallback = False
         routed: list[_Segment] = []
-        for segment in segments:
+        segments = list(segments)
+        for index, segment in enumerate(segments):
             tree = self._trees[segment.movable or ("contact" if segment.contact else "free")]
             # fingers close around the target on contact segments: only the hand and wrist spheres count there
             # (a push's fingers stay closed: they count against what its segments keep as obstacles)
             active = [s for s in spheres if segment.movable or not (segment.contact and s[2] == "finger")]
 
             def free(
-                points: Vector, quats: Vector, tree: cKDTree | None = tree, active: list[Sphere] = active
+                points: Vector,
+                quats: Vector,
+                tree: cKDTree | None = tree,
+                active: list[Sphere] = active,
+                movable: bool = bool(segment.movable) and self._camera,
+                moving: bool = segment.name in ("push", "retreat"),
             ) -> NDArray[np.bool_]:
-                return self._free(points, quats, tree, active, cloud.support_height)
+                clear = self._free(points, quats, tree, active, cloud.support_height)
+                if movable:
+                    clear &= self._free(points, quats, self._trees["contact"], camera, cloud.support_height)
+                if movable and not moving:  # once pushing, the target moves on with the hand
+                    clear &= self._free(points, quats, self._trees["target"], camera_target, cloud.support_height)
+                return clear
 
             samples, sample_q = _densify(segment, config.check_step)
             clear = free(samples, sample_q)
@@ -540,6 +574,15 @@ class PathPlanner:
                 # the tool is already there (e.g. beside a neighbour after a grasp): leaving is allowed, so the
                 # first segment's leading run in contact counts as clear up to its first free sample
                 clear[: int(np.argmax(clear))] = True
+            if self._shorten and segment.name == "push" and clear[0] and not np.all(clear):
+                # a fixture ahead: stop short of it, where the push is still long enough (then retreat from there)
+                end = samples[max(int(np.argmin(clear)) - 1, 0)]
+                if float(np.linalg.norm(end - segment.positions[0])) >= config.min_push_travel - 1e-9:
+                    segment = replace(segment, positions=np.stack([segment.positions[0], end]))
+                    following = segments[index + 1]
+                    rise = following.positions[-1] - following.positions[0]
+                    segments[index + 1] = replace(following, positions=np.stack([end, end + rise]))
+                    clear = np.ones(1, dtype=bool)
             if np.all(clear):
                 routed.append(segment)
                 continue
@@ -586,6 +629,7 @@ class PathPlanner:
         contact_tree = cKDTree(obstacles[outside], balanced_tree=False) if np.any(outside) else None
         trees = {"free": free_tree, "contact": contact_tree}
         if affordance.kind is AffordanceKind.PUSH:
+            trees["target"] = cKDTree(obstacles[~outside], balanced_tree=False) if np.any(~outside) else None
             fixtures = _voxel_thin(cloud.points[above][labels == BACKGROUND], self.config.obstacle_voxel)
             trees["fixtures"] = cKDTree(fixtures, balanced_tree=False) if len(fixtures) else None
         return trees
@@ -730,6 +774,11 @@ def _yaw_rotated(quaternion: Vector, angle: float) -> Vector:
     turned = Rotation.from_rotvec([0.0, 0.0, angle]) * Rotation.from_quat(wxyz_to_xyzw(quaternion))
     result: Vector = xyzw_to_wxyz(turned.as_quat())
     return result
+
+
+# tool-frame centres (3,) m and radii m of two spheres around the wrist camera's housing (panda.xml: a box
+# 52 mm on the tool's -x side, 35-71 mm behind the TCP, 6 cm wide along the closing axis)
+CAMERA_SPHERES = ((np.array([-0.052, 0.015, -0.053]), 0.02), (np.array([-0.052, -0.015, -0.053]), 0.02))
 
 
 def _tool_spheres(holding: bool, hang: float, offset: Vector, held_radius: float) -> list[Sphere]:

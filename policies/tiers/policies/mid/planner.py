@@ -44,11 +44,12 @@ from tiers.core.language import LanguageCommand
 from tiers.core.observation import Observation
 from tiers.core.protocols import MidLevelPlan
 from tiers.policies.mid.affordances import Affordance, AffordanceConfig, AffordanceDetector, FixtureMap
+from tiers.policies.mid.cluster_naming import ClusterNamer, ClusterNamingConfig, segment_without_masks
 from tiers.policies.mid.kinematics import ArmFK
 from tiers.policies.mid.language_rewards import subtask_rewards
 from tiers.policies.mid.llm_rewards import LLMRewardConfig, LLMRewardWriter
 from tiers.policies.mid.paths import PathConfig, PathPlanner, PathResult, Reachability
-from tiers.policies.mid.perception import PerceptionConfig, PointCloudBuilder, SceneCloud
+from tiers.policies.mid.perception import PerceptionConfig, PointCloudBuilder, SceneCloud, SegmentationSource
 from tiers.policies.mid.reward_spec import RewardSource
 from tiers.policies.mid.rewards import follow_path
 from tiers.policies.mid.scene_memory import SceneMemory, SceneMemoryConfig
@@ -87,6 +88,8 @@ class MidPlannerConfig(Config):
     llm_rewards: LLMRewardConfig = field(default_factory=LLMRewardConfig)  # endpoint, repairs, sandbox of "llm"
     check_ik: bool = True  # check the keypoint poses with inverse kinematics (when a kinematics model is given)
     memory: SceneMemoryConfig = field(default_factory=SceneMemoryConfig)  # recall what the arm hides (max_age s)
+    # without masks (perception.use_masks false, or no masks in the observation): clusters named by class
+    naming: ClusterNamingConfig = field(default_factory=ClusterNamingConfig)
 
     def __post_init__(self) -> None:
         if self.reward_source is RewardSource.LLM and self.vls_weight <= 0:
@@ -170,6 +173,7 @@ class KeypointPathPlanner:
                 reward_backend = make_backend(base_url=llm.base_url, model=llm.model, model_path=llm.model_path)
             self.reward_writer = LLMRewardWriter(reward_backend, self.config.llm_rewards)
         self.memory = SceneMemory(self.config.memory, max_opening=embodiment.gripper.max_opening)
+        self.namer = ClusterNamer(self.config.naming, max_opening=embodiment.gripper.max_opening)
         self.last: PlanOutcome | None = None
 
     @classmethod
@@ -195,6 +199,7 @@ class KeypointPathPlanner:
         """A new episode: forget the last outcome and the scene memory."""
         self.last = None
         self.memory.reset()
+        self.namer.reset()
 
     def seed(self, seed: int) -> None:
         """Seed every random draw of the coming plans with an episode's seed: the support plane's RANSAC
@@ -225,8 +230,8 @@ class KeypointPathPlanner:
         cloud = self.builder.build(observation)
         if len(cloud) == 0:
             return PlanOutcome(empty, "no depth returns in any camera: the point cloud is empty", cloud)
-        if self.builder.config.use_masks and not cloud.names and not observation.segmentation:
-            cloud = self.builder.cluster(cloud)
+        if cloud.source is not SegmentationSource.MASKS:  # no masks: clusters, named by class (cluster_naming)
+            cloud = segment_without_masks(self.builder, cloud, observation, self.namer)
         in_hand = {name for name in set(cloud.names.values()) if self._held(name, cloud, observation)}
         if subtask.action is Action.PICK and (
             lift := self._lift_if_grasped(command, subtask.object, cloud, observation)
@@ -256,6 +261,8 @@ class KeypointPathPlanner:
         timing = (perceived - started, time.perf_counter() - perceived)  # perception_time, planning_time
         if result.path is None:
             return PlanOutcome(empty, result.reason, cloud, found.affordance, result, *timing, memory=memory)
+        if subtask.action is Action.PICK and cloud.source is not SegmentationSource.MASKS:
+            self._attach(subtask.object, cloud, result.path)
         guidance = [self._tracking(result.path, observation)]
         rewards_reason = ""
         if self.config.vls_weight > 0:
@@ -263,6 +270,16 @@ class KeypointPathPlanner:
             guidance.append(staged.guidance(self.config.vls_weight))
         plan = MidLevelPlan(command, result.path, tuple(guidance))
         return PlanOutcome(plan, "", cloud, found.affordance, result, *timing, rewards_reason, memory)
+
+    def _attach(self, name: str, cloud: SceneCloud, path: EEPath) -> None:
+        """Without masks: fix ``name``'s points to the pick's grasp pose (the first waypoint whose gripper target
+        closes), so the namer keeps the object in the cloud while the hand holds it (the self-filter removes it)."""
+        closing = np.flatnonzero(np.diff(path.gripper) < -1e-4)
+        if len(closing) == 0:
+            return
+        ids = [index for index, value in cloud.names.items() if value == name]
+        mask = np.isin(cloud.labels, ids)
+        self.namer.attach(name, cloud.points[mask], cloud.colors[mask], path.waypoints[closing[0] + 1])
 
     def _tracking(self, path: EEPath, observation: Observation) -> Any:
         """The path-tracking guidance term of ``path`` starting now."""
