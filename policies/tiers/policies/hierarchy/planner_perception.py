@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from tiers.core.errors import ConfigError
 from tiers.core.observation import Observation
+from tiers.policies.high.primitives import SegmentQueries
 
 if TYPE_CHECKING:  # the cloud's module imports torch; this one is imported only by the planner kinds that use it
     from tiers.policies.mid.perception import SceneCloud
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # the cloud's module imports torch; this one is imported only
 MIN_POINTS = 15  # a segment with fewer points (after the voxel grid) is not reported as seen
 
 
-class CloudObjects:
+class CloudObjects(SegmentQueries):
     """:class:`~tiers.policies.high.primitives.ObjectPerception` over one :class:`SceneCloud`."""
 
     def __init__(self, cloud: SceneCloud) -> None:
@@ -38,24 +39,11 @@ class CloudObjects:
         """Segments with at least MIN_POINTS points, sorted by name."""
         return [name for name in self.cloud.segment_names if len(self.cloud.segment(name)) >= MIN_POINTS]
 
-    def points(self, name: str, max_points: int | None = None) -> NDArray[np.float64]:
-        """(N, 3) m: the segment's points (evenly subsampled to ``max_points``)."""
-        points = self.cloud.segment(name)
+    def visible_points(self, name: str) -> NDArray[np.float64]:
+        points: NDArray[np.float64] = self.cloud.segment(name)
         if len(points) < MIN_POINTS:
             raise ValueError(f"the {name} is not in view; in view: {self.object_names()}")
-        if max_points is not None and len(points) > max_points:
-            points = points[np.linspace(0, len(points) - 1, max_points).astype(int)]
         return points
-
-    def position(self, name: str) -> NDArray[np.float64]:
-        """(3,) m: centroid of the segment's points."""
-        centroid: NDArray[np.float64] = self.points(name).mean(axis=0)
-        return centroid
-
-    def bbox(self, name: str) -> NDArray[np.float64]:
-        """(2, 3) m: axis-aligned [min, max] corners of the segment's points."""
-        points = self.points(name)
-        return np.stack([points.min(axis=0), points.max(axis=0)])
 
 
 def mid_tier_perception(mid: Any, planner: str) -> Callable[[Observation], CloudObjects]:

@@ -81,7 +81,36 @@ class ObjectPerception(Protocol):
         ...
 
 
-class ObservationPerception:
+class SegmentQueries:
+    """The :class:`ObjectPerception` queries every perception answers the same way from an object's visible
+    points; a subclass gives ``object_names`` and ``visible_points``."""
+
+    def object_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def visible_points(self, name: str) -> NDArray[np.float64]:
+        """(N, 3) m: every visible point of ``name``; ``ValueError`` naming what is in view when it is not."""
+        raise NotImplementedError
+
+    def points(self, name: str, max_points: int | None = None) -> NDArray[np.float64]:
+        """(N, 3) m: the object's visible surface points (evenly subsampled to ``max_points``)."""
+        points = self.visible_points(name)
+        if max_points is not None and len(points) > max_points:
+            points = points[np.linspace(0, len(points) - 1, max_points).astype(int)]
+        return points
+
+    def position(self, name: str) -> NDArray[np.float64]:
+        """(3,) m: centroid of the object's visible points."""
+        centroid: NDArray[np.float64] = self.visible_points(name).mean(axis=0)
+        return centroid
+
+    def bbox(self, name: str) -> NDArray[np.float64]:
+        """(2, 3) m: [[x, y, z] min, [x, y, z] max] of the visible points (axis-aligned, base frame)."""
+        points = self.visible_points(name)
+        return np.stack([points.min(axis=0), points.max(axis=0)])
+
+
+class ObservationPerception(SegmentQueries):
     """Object queries on one observation's RGB-D camera (see the module docstring).
 
     Frames and units: points and positions in the robot base frame, m.
@@ -110,26 +139,13 @@ class ObservationPerception:
         ids, counts = np.unique(self._labels[self._labels >= 0], return_counts=True)
         return sorted(self._names[int(i)] for i, n in zip(ids, counts, strict=True) if n >= MIN_PIXELS)
 
-    def points(self, name: str, max_points: int | None = None) -> NDArray[np.float64]:
-        """(N, 3) m: the object's visible surface points (evenly subsampled to ``max_points``)."""
+    def visible_points(self, name: str) -> NDArray[np.float64]:
         if name not in self._ids:
             raise ValueError(f"unknown object {name!r}; objects in the scene: {sorted(self._ids)}")
         points: NDArray[np.float64] = self._points[self._labels == self._ids[name]]
         if len(points) < MIN_PIXELS:
             raise ValueError(f"the {name} is not visible from the camera; visible: {self.object_names()}")
-        if max_points is not None and len(points) > max_points:
-            points = points[np.linspace(0, len(points) - 1, max_points).astype(int)]
         return points
-
-    def position(self, name: str) -> NDArray[np.float64]:
-        """(3,) m: centroid of the object's visible points."""
-        centroid: NDArray[np.float64] = self.points(name).mean(axis=0)
-        return centroid
-
-    def bbox(self, name: str) -> NDArray[np.float64]:
-        """(2, 3) m: [[x, y, z] min, [x, y, z] max] of the visible points (axis-aligned, base frame)."""
-        points = self.points(name)
-        return np.stack([points.min(axis=0), points.max(axis=0)])
 
 
 @runtime_checkable
