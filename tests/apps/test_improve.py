@@ -1,59 +1,102 @@
-"""``tiers improve``: a learned hierarchy, corrections logged by ``tiers run``, fine-tuning, the curve."""
+"""``tiers improve``: fine-tuning on logged corrections moves the policy the way they said; its checks."""
 
 from __future__ import annotations
 
-import json
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from tiers.core.errors import ConfigError
+from tiers.core.features import FeatureKey
+
+ACTION = FeatureKey.ACTION.value
 
 
-def test_improve_fine_tunes_on_logged_corrections_and_writes_the_curve(
-    tmp_path: Path, state_dataset: Path, parse_cli: Callable[..., object]
-) -> None:
-    from tiers.cli import improve, run
+LEFT = 0.3  # rad added to the base joint's target by the correction: + turns the arm to the robot's left
+SPAN = (40, 100)  # frames of the replayed episode under "move arm left"
 
-    replay = tmp_path / "said.yaml"
-    replay.write_text("- {t: 0.5, text: stop}\n- {t: 1.0, text: move up a bit}\n")
+
+def test_fine_tuning_on_a_move_left_correction_moves_the_action_left(tmp_path: Path, state_dataset: Path) -> None:
+    """The fixed scenario: a tiny state-only BESO fitted to 3 expert episodes of open/drawer/0; one corrections
+    episode replays the first of them with "move arm left" in force over SPAN, where the logged actions turn the base
+    joint (panda_joint1, a yaw about the vertical: + swings the hand to the robot's left) LEFT rad further than the
+    expert did. After :func:`fine_tune` on the demonstrations + those correction frames (tiers improve's mixture,
+    half the samples from the corrections), the policy's actions at the corrected states must have moved left, by a
+    margin, and more than any other joint moved."""
+    import tiers.sim
+    from tiers.apps.improve import correction_frames, fine_tune
+    from tiers.apps.record import roll_out_expert
+    from tiers.apps.training import generative_loading_config
+    from tiers.core.features import CommandSource, CommandStyle
+    from tiers.core.language import LanguageCommand
+    from tiers.datasets.corrections import CorrectionsSpec, CorrectionsWriter, intervention_frame_mask
+    from tiers.datasets.features import DatasetSpec
+    from tiers.datasets.loading import load_training_dataset
+    from tiers.datasets.recorder import EpisodeRecord
+    from tiers.policies.low.checkpoint import PolicyFeatures, load_policy
+    from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
+    from tiers.services.training import TrainerConfig, train
+
+    env = tiers.sim.make(["open/drawer/0"], render=False)
+    try:
+        spec = CorrectionsSpec.extend(DatasetSpec.from_embodiment(env.embodiment, cameras=False))
+        episode = roll_out_expert(env, "open/drawer/0", 0, spec)  # the recording's first episode, replayed
+    finally:
+        env.close()
+    assert episode.success and len(episode.frames) > SPAN[1]
     log = tmp_path / "yay"
-    args = parse_cli(
-        "run", "learned_paths", "--task", "open/drawer/0", "--corrections", str(replay), "--log", str(log),
-        "--max-steps", "60",
-    )  # fmt: skip
-    run.run(args)  # success or not, the episode and its two corrections are logged
-    out = tmp_path / "improve"
-    code = improve.run(
-        parse_cli(
-            "improve",
-            "--hierarchy",
-            "learned_paths",
-            "--dataset",
-            str(state_dataset),
-            "--corrections",
-            str(log),
-            "--steps",
-            "2",
-            "--curve",
-            "0",
-            "-1",
-            "--out",
-            str(out),
-        )
+    left = LanguageCommand("move arm left", CommandStyle.MOTION, CommandSource.SIMULATED_CORRECTOR, timestamp=2.0)
+    with CorrectionsWriter(log, spec) as writer:
+        for index, frame in enumerate(episode.frames):
+            if index == SPAN[0]:
+                writer.interject(left, motion="move arm left")
+            if index == SPAN[1]:
+                writer.end_intervention()
+            action = frame[ACTION].copy()
+            action[0] += LEFT if SPAN[0] <= index < SPAN[1] else 0.0
+            writer.add_frame({**frame, ACTION: action})
+        writer.save_episode(EpisodeRecord("open/drawer/0", "open the kitchen drawer", 0, True, len(episode.frames)))
+
+    tiny = {"noise_embed_dim": 16, "transformer": {"width": 32, "depth": 1, "heads": 2}}
+    config = GenerativeLowPolicyConfig.from_dict(
+        {
+            "generator": "beso",
+            "generator_options": {"network": tiny},
+            "horizon": 8,
+            "n_action_steps": 4,
+            "conditioning": {"token_dim": 32, "cameras": [], "language_key": None},
+        }
     )
-    assert code == 0
-    result = json.loads((out / "improve.json").read_text())
-    assert result["tasks"] == ["open/drawer/0"]
-    points = result["points"]
-    assert [p["corrections"] for p in points] == [0, 2] and all(0.0 <= p["success"] <= 1.0 for p in points)
-    assert points[0]["checkpoint"].endswith("kitchen_paths_beso")  # k = 0 is the base hierarchy
-    assert (Path(points[1]["checkpoint"]) / "model.safetensors").is_file()
-    assert (out / "improve_curve.png").is_file()
+    demos, stats = load_training_dataset(generative_loading_config(config, state_dataset))
+    corrected, _ = load_training_dataset(generative_loading_config(config, log))
+    features = PolicyFeatures.from_dataset(state_dataset, cameras=[], image_size=None, language_key=None)
+    torch.manual_seed(0)
+    fit = TrainerConfig(steps=300, batch_size=32, num_workers=0, device="cpu", lr=1e-3, warmup_steps=10, ema=False)
+    summary = train(GenerativeLowPolicy(config, features, stats), demos, fit, tmp_path / "base", progress=False)
+    base = Path(summary.checkpoint)
+
+    frames = correction_frames(corrected, intervention_frame_mask(log, corrected), episodes=1)
+    assert frames == list(range(*SPAN))
+    tuned = fine_tune(
+        base, demos, corrected, frames, tmp_path / "tuned", fraction=0.5, steps=200, batch_size=32, lr=1e-3
+    )
+
+    batch = torch.utils.data.default_collate([corrected[i] for i in frames * 4])  # 4 samples per corrected state
+    noise = torch.randn(len(frames) * 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def actions(checkpoint: Path) -> torch.Tensor:  # (8,) mean first action at the corrected states
+        policy: GenerativeLowPolicy = load_policy(checkpoint)
+        return policy.predict_action_chunk(batch, noise=noise)[:, 0].mean(dim=0)
+
+    moved = actions(tuned) - actions(base)
+    assert moved[0] > LEFT / 4, f"panda_joint1 moved {moved[0]:.3f} rad after the correction (want > {LEFT / 4})"
+    assert moved[0] > moved[1:].abs().max(), f"the correction moved other joints more: {moved.tolist()}"
 
 
-def test_improve_needs_a_learned_low_tier(tmp_path: Path, parse_cli: Callable[..., object]) -> None:
+def test_improve_needs_a_learned_low_tier(tmp_path: Path, parse_cli: Callable[..., argparse.Namespace]) -> None:
     from tiers.cli import improve
 
     with pytest.raises(ConfigError, match="retrains a learned low tier"):

@@ -115,7 +115,7 @@ def run_demo(
         )  # fmt: skip
         train_config = preset_path("train", config.train_config)
         train = ["train", "--dataset", str(data), "--policy", "beso", "--out", str(train_dir),
-                 "--config", str(train_config), "--no-progress"]  # fmt: skip
+                 "--config", str(train_config)]  # fmt: skip
         if config.train_steps is not None:
             train += ["--steps", str(config.train_steps)]
         step("train", train, partial(_train, data, train_config, train_dir, config.train_steps))
@@ -174,10 +174,11 @@ def _record(data: Path, config: DemoConfig) -> int:
 
 
 def _train(data: Path, preset: Path, train_dir: Path, steps: int | None) -> int:
-    """``tiers train --policy beso``: the path-conditioned low tier of the demo's preset."""
+    """``tiers train --policy beso``: the path-conditioned low tier of the demo's preset, with its progress bar
+    (steps, loss, time left) on the terminal instead of minutes of silence."""
     overrides = ["policy.generator=beso", *([f"trainer.steps={steps}"] if steps is not None else [])]
     train_config = load_config(LowPolicyTrainConfig, preset, overrides=overrides)
-    train_low_policy(data, train_config, train_dir, progress=False)
+    train_low_policy(data, train_config, train_dir, progress=True)
     return 0
 
 

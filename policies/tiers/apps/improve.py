@@ -115,28 +115,14 @@ def improve(config: ImproveConfig, out: Path, *, echo: Any = print) -> dict[str,
         if k == 0:
             checkpoint = base
         else:
-            # correction frames of the first k episodes (inside intervention spans unless all are asked for)
-            allowed = corrected.episode_indices < k
-            if mask is not None:
-                allowed &= mask
-            chosen = torch.nonzero(allowed).flatten().tolist()
+            chosen = correction_frames(corrected, mask, k)
             if not chosen:
                 raise ContractError(f"{config.corrections}: the first {k} episodes have no intervention frames")
-            mixed: torch.utils.data.Dataset[dict[str, Any]]
-            mixed = torch.utils.data.ConcatDataset([training_original, training_corrected])
-            indices = _mixture(len(original), [len(original) + i for i in chosen], config.corrections_fraction)
-            run = out / f"corrections_{k}"
-            shutil.rmtree(run, ignore_errors=True)
-            tuned = load_policy(base)
-            trainer = TrainerConfig(
-                steps=config.steps, batch_size=config.batch_size, num_workers=0, device="cpu", lr=config.lr,
-                warmup_steps=min(50, config.steps // 5), ema=False, log_every=max(1, config.steps // 10),
-                save_every=config.steps,
-            )  # fmt: skip
             echo(f"fine-tuning on the demonstrations + {k} corrections episodes ({len(chosen)} correction frames)")
-            keys = set(training_original[0]) & set(training_corrected[0])
-            summary = train(tuned.train(), Resampled(mixed, indices, keys), trainer, run, progress=False)
-            checkpoint = Path(summary.checkpoint).resolve()
+            checkpoint = fine_tune(
+                base, training_original, training_corrected, chosen, out / f"corrections_{k}",
+                fraction=config.corrections_fraction, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+            )  # fmt: skip
         success = _evaluate(hierarchy, checkpoint, task_ids, config, out / f"eval_{k}", echo)
         corrections = sum(1 for event in log.events if event.episode_index < k)
         points.append({"episodes": k, "corrections": corrections, "success": success, "checkpoint": str(checkpoint)})
@@ -145,6 +131,51 @@ def improve(config: ImproveConfig, out: Path, *, echo: Any = print) -> dict[str,
     (out / "improve.json").write_text(json.dumps(result, indent=2))
     _plot(points, out / "improve_curve.png")
     return result
+
+
+def correction_frames(corrected: Any, mask: torch.Tensor | None, episodes: int) -> list[int]:
+    """Indices of the correction windows of the first ``episodes`` episodes, inside intervention spans (``mask``,
+    (N,) bool over the frames) unless ``mask`` is None."""
+    allowed = corrected.episode_indices < episodes
+    if mask is not None:
+        allowed &= mask
+    return [int(i) for i in torch.nonzero(allowed).flatten().tolist()]
+
+
+def fine_tune(
+    base: Path,
+    original: Any,
+    corrected: Any,
+    frames: list[int],
+    out: Path,
+    *,
+    fraction: float,
+    steps: int,
+    batch_size: int,
+    lr: float,
+) -> Path:
+    """Fine-tune the low tier saved at ``base`` on its demonstrations plus corrections; returns the new checkpoint.
+
+    Args:
+        base: the checkpoint folder fine-tuned (its config, weights and normalisation statistics are kept).
+        original, corrected: the training windows (hindsight-labelled as the policy reads them) of the
+            demonstrations and of the corrections dataset.
+        frames: the indices into ``corrected`` drawn from (:func:`correction_frames`).
+        out: the run folder (replaced); the checkpoint lies under ``out/checkpoints/``.
+        fraction: share of the samples of one epoch drawn from ``frames`` (every original window once besides).
+        steps, batch_size, lr: AdamW steps, samples per step, learning rate (no EMA: the last weights act).
+    """
+    shutil.rmtree(out, ignore_errors=True)
+    tuned = load_policy(base)
+    mixed: torch.utils.data.Dataset[dict[str, Any]] = torch.utils.data.ConcatDataset([original, corrected])
+    indices = _mixture(len(original), [len(original) + i for i in frames], fraction)
+    trainer = TrainerConfig(
+        steps=steps, batch_size=batch_size, num_workers=0, device="cpu", lr=lr, warmup_steps=min(50, steps // 5),
+        ema=False, log_every=max(1, steps // 10), save_every=steps,
+    )  # fmt: skip
+    keys = set(original[0]) & set(corrected[0])
+    summary = train(tuned.train(), Resampled(mixed, indices, keys), trainer, out, progress=False)
+    return Path(summary.checkpoint).resolve()
 
 
 def _mixture(original: int, corrections: list[int], fraction: float) -> list[int]:

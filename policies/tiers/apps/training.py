@@ -35,7 +35,8 @@ from tiers.core.config import Config, read_yaml_mapping
 from tiers.core.errors import ConfigError, ContractError
 from tiers.core.features import FeatureKey
 from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
-from tiers.policies.low.checkpoint import EMBODIMENT_FILE, PolicyFeatures, read_checkpoint
+from tiers.policies.hierarchy.registry import PRETRAINED_PREFIX
+from tiers.policies.low.checkpoint import EMBODIMENT_FILE, PolicyFeatures, load_policy, read_checkpoint
 from tiers.policies.low.conditioning import LANGUAGE_KEYS, HindsightConditions
 from tiers.policies.low.lerobot_adapter import (
     LerobotAdapterConfig,
@@ -76,6 +77,9 @@ class LowPolicyTrainConfig(Config):
     # camera frames decoded once into memory when they fit in this many GB (uint8 at the policy's image size);
     # 0 decodes from the videos at every read (DataLoader workers then do the decoding)
     frame_cache_gb: float = 4.0
+    # fine-tune: a checkpoint folder (or "pretrained:<name>") whose config, weights and normalisation statistics
+    # the run starts from instead of a fresh policy on the dataset's statistics; None: train from scratch
+    init_from: str | None = None
 
 
 @dataclass
@@ -301,11 +305,17 @@ def train_low_policy(
     """``tiers train``: a :class:`GenerativeLowPolicy` on the LeRobotDataset at ``dataset``, into ``out``.
 
     The policy's features (robot, state/action names, cameras, language key) and normalisation
-    statistics come from the dataset; with ``resume`` they are checked against the checkpoint's.
+    statistics come from the dataset; with ``resume`` they are checked against the checkpoint's. With
+    ``config.init_from`` the run fine-tunes that checkpoint instead: its policy config, weights and statistics
+    (checked against the dataset), whatever ``config.policy`` says.
     ``workers``: DataLoader workers of this session (:func:`loader_workers`); None: ``trainer.num_workers``.
     The saved config keeps ``trainer.num_workers`` as configured, so a resume elsewhere sizes it again.
     """
     out = Path(out)
+    initial = None
+    if config.init_from:  # fine-tuning: the checkpoint's config, weights and statistics (a resume then loads its own)
+        initial = load_policy(checkpoint_folder(config.init_from), dataset=dataset).train()
+        config = dataclasses.replace(config, policy=initial.config)
     policy_config = config.policy
     conditioning = policy_config.conditioning
     loading = generative_loading_config(
@@ -321,7 +331,7 @@ def train_low_policy(
     with _DecodeBar(progress and launched_main_process()) as bar:
         windows, stats = load_training_dataset(loading, progress=bar.update)
     data = with_hindsight(windows, policy_config)
-    policy = GenerativeLowPolicy(policy_config, features, stats)
+    policy = initial if initial is not None else GenerativeLowPolicy(policy_config, features, stats)
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         _check_resumable(out, features)
@@ -330,6 +340,13 @@ def train_low_policy(
     evaluate = kitchen_evaluator(config.eval) if config.eval.tasks else None
     trainer = _with_workers(config.trainer, workers)
     return train(policy, data, trainer, out, resume=resume, progress=progress, on_checkpoint=evaluate)
+
+
+def checkpoint_folder(name: str) -> Path:
+    """``pretrained:<name>`` -> the folder shipped in ``tiers/policies/pretrained/``; other names are paths."""
+    if name.startswith(PRETRAINED_PREFIX):
+        return Path(__file__).resolve().parents[1] / "policies" / "pretrained" / name.removeprefix(PRETRAINED_PREFIX)
+    return Path(name)
 
 
 def train_lerobot_policy(
