@@ -41,11 +41,13 @@ def test_the_demo_records_trains_evaluates_every_mode_and_reports(tmp_path: Path
 
 
 def test_the_quick_demo_evaluates_the_shipped_checkpoint_in_every_mode(tmp_path: Path) -> None:
-    config = DemoConfig(tasks=["open/drawer/0"], eval_tasks=1, planner_tasks=2, videos=0, seed=5)
+    config = DemoConfig(
+        tasks=["open/drawer/0"], eval_tasks=1, planner_tasks=2, videos=0, seed=5, hierarchies=["learned_all"]
+    )
     out = tmp_path / "quick"
     summary = run_demo(out, config, quick=True, echo=lambda text: None)
     assert summary["quick"] and summary["checkpoint"].endswith("kitchen_paths_beso") and "training" not in summary
-    modes = ["planner", "control", "integrated", "corrections", "offline_paths"]
+    modes = ["planner", "control", "integrated", "corrections", "offline_paths", "hierarchy_learned_all"]
     steps = summary["steps"]
     assert [step["name"] for step in steps][:4] == [
         "planner mode",
@@ -60,6 +62,7 @@ def test_the_quick_demo_evaluates_the_shipped_checkpoint_in_every_mode(tmp_path:
     rows = {row["mode"]: row for row in summary["modes"]}
     assert list(rows) == modes
     expected_episodes = {"planner": 2, "control": 1, "integrated": 1, "corrections": 1, "offline_paths": 1}
+    expected_episodes["hierarchy_learned_all"] = 1  # a --hierarchy of the user's, beside the reference
     for mode, row in rows.items():
         results = json.loads((out / "eval" / mode / "results.json").read_text())
         episodes = results["episodes"]

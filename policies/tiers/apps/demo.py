@@ -4,7 +4,8 @@
     2. train    tiers train      a path-conditioned BESO low tier (configs/train/demo_paths.yaml)
     3. compose  hierarchy.yaml   grammar planner -> keypoint paths from RGB-D -> the trained policy
     4. eval     tiers eval       planner, control, integrated and corrections modes, and the all-offline
-                                 IK hierarchy (offline_paths) as the reference controller
+                                 IK hierarchy (offline_paths) as the reference controller, then each
+                                 ``--hierarchy`` given (any planner, mid and low kind) in integrated mode
     5. report   report.md/.html  tables, learning curve, success plot, rollout videos
 
 Every step calls the application behind its ``tiers`` verb and is printed as the ``tiers`` command that
@@ -53,6 +54,9 @@ class DemoConfig(Config):
     seed: int = 1000  # first evaluation seed (recording uses seeds from 0: evaluation scenes are new)
     videos: int = 2  # rollout videos per executed mode
     workers: int = 1  # parallel evaluation workers
+    # more hierarchies (configs/hierarchies/<name>.yaml or a path; any planner, mid and low kind) evaluated in
+    # integrated mode on the same tasks and seeds, beside the IK reference
+    hierarchies: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("episodes", "eval_tasks", "planner_tasks"):
@@ -158,7 +162,16 @@ def run_demo(
                                              *executed, "--out", str(evals / "offline_paths")],
          partial(_evaluate, EvalMode.INTEGRATED, evals / "offline_paths", hierarchy="offline_paths",
                  **sample))  # fmt: skip
-    summary = write_report(out, steps, checkpoint=checkpoint, quick=quick, wall_s=time.perf_counter() - started)
+    extra_rows = []
+    for name in config.hierarchies:
+        folder = f"hierarchy_{Path(name).stem}"
+        step(f"also: {name}", ["eval", "--mode", "integrated", "--hierarchy", name, *executed, "--out",
+                               str(evals / folder)],
+             partial(_evaluate, EvalMode.INTEGRATED, evals / folder, hierarchy=name, **sample))  # fmt: skip
+        extra_rows.append((folder, f"also: integrated, {name}"))
+    summary = write_report(
+        out, steps, checkpoint=checkpoint, quick=quick, wall_s=time.perf_counter() - started, extra_rows=extra_rows
+    )
     echo(f"\nreport: {out / 'report.html'} and {out / 'report.md'} ({summary['wall_s']:.0f} s in all)")
     return summary
 
@@ -213,8 +226,19 @@ def _last_checkpoint(train_dir: Path) -> Path:
 # -- report ---------------------------------------------------------------------------------------------------
 
 
-def write_report(out: Path, steps: list[StepRecord], *, checkpoint: Path, quick: bool, wall_s: float) -> dict[str, Any]:
-    """``summary.json``, ``report.md`` and ``report.html`` (tables, plots, videos) from the step outputs."""
+def write_report(
+    out: Path,
+    steps: list[StepRecord],
+    *,
+    checkpoint: Path,
+    quick: bool,
+    wall_s: float,
+    extra_rows: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """``summary.json``, ``report.md`` and ``report.html`` (tables, plots, videos) from the step outputs.
+
+    ``extra_rows``: (folder under ``eval/``, label) of the ``--hierarchy`` evaluations, after the reference.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,6 +251,7 @@ def write_report(out: Path, steps: list[StepRecord], *, checkpoint: Path, quick:
         ("integrated", "integrated (grammar -> keypoint paths -> BESO)"),
         ("corrections", "integrated + simulated corrections"),
         ("offline_paths", "reference: integrated, IK path following (no learning)"),
+        *(extra_rows or []),
     ]:
         results = out / "eval" / name / "results.json"
         if not results.is_file():

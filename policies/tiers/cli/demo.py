@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-steps", type=int, default=None, help="optimiser steps of the low tier")
     parser.add_argument("--eval-tasks", type=int, default=None, help="tasks per executed mode")
     parser.add_argument("--workers", type=int, default=None, help="parallel evaluation workers")
+    parser.add_argument(
+        "--hierarchy",
+        action="append",
+        default=[],
+        help="also evaluate this hierarchy YAML in integrated mode on the same tasks (repeatable; any kind)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         "train_steps": args.train_steps,
         "eval_tasks": args.eval_tasks,
         "workers": args.workers,
+        "hierarchies": args.hierarchy or None,
     }
     config = replace(config, **{key: value for key, value in changes.items() if value is not None})
     out = args.out or Path("outputs") / "demo" / time.strftime("%Y%m%d-%H%M%S")
