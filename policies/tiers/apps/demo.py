@@ -34,10 +34,10 @@ from tiers.apps.training import LowPolicyTrainConfig, train_low_policy
 from tiers.core.config import Config, load_config
 from tiers.core.errors import TiersError
 from tiers.core.locations import preset_path
+from tiers.policies.hierarchy.registry import PRETRAINED_DIR
 from tiers.services.training import CHECKPOINTS, LAST
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "policies" / "pretrained"
-DEMO_CHECKPOINT = "kitchen_paths_beso"  # folder under PRETRAINED
+DEMO_CHECKPOINT = "kitchen_paths_beso"  # folder under tiers/policies/pretrained/
 MODES = ("planner", "control", "integrated", "corrections")
 
 
@@ -105,7 +105,7 @@ def run_demo(
 
     data, train_dir = out / "data" / "demos", out / "train"
     if quick:
-        checkpoint = PRETRAINED / DEMO_CHECKPOINT
+        checkpoint = PRETRAINED_DIR / DEMO_CHECKPOINT
         if not (checkpoint / "model.safetensors").is_file():
             raise TiersError(f"no shipped checkpoint at {checkpoint}; run the full demo (without --quick)")
     else:

@@ -35,7 +35,7 @@ from tiers.core.config import Config, read_yaml_mapping
 from tiers.core.errors import ConfigError, ContractError
 from tiers.core.features import FeatureKey
 from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
-from tiers.policies.hierarchy.registry import PRETRAINED_PREFIX
+from tiers.policies.hierarchy.registry import shipped_checkpoint
 from tiers.policies.low.checkpoint import EMBODIMENT_FILE, PolicyFeatures, load_policy, read_checkpoint
 from tiers.policies.low.conditioning import LANGUAGE_KEYS, HindsightConditions
 from tiers.policies.low.lerobot_adapter import (
@@ -314,7 +314,7 @@ def train_low_policy(
     out = Path(out)
     initial = None
     if config.init_from:  # fine-tuning: the checkpoint's config, weights and statistics (a resume then loads its own)
-        initial = load_policy(checkpoint_folder(config.init_from), dataset=dataset).train()
+        initial = load_policy(shipped_checkpoint(config.init_from), dataset=dataset).train()
         config = dataclasses.replace(config, policy=initial.config)
     policy_config = config.policy
     conditioning = policy_config.conditioning
@@ -340,13 +340,6 @@ def train_low_policy(
     evaluate = kitchen_evaluator(config.eval) if config.eval.tasks else None
     trainer = _with_workers(config.trainer, workers)
     return train(policy, data, trainer, out, resume=resume, progress=progress, on_checkpoint=evaluate)
-
-
-def checkpoint_folder(name: str) -> Path:
-    """``pretrained:<name>`` -> the folder shipped in ``tiers/policies/pretrained/``; other names are paths."""
-    if name.startswith(PRETRAINED_PREFIX):
-        return Path(__file__).resolve().parents[1] / "policies" / "pretrained" / name.removeprefix(PRETRAINED_PREFIX)
-    return Path(name)
 
 
 def train_lerobot_policy(

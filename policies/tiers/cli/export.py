@@ -87,8 +87,4 @@ def run(args: argparse.Namespace) -> int:
 
 def _checkpoint(name: str, registry: Any) -> Path:
     """``pretrained:<name>`` -> the folder shipped in tiers/policies/pretrained/ (as hierarchy YAMLs resolve it)."""
-    if name.startswith(registry.PRETRAINED_PREFIX):
-        return (
-            Path(registry.__file__).resolve().parents[1] / "pretrained" / name.removeprefix(registry.PRETRAINED_PREFIX)
-        )
-    return Path(name)
+    return Path(registry.shipped_checkpoint(name))

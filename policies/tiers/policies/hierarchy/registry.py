@@ -26,6 +26,14 @@ from tiers.core.errors import ConfigError
 from tiers.core.features import CommandStyle
 
 PRETRAINED_PREFIX = "pretrained:"  # checkpoint paths naming a checkpoint shipped with tiers
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"  # where those checkpoints are
+
+
+def shipped_checkpoint(path: str | Path) -> Path:
+    """``pretrained:<name>`` -> the checkpoint folder shipped in ``tiers/policies/pretrained/``; else ``path``."""
+    if str(path).startswith(PRETRAINED_PREFIX):
+        return PRETRAINED_DIR / str(path).removeprefix(PRETRAINED_PREFIX)
+    return Path(path)
 
 
 @dataclass
@@ -53,7 +61,7 @@ class HierarchyContext:
         """``pretrained:<name>`` is a checkpoint shipped in ``tiers/policies/pretrained/``; other paths are taken
         as given if absolute or present from the cwd, else relative to the YAML's folder."""
         if str(path).startswith(PRETRAINED_PREFIX):
-            return Path(__file__).resolve().parents[1] / "pretrained" / str(path).removeprefix(PRETRAINED_PREFIX)
+            return shipped_checkpoint(path)
         candidate = Path(path)
         if candidate.is_absolute() or candidate.exists():
             return candidate
