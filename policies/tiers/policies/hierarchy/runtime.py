@@ -481,6 +481,7 @@ class HierarchyRuntime:
                 return
             self._event(now, "correction", correction.command, said)
             self.low.drop_queued_actions()
+            self._look_again = False  # a correction ends a move to the viewing pose; what follows is the person's
             # a new subtask replaces the current one; the planner is told so its plan can follow
             self.stopped = self.done = False
             self._stopped_at, self._nudge = None, None
@@ -491,6 +492,7 @@ class HierarchyRuntime:
             return
         self._event(now, "correction", correction.command, said)
         self.low.drop_queued_actions()
+        self._look_again = False  # a correction ends a move to the viewing pose; what follows is the person's
         if correction.kind is CorrectionKind.STOP:
             if not self.stopped:
                 self._stopped_at = now
