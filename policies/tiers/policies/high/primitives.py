@@ -23,6 +23,7 @@ sandbox forbids the name ``open`` (the file builtin).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -81,16 +82,17 @@ class ObjectPerception(Protocol):
         ...
 
 
-class SegmentQueries:
+class SegmentQueries(ABC):
     """The :class:`ObjectPerception` queries every perception answers the same way from an object's visible
     points; a subclass gives ``object_names`` and ``visible_points``."""
 
+    @abstractmethod
     def object_names(self) -> list[str]:
-        raise NotImplementedError
+        """Names of the objects in view, sorted."""
 
+    @abstractmethod
     def visible_points(self, name: str) -> NDArray[np.float64]:
         """(N, 3) m: every visible point of ``name``; ``ValueError`` naming what is in view when it is not."""
-        raise NotImplementedError
 
     def points(self, name: str, max_points: int | None = None) -> NDArray[np.float64]:
         """(N, 3) m: the object's visible surface points (evenly subsampled to ``max_points``)."""
