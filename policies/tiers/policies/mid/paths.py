@@ -475,15 +475,7 @@ class PathPlanner:
         if affordance.kind is AffordanceKind.PUSH:
             heights = [h for h in self.config.push_pre_heights if h <= self.config.approach_height] or heights
         what = f"the pre-{affordance.kind.value} point of the {affordance.target}"
-        for index, height in enumerate(heights):
-            pre: Vector = target - affordance.approach * height
-            try:
-                self._check_keypoint(what, pre, quaternion, support)
-                return pre
-            except PlanningError:
-                if index == len(heights) - 1:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._first_feasible(what, [target - affordance.approach * h for h in heights], quaternion, support)
 
     def _push_end(self, affordance: Affordance, target: Vector, quaternion: Vector, support: float) -> Vector:
         """(3,) where the push ends: the full motion, or the longest one down to ``min_push_travel`` (1 cm
@@ -494,15 +486,18 @@ class PathPlanner:
             return target.copy()
         unit = affordance.motion / length
         travels = [length, *np.arange(length - 0.01, self.config.min_push_travel - 1e-9, -0.01)]
-        for index, travel in enumerate(travels):
-            end: Vector = target + unit * travel
+        return self._first_feasible(what, [target + unit * travel for travel in travels], quaternion, support)
+
+    def _first_feasible(self, what: str, candidates: list[Vector], quaternion: Vector, support: float) -> Vector:
+        """The first of ``candidates`` (3,) that passes :meth:`_check_keypoint`; the last one's error if none does."""
+        for candidate in candidates[:-1]:
             try:
-                self._check_keypoint(what, end, quaternion, support)
-                return end
+                self._check_keypoint(what, candidate, quaternion, support)
+                return candidate
             except PlanningError:
-                if index == len(travels) - 1:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                continue
+        self._check_keypoint(what, candidates[-1], quaternion, support)
+        return candidates[-1]
 
     def _check_keypoint(self, what: str, position: Vector, quaternion: Vector, support: float) -> None:
         problem = self.config.workspace.violation(position)
