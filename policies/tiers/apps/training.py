@@ -30,6 +30,7 @@ import torch
 
 from tiers.apps.evaluation.report import EvalMode
 from tiers.apps.evaluation.runner import EpisodeRunner
+from tiers.apps.evaluation.seeding import seed_globals
 from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
 from tiers.core.config import Config, read_yaml_mapping
 from tiers.core.errors import ConfigError, ContractError
@@ -331,6 +332,7 @@ def train_low_policy(
     with _DecodeBar(progress and launched_main_process()) as bar:
         windows, stats = load_training_dataset(loading, progress=bar.update)
     data = with_hindsight(windows, policy_config)
+    seed_globals(config.trainer.seed)  # the initial weights are drawn here, before the trainer seeds its loop
     policy = initial if initial is not None else GenerativeLowPolicy(policy_config, features, stats)
     out.mkdir(parents=True, exist_ok=True)
     if resume:
@@ -361,6 +363,7 @@ def train_lerobot_policy(
     windows, stats = load_training_dataset(
         dataset_loading_config(config.policy, dataset, video_backend=config.video_backend)
     )
+    seed_globals(config.trainer.seed)  # the initial weights are drawn here, before the trainer seeds its loop
     policy = LerobotPolicyAdapter.from_dataset(config.policy, dataset, stats)
     if resume:
         last = last_checkpoint(out)

@@ -4,8 +4,10 @@ Targets arrive with the parts they measure; ``sim`` measures the kitchen simulat
 expert and the evaluation harness (see :mod:`tiers.apps.bench.sim`); ``data`` the training data loader on a
 recorded dataset (see :mod:`tiers.apps.bench.data`); ``planner`` the high tier's planners and sandbox (see
 :mod:`tiers.apps.bench.planner`); ``lowlevel`` the low tier's policies: latency against network evaluations,
-BESO-3 against DDPM-100 and lerobot's diffusion policy, training throughput and memory, and with ``--success``
-success in the kitchen after equal training (see :mod:`tiers.apps.bench.lowlevel`); ``steering`` the mid
+BESO-3 against DDPM-100 and lerobot's diffusion policy, training throughput and memory (see
+:mod:`tiers.apps.bench.lowlevel`), and with ``--success`` the low-tier study: every low tier trained on one
+recording with the same budget, success in the kitchen against latency, resumable (see
+:mod:`tiers.apps.bench.low_tier_study`); ``steering`` the mid
 tier's path planning per 640x480 frame, guidance cost and IK-execution success, and with ``--shift-episodes``
 the test-time-shift suite with a frozen learned policy, unsteered vs steered (see :mod:`tiers.apps.bench.steering`).
 """
@@ -28,12 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", type=Path, default=None, help="dataset folder for `data` (needs an RGB camera)")
     parser.add_argument("--steps", type=int, default=200, help="control steps timed per figure")
     parser.add_argument("--tasks", type=int, default=6, help="expert episodes in the evaluation sample")
-    parser.add_argument("--workers", type=int, default=None, help="N for the N-worker evaluation figure")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="N for the N-worker evaluation figure (lowlevel --success: processes)"
+    )
     parser.add_argument("--instructions", type=int, default=40, help="`planner`: per split for CaP / endpoints")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default outputs/bench/<target>-<time>.json)")
     lowlevel = parser.add_argument_group("lowlevel (--steps: the training budget of --success)")
     lowlevel.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the policies run")
-    lowlevel.add_argument("--preset", choices=["kitchen", "tiny"], default="kitchen", help="network sizes")
+    lowlevel.add_argument(
+        "--preset",
+        choices=["kitchen", "cpu", "tiny"],
+        default=None,
+        help="network sizes (default kitchen; --success: cpu, lerobot's policies sized for a CPU; cpu is --success's)",
+    )
     lowlevel.add_argument(
         "--evaluations", type=int, nargs="+", default=[1, 3, 10, 100], help="network evaluations per BESO chunk"
     )
@@ -45,12 +54,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     lowlevel.add_argument("--train-steps", type=int, default=5, help="timed training steps per policy")
     lowlevel.add_argument("--train-batch", type=int, default=8, help="windows per timed training step")
-    lowlevel.add_argument("--policies", nargs="+", default=None, help="subset of beso flow ddpm lerobot_diffusion")
-    lowlevel.add_argument("--success", action="store_true", help="train each policy on --dataset and run the kitchen")
+    lowlevel.add_argument(
+        "--policies",
+        nargs="+",
+        default=None,
+        help="subset of beso flow ddpm lerobot_diffusion (--success: arms, of those and ddim10 lerobot_act)",
+    )
+    lowlevel.add_argument(
+        "--success",
+        action="store_true",
+        help="the low-tier study: train each arm on --dataset, run the kitchen (resumable: rerun with the same --out)",
+    )
     lowlevel.add_argument(
         "--no-onnx", action="store_true", help="skip BESO-3 exported and run by ONNX Runtime (needs the export extra)"
     )
     lowlevel.add_argument("--seeds", type=int, default=3, help="--success: training seeds per policy")
+    lowlevel.add_argument(
+        "--train-minutes", type=float, default=None, help="--success: wall-clock cap per training run (minutes)"
+    )
     lowlevel.add_argument("--episodes", type=int, default=5, help="--success: episodes per task and seed")
     lowlevel.add_argument(
         "--batch-size", type=int, default=None, help="windows per batch (lowlevel --success: 32, data: 8)"
@@ -185,7 +206,7 @@ def _shift_table(figures: dict[str, Any]) -> Any:
 
 
 def _run_lowlevel(args: argparse.Namespace) -> int:
-    """``tiers bench lowlevel``: latency/throughput figures, or with ``--success`` the kitchen success study."""
+    """``tiers bench lowlevel``: latency/throughput figures, or with ``--success`` the low-tier study."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -197,42 +218,27 @@ def _run_lowlevel(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     policies = args.policies or list(bench.POLICIES)
     if args.success:
-        if args.dataset is None:
-            raise ConfigError("tiers bench lowlevel --success needs --dataset PATH (a tiers record dataset)")
-        out = args.out or Path("outputs") / "bench" / f"lowlevel-success-{stamp}.json"
-        success = bench.SuccessBenchConfig(
-            dataset=args.dataset,
-            steps=args.steps,
-            batch_size=args.batch_size or 32,
-            seeds=args.seeds,
-            episodes=args.episodes,
-            preset=args.preset,
-            device=args.device,
-            max_steps=args.max_steps,
-            policies=policies,
-        )
-        console.print(f"[bold]tiers bench lowlevel --success[/bold]: {len(policies)} policies × {args.seeds} seeds")
-        figures = bench.run_success_benchmark(success, out.with_suffix(""), progress=console.print)
-        plot = out.with_suffix("") / "success.png"
-    else:
-        out = args.out or Path("outputs") / "bench" / f"lowlevel-{stamp}.json"
-        config = bench.LowLevelBenchConfig(
-            preset=args.preset,
-            device=args.device,
-            evaluations=args.evaluations,
-            repeats=args.repeats,
-            lerobot_repeats=args.lerobot_repeats,
-            warmup=args.warmup,
-            threads=args.threads,
-            train_steps=args.train_steps,
-            train_batch=args.train_batch,
-            policies=policies,
-            onnx=not args.no_onnx,
-        )
-        console.print(f"[bold]tiers bench lowlevel[/bold] on {args.device}, {args.preset} networks (minutes on a CPU)")
-        figures = bench.run_lowlevel_benchmark(config, progress=console.print)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        plot = bench.plot_latency(figures, out.with_suffix(".png"))
+        return _run_low_tier_study(args, console)
+    if args.preset == "cpu":
+        raise ConfigError("--preset cpu sizes the --success study's lerobot arms; the latency bench has kitchen, tiny")
+    out = args.out or Path("outputs") / "bench" / f"lowlevel-{stamp}.json"
+    config = bench.LowLevelBenchConfig(
+        preset=args.preset or "kitchen",
+        device=args.device,
+        evaluations=args.evaluations,
+        repeats=args.repeats,
+        lerobot_repeats=args.lerobot_repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        train_steps=args.train_steps,
+        train_batch=args.train_batch,
+        policies=policies,
+        onnx=not args.no_onnx,
+    )
+    console.print(f"[bold]tiers bench lowlevel[/bold] on {args.device}, {config.preset} networks (minutes on a CPU)")
+    figures = bench.run_lowlevel_benchmark(config, progress=console.print)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot = bench.plot_latency(figures, out.with_suffix(".png"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
     table = Table(title="bench lowlevel")
@@ -242,4 +248,52 @@ def _run_lowlevel(args: argparse.Namespace) -> int:
         table.add_row(escape(name), f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"figures written to {out}; plot {plot}")
+    return 0
+
+
+def _run_low_tier_study(args: argparse.Namespace, console: Any) -> int:
+    """``tiers bench lowlevel --success``: the low-tier study into ``--out`` (its folder: the runs, resumable)."""
+    from rich.table import Table
+
+    from tiers.apps.bench import low_tier_study as study
+    from tiers.core.errors import ConfigError
+
+    if args.dataset is None:
+        raise ConfigError("tiers bench lowlevel --success needs --dataset PATH (a tiers record dataset)")
+    # a stable default folder: a rerun of the same command resumes it
+    out = args.out or Path("outputs") / "bench" / "lowlevel-success.json"
+    config = study.LowTierStudyConfig(
+        dataset=args.dataset,
+        steps=args.steps,
+        batch_size=args.batch_size or 32,
+        train_minutes=args.train_minutes,
+        seeds=args.seeds,
+        episodes=args.episodes,
+        preset=args.preset or "cpu",
+        device=args.device,
+        max_steps=args.max_steps,
+        arms=args.policies or list(study.ARMS),
+        workers=args.workers or 1,
+        threads=args.threads or 1,
+        latency_repeats=args.repeats,
+        latency_warmup=args.warmup,
+    )
+    console.print(
+        f"[bold]tiers bench lowlevel --success[/bold]: {len(config.arms)} arms × {config.seeds} seeds, "
+        f"{config.steps} steps × {config.batch_size} per run, {config.workers} worker(s); runs in {out.with_suffix('')}"
+    )
+    figures = study.run_low_tier_study(config, out.with_suffix(""), progress=console.print)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2))
+    table = Table(title=f"low-tier study ({figures['latency_basis']} per chunk, B = 1)")
+    for index, column in enumerate(study.STUDY_COLUMNS):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in study.study_rows(figures):
+        table.add_row(*row)
+    console.print(table)
+    console.print(study.goal_line(figures), markup=False)
+    trained, evaluated = figures["runs.trained"], figures["runs.evaluated"]
+    console.print(f"this call trained {trained} run(s) and evaluated {evaluated}; the rest was already done")
+    folder = out.with_suffix("")
+    console.print(f"figures written to {out}; table {folder / 'table.md'}; plot {folder / 'success.png'}")
     return 0

@@ -77,6 +77,9 @@ class TrainerConfig(Config):
     find_unused_parameters: bool = False  # DDP: True for policies with parameters some steps leave unused
     log_every: int = 50  # steps between log records (mean loss of the interval)
     save_every: int = 5000  # steps between checkpoints (and one at the end)
+    # wall-clock cap of one session, minutes: training stops at the first step past it, with a checkpoint (the
+    # run ends short of ``steps``; the summary says so); None: no cap
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every", "save_every"):
@@ -98,6 +101,8 @@ class TrainerConfig(Config):
             raise ValueError(f"lr_floor applies to the cosine schedule, not {self.lr_schedule!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be positive or null, got {self.grad_clip}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be positive or null, got {self.max_minutes}")
 
 
 @dataclass
@@ -115,6 +120,7 @@ class TrainSummary:
     device: str  # where it trained
     processes: int  # accelerate processes
     main_process: bool = True  # whether this process is the one that writes checkpoints and logs
+    time_limited: bool = False  # stopped by ``max_minutes`` before ``steps``
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -210,9 +216,11 @@ def train(
     interval_loss, interval_count, interval_start, grad_norm = 0.0, 0, time.perf_counter(), float("nan")
     newest = last_checkpoint(out)
     bar = _progress(main and progress, total=config.steps, completed=step)
+    deadline = None if config.max_minutes is None else start + 60 * config.max_minutes
+    out_of_time = False
     model.train()
     try:
-        while step < config.steps:
+        while step < config.steps and not out_of_time:
             for batch in loader:
                 loss, _ = model(batch)
                 accelerator.backward(loss)
@@ -226,7 +234,9 @@ def train(
                 step += 1
                 interval_loss += float(loss.detach())
                 interval_count += 1
-                if step % config.log_every == 0 or step == config.steps:
+                if deadline is not None:
+                    out_of_time = _past(deadline, accelerator) and step < config.steps
+                if step % config.log_every == 0 or step == config.steps or out_of_time:
                     elapsed = time.perf_counter() - interval_start
                     record = {
                         "step": step,
@@ -246,14 +256,14 @@ def train(
                     interval_loss, interval_count, interval_start = 0.0, 0, time.perf_counter()
                 if bar is not None:
                     bar.update(step, loss=float(loss.detach()))
-                if step % config.save_every == 0 or step == config.steps:
+                if step % config.save_every == 0 or step == config.steps or out_of_time:
                     accelerator.wait_for_everyone()
                     if main:
                         newest = _save_checkpoint(out, raw, optimizer, scheduler, ema, step, log, evals)
                         if on_checkpoint is not None:
                             evals.append({"step": step, **on_checkpoint(newest, step)})
                             write_log(out, log, None, evals)
-                if step >= config.steps:
+                if step >= config.steps or out_of_time:
                     break
     finally:
         if bar is not None:
@@ -275,11 +285,21 @@ def train(
         device=str(accelerator.device),
         processes=accelerator.num_processes,
         main_process=main,
+        time_limited=out_of_time,
     )
     if main:
         write_log(out, log, summary, evals)
     accelerator.end_training()
     return summary
+
+
+def _past(deadline: float, accelerator: Any) -> bool:
+    """Whether the wall clock passed ``deadline``; with several processes, whether any one's did (a collective,
+    so every rank stops at the same step)."""
+    late = time.perf_counter() >= deadline
+    if accelerator.num_processes == 1:
+        return late
+    return bool(accelerator.reduce(torch.tensor(float(late), device=accelerator.device), "max") > 0)
 
 
 def launched_main_process() -> bool:

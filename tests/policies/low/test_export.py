@@ -23,10 +23,16 @@ NAMES = [f"panda_joint{i}" for i in range(1, 8)] + ["gripper_opening"]
 
 
 def _policy(
-    generator: str = "beso", *, path_waypoints: int = 0, stem_patch: int | None = None, **options: Any
+    generator: str = "beso",
+    *,
+    path_waypoints: int = 0,
+    stem_patch: int | None = None,
+    cameras: tuple[str, ...] = ("front",),
+    shared_image_encoder: bool = False,
+    **options: Any,
 ) -> GenerativeLowPolicy:
-    """A tiny untrained policy: state + one 32 px camera + subtask language (+ K path tokens), random statistics;
-    ``stem_patch`` gives its image encoder a patchify stem."""
+    """A tiny untrained policy: state + 32 px cameras + subtask language (+ K path tokens), random statistics;
+    ``stem_patch`` gives its image encoder a patchify stem, ``shared_image_encoder`` one CNN for all cameras."""
     torch.manual_seed(0)
     image_encoder = {"channels": [8, 16], "blocks_per_stage": 1, "groups": 4, "keypoints": 8, "stem_patch": stem_patch}
     network = {"noise_embed_dim": 16, "transformer": {"width": 32, "depth": 1, "heads": 2}}
@@ -40,9 +46,10 @@ def _policy(
             "cfg_scale": 2.0,  # both CFG branches in the graph
             "conditioning": {
                 "token_dim": 32,
-                "cameras": ["front"],
+                "cameras": list(cameras),
                 "image_size": [32, 32],
                 "image_encoder": image_encoder,
+                "shared_image_encoder": shared_image_encoder,
                 "language_key": "subtask",
                 "path_waypoints": path_waypoints,
             },
@@ -54,7 +61,7 @@ def _policy(
         fps=20.0,
         state_names=NAMES,
         action_names=NAMES,
-        cameras={"observation.images.front": [3, 32, 32]},
+        cameras={f"observation.images.{camera}": [3, 32, 32] for camera in cameras},
         language_key="subtask",
     )
 
@@ -66,7 +73,8 @@ def _policy(
             "max": torch.rand(shape) + 1,
         }
 
-    all_stats = {"observation.state": stats((8,)), "action": stats((8,)), "observation.images.front": stats((3, 1, 1))}
+    all_stats = {"observation.state": stats((8,)), "action": stats((8,))}
+    all_stats.update({f"observation.images.{camera}": stats((3, 1, 1)) for camera in cameras})
     return GenerativeLowPolicy(config, features, all_stats).eval()
 
 
@@ -143,6 +151,16 @@ def test_export_of_a_policy_with_a_patchify_stem_matches_torch(tmp_path: Path) -
     assert policy.encoder.cameras["front"].backbone[0].stride == (4, 4)
     report = export_onnx(policy, tmp_path / "patchify.onnx", texts=["open the drawer"])
     assert report.max_abs_error < 1e-4  # checked (not NaN) and within the export tolerance
+
+
+def test_export_of_two_cameras_through_one_shared_encoder_matches_torch(tmp_path: Path) -> None:
+    from tiers.policies.low.export import export_onnx
+
+    # the kitchen presets' layout: front and wrist cameras through one CNN, stacked in one batch
+    policy = _policy(stem_patch=4, cameras=("front", "wrist"), shared_image_encoder=True)
+    assert policy.encoder.image_encoder is not None and not len(policy.encoder.cameras)
+    report = export_onnx(policy, tmp_path / "shared.onnx", texts=["open the drawer"])
+    assert report.max_abs_error < 1e-4
 
 
 def test_tiers_export_exits_non_zero_naming_the_largest_error(

@@ -25,9 +25,8 @@ NETWORK = NetworkConfig(action_dim=2, horizon=4, cond_dim=1, max_cond_tokens=1)
 TOKENS = torch.zeros(SHAPE[0], 1, 1)
 
 
-def exact_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def exact_denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """E[x0 | x0 + σ ε = x] for x0 ~ N(MEAN, STD²)."""
-    sigma = sigma[:, None, None]
     return MEAN + STD**2 / (STD**2 + sigma**2) * (x - MEAN)
 
 
@@ -107,7 +106,7 @@ def test_the_last_step_returns_the_last_guided_denoised_estimate(sampler: str) -
     """Every schedule ends at σ = 0, where every sampler's update is x = D: the output is the final estimate."""
     estimates: list[torch.Tensor] = []
 
-    def recording_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def recording_denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
         estimates.append(exact_denoiser(x, sigma))
         return estimates[-1]
 
@@ -159,8 +158,8 @@ def test_fast_steps_equal_the_diffusers_schedulers(sampler: str, schedule: str, 
     not linear in x and with guidance moving every estimate (the 2M step extrapolates from the guided ones)."""
     weights = torch.randn(SHAPE[1:], generator=torch.Generator().manual_seed(14))
 
-    def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(exact_denoiser(x, sigma) * weights) + 0.1 * torch.sin(x / (1.0 + sigma[:, None, None]))
+    def denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return torch.tanh(exact_denoiser(x, sigma) * weights) + 0.1 * torch.sin(x / (1.0 + sigma))
 
     def push(x0_hat: torch.Tensor, step: int) -> torch.Tensor:
         return torch.cos(x0_hat) * (step + 1)
@@ -188,6 +187,20 @@ def test_fast_steps_equal_the_diffusers_schedulers(sampler: str, schedule: str, 
         torch.testing.assert_close(fast, reference, atol=tolerance, rtol=0)
 
 
+def test_beso_denoises_alike_with_one_float_level_and_a_level_per_sample() -> None:
+    """The samplers' float σ (scalings in Python) and a (B,) σ tensor (training, stepwise sampling) agree."""
+    torch.manual_seed(17)
+    generator = BesoGenerator(
+        BesoConfig(network=NetworkConfig(action_dim=7, horizon=16, cond_dim=32, max_cond_tokens=3))
+    )
+    generator.eval()
+    tokens, x = torch.randn(2, 3, 32), torch.randn(2, 16, 7)
+    with torch.no_grad():
+        for sigma in (0.002, 0.5, 80.0):
+            per_sample = generator.denoise(x, torch.full((2,), sigma), tokens)
+            torch.testing.assert_close(generator.denoise_at(x, sigma, tokens), per_sample, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
 def test_fast_steps_equal_the_diffusers_schedulers_through_a_beso_network(sampler: str) -> None:
     """Same noise, same BESO network (random weights, the exponential schedule, 3 steps): the same actions."""
@@ -202,7 +215,7 @@ def test_fast_steps_equal_the_diffusers_schedulers_through_a_beso_network(sample
     with torch.no_grad():
         fast, reference = (
             sample_edm(
-                lambda x, sigma: generator.denoise(x, sigma, tokens),
+                lambda x, sigma: generator.denoise_at(x, sigma, tokens),
                 noise,
                 sampler=sampler,  # type: ignore[arg-type]
                 steps=3,

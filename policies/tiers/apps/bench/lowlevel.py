@@ -8,11 +8,12 @@ Speed figures (:func:`run_lowlevel_benchmark`; one chunk for one robot, B = 1, `
                                      matrix products; the kitchen presets have two cameras)
     beso.sample_ms.<N>               BESO's sampler alone (tokens precomputed) with N = 1, 3, 10, 100 network
                                      evaluations of that same network (DDIM over the exponential schedule)
-    beso.sampler_ratio.<N>           sampler / (N × forward): what the sampler adds; the goal is <= 1.1 (ratios
-                                     use the fastest repeat of each, the one least disturbed by other processes)
+    beso.sampler_ratio.<N>           sampler / (N × forward): what the sampler adds; the goal is <= 1.1 (the
+                                     forward, the sampler and the chunk take turns call by call, so all three
+                                     see the same load: ``paired_forward_cpu_ms.<N>`` is that forward's median)
     beso.chunk_ms.<N>                a whole chunk: normalisation, observation encoders (CNNs, cached MiniLM
                                      language embedding), sampler, unnormalisation
-    beso.chunk_ratio.<N>             chunk / (N × forward): the encoders' share shows at small N
+    beso.chunk_ratio.<N>             chunk / (N × paired forward): the encoders' share shows at small N
     *_cpu_ms                         process CPU time of the same calls: with ``--threads 1`` on a shared CPU,
                                      the latency one free core would give (wall times include waiting for it)
     flow.chunk_ms, ddpm.chunk_ms     flow matching at its default Euler steps; DDPM at its 100 steps
@@ -36,10 +37,8 @@ Networks are those of the ``kitchen`` training presets (``configs/train/<policy>
 cameras, subtask language) with random weights and unit statistics — latency does not depend on the values —
 or the test-sized ``tiny`` presets.
 
-Success (:func:`run_success_benchmark`, ``--success``): BESO-3, flow, DDPM-100 and lerobot's diffusion policy
-each trained on the same recorded dataset with the same budget (steps × batch) for several seeds, then run
-by ``tiers eval``'s control-mode controller on the dataset's tasks from unseen initial states; a table of
-success rates (mean ± std over training seeds) and a bar plot.
+Success (``--success``) is the low-tier study of :mod:`tiers.apps.bench.low_tier_study`: every low tier trained
+on one recorded dataset with the same budget, run in the kitchen's control mode, resumable and spread over workers.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -58,16 +57,12 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tiers.apps.evaluation.report import EvalMode
-from tiers.apps.evaluation.runner import EpisodeRunner
-from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
-from tiers.apps.training import LerobotTrainConfig, LowPolicyTrainConfig, train_lerobot_policy, train_low_policy
+from tiers.apps.training import LerobotTrainConfig, LowPolicyTrainConfig
 from tiers.core.config import Config, load_config
 from tiers.core.embodiment import EmbodimentSpec
-from tiers.core.errors import ConfigError, ContractError
+from tiers.core.errors import ConfigError
 from tiers.core.features import FeatureKey
 from tiers.core.locations import preset_path
-from tiers.datasets.recorder import EPISODES_LOG, read_episode_log
 from tiers.policies.low.checkpoint import PolicyFeatures
 from tiers.policies.low.export import export_onnx
 from tiers.policies.low.lerobot_adapter import LerobotPolicyAdapter, window_shape
@@ -77,7 +72,6 @@ from tiers.policies.low.policy import GenerativeLowPolicy
 STATE, ACTION = FeatureKey.STATE.value, FeatureKey.ACTION.value
 POLICIES = ("beso", "flow", "ddpm", "lerobot_diffusion")  # what the benchmark compares, in table order
 PRESETS = ("kitchen", "tiny")  # network sizes: the kitchen training presets, or test-sized ones
-EVAL_SEED_OFFSET = 1000  # evaluation episodes start from seeds the recording (seeds 0, 1, …) never used
 
 
 @dataclass
@@ -224,17 +218,32 @@ class Timing:
 
 def time_call(call: Callable[[], Any], *, repeats: int, warmup: int, device: str) -> Timing:
     """Time ``call`` over ``repeats`` calls, after ``warmup`` untimed ones."""
+    return time_interleaved([call], repeats=repeats, warmup=warmup, device=device)[0]
+
+
+def time_interleaved(calls: Sequence[Callable[[], Any]], *, repeats: int, warmup: int, device: str) -> list[Timing]:
+    """Time several calls taking turns (a, b, a, b, ...), ``repeats`` timed turns each after ``warmup`` rounds.
+
+    For ratios between calls: on a shared machine the load drifts over seconds, so calls timed one after the
+    other see different machines; taking turns gives each the same mix of quiet and busy moments.
+    """
     for _ in range(warmup):
-        call()
+        for call in calls:
+            call()
     _sync(device)
-    walls, cpus = [], []
+    walls: list[list[float]] = [[] for _ in calls]
+    cpus: list[list[float]] = [[] for _ in calls]
     for _ in range(repeats):
-        start, cpu = time.perf_counter(), time.process_time()
-        call()
-        _sync(device)
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu)
-    return Timing(1000 * statistics.median(walls), 1000 * min(walls), 1000 * statistics.median(cpus))
+        for index, call in enumerate(calls):
+            start, cpu = time.perf_counter(), time.process_time()
+            call()
+            _sync(device)
+            walls[index].append(time.perf_counter() - start)
+            cpus[index].append(time.process_time() - cpu)
+    return [
+        Timing(1000 * statistics.median(wall), 1000 * min(wall), 1000 * statistics.median(cpu))
+        for wall, cpu in zip(walls, cpus, strict=True)
+    ]
 
 
 def _conditioning(policy: Any, batch: Mapping[str, Any]) -> Any:
@@ -263,22 +272,22 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
         figures[f"{name}.forward_ms"] = forward.median_ms
         figures[f"{name}.forward_cpu_ms"] = forward.cpu_ms
         figures[f"{name}.forward_mmac"] = _multiply_adds(lambda: generator.network(noise, level, tokens))
-        if len(policy.encoder.cameras):  # every camera has the same encoder architecture and image size
-            camera, image_encoder = next(iter(policy.encoder.cameras.items()))
-            image = batch[FeatureKey.IMAGES.camera(camera)]  # (1, 3, H, W)
+        cameras = policy.encoder.config.cameras
+        if cameras:  # every camera has the same encoder architecture and image size
+            image_encoder = policy.encoder.image_encoder or policy.encoder.cameras[cameras[0]]
+            image = batch[FeatureKey.IMAGES.camera(cameras[0])]  # (1, 3, H, W)
             figures[f"{name}.image_encoder_mmac"] = _multiply_adds(partial(image_encoder, image))
         _, basis = _ratio_basis(config)
         default_steps = policy.config.sampler_steps
         for count in evaluations:
-            sample = time_call(
-                partial(generator.sample, conditioning, noise=noise, steps=count),
-                repeats=config.repeats,
-                warmup=config.warmup,
-                device=device,
-            )
             policy.config.sampler_steps = count
-            chunk = time_call(
-                lambda: policy.predict_action_chunk(batch, noise=noise),
+            # the ratios divide by a forward timed in turn with the sampler and the chunk (see time_interleaved)
+            paired_forward, sample, chunk = time_interleaved(
+                [
+                    lambda: generator.network(noise, level, tokens),
+                    partial(generator.sample, conditioning, noise=noise, steps=count),
+                    lambda: policy.predict_action_chunk(batch, noise=noise),
+                ],
                 repeats=config.repeats,
                 warmup=config.warmup,
                 device=device,
@@ -287,8 +296,9 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
             figures[f"{name}.sample_cpu_ms.{count}"] = sample.cpu_ms
             figures[f"{name}.chunk_ms.{count}"] = chunk.median_ms
             figures[f"{name}.chunk_cpu_ms.{count}"] = chunk.cpu_ms
-            figures[f"{name}.sampler_ratio.{count}"] = basis(sample) / (count * basis(forward))
-            figures[f"{name}.chunk_ratio.{count}"] = basis(chunk) / (count * basis(forward))
+            figures[f"{name}.paired_forward_cpu_ms.{count}"] = paired_forward.cpu_ms
+            figures[f"{name}.sampler_ratio.{count}"] = basis(sample) / (count * basis(paired_forward))
+            figures[f"{name}.chunk_ratio.{count}"] = basis(chunk) / (count * basis(paired_forward))
         policy.config.sampler_steps = default_steps
     return figures
 
@@ -502,127 +512,6 @@ def plot_latency(figures: Mapping[str, Any], path: Path) -> Path:
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
-
-
-# -- success in the kitchen -------------------------------------------------------------------------------------
-
-
-@dataclass
-class SuccessBenchConfig(Config):
-    """``tiers bench lowlevel --success``: the training budget and the evaluation sample."""
-
-    dataset: Path  # a LeRobotDataset recorded by ``tiers record`` (its meta/tiers_episodes.jsonl names the tasks)
-    steps: int = 2000  # optimiser steps per training run (the same budget for every policy)
-    batch_size: int = 32  # windows per step (the same for every policy)
-    seeds: int = 3  # training seeds per policy
-    episodes: int = 5  # evaluation episodes per task and training seed (unseen initial states)
-    preset: str = "kitchen"  # network sizes, as in LowLevelBenchConfig
-    device: str = "auto"  # trainer.device: "auto" | "cpu" | "cuda"
-    num_workers: int = 2  # DataLoader workers while training
-    max_steps: int | None = None  # per-episode control-step limit; None: the benchmark's own
-    policies: list[str] = field(default_factory=lambda: list(POLICIES))  # which policies to train and evaluate
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "seeds", "episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
-        unknown = sorted(set(self.policies) - set(POLICIES))
-        if unknown or not self.policies:
-            raise ValueError(f"policies must be among {list(POLICIES)}, got {self.policies}")
-
-
-def dataset_tasks(root: Path) -> list[str]:
-    """The kitchen task ids of the episodes kept in a ``tiers record`` dataset.
-
-    Raises:
-        ContractError: the dataset has no ``meta/tiers_episodes.jsonl`` (it was not recorded by tiers).
-    """
-    tasks = sorted({record.task_id for record in read_episode_log(root) if record.episode_index is not None})
-    if not tasks:
-        raise ContractError(f"{root / EPISODES_LOG}: no kept episode; the success benchmark needs a tiers recording")
-    return tasks
-
-
-def run_success_benchmark(
-    config: SuccessBenchConfig, out: Path, *, progress: Callable[[str], None] | None = None
-) -> dict[str, float | int | str]:
-    """Train each policy ``seeds`` times on the dataset, evaluate each run in control mode; success figures.
-
-    Writes each run under ``out/<policy>/seed<k>/`` (checkpoints, training log) and the plot
-    ``out/success.png``. Figures: ``success.<policy>.mean`` / ``.std`` (over training seeds) / ``.per_seed``,
-    ``<policy>.train_samples_per_s`` and ``.train_peak_memory_mb`` (means over seeds, from the trainer),
-    ``episodes_per_run``, ``tasks``.
-    """
-    say = progress or (lambda message: None)
-    tasks = dataset_tasks(config.dataset)
-    figures: dict[str, float | int | str] = {"tasks": " ".join(tasks), "episodes_per_run": len(tasks) * config.episodes}
-    rates: dict[str, list[float]] = {}
-    for name in config.policies:
-        rates[name], throughput, memory = [], [], []
-        for seed in range(config.seeds):
-            run_dir = out / name / f"seed{seed}"
-            overrides = [
-                f"trainer.steps={config.steps}",
-                f"trainer.batch_size={config.batch_size}",
-                f"trainer.seed={seed}",
-                f"trainer.device={config.device}",
-                f"trainer.num_workers={config.num_workers}",
-                f"trainer.save_every={config.steps}",
-                f"trainer.log_every={max(1, min(50, config.steps))}",
-                f"trainer.warmup_steps={min(500, config.steps // 10)}",
-            ]
-            run_config = train_config(name, config.preset, overrides)
-            say(f"{name} seed {seed}: training {config.steps} steps × {config.batch_size}")
-            trainer = train_lerobot_policy if name == "lerobot_diffusion" else train_low_policy
-            summary = trainer(config.dataset, run_config, run_dir, progress=False)
-            throughput.append(summary.samples_per_s)
-            memory.append(summary.peak_memory_mb)
-            say(f"{name} seed {seed}: evaluating {len(tasks) * config.episodes} episodes")
-            settings = EvalSettings(
-                mode=EvalMode.CONTROL, controller=str(Path(summary.checkpoint)), max_steps=config.max_steps
-            )
-            runner = EpisodeRunner(settings)
-            jobs = [
-                EpisodeJob(index, task, EVAL_SEED_OFFSET + episode)
-                for index, (task, episode) in enumerate((t, e) for t in tasks for e in range(config.episodes))
-            ]
-            results = [runner(job) for job in jobs]
-            rates[name].append(sum(result.success for result in results) / len(results))
-            runner.env.close()
-        figures[f"success.{name}.mean"] = statistics.fmean(rates[name])
-        figures[f"success.{name}.std"] = statistics.pstdev(rates[name])
-        figures[f"success.{name}.per_seed"] = " ".join(f"{rate:.3f}" for rate in rates[name])
-        figures[f"{name}.train_samples_per_s"] = statistics.fmean(throughput)
-        figures[f"{name}.train_peak_memory_mb"] = statistics.fmean(memory)
-    plot_success(rates, out / "success.png", title=f"{config.steps} steps × {config.batch_size}, {config.seeds} seeds")
-    return figures
-
-
-def plot_success(rates: Mapping[str, list[float]], path: Path, *, title: str) -> Path:
-    """Bars of the mean success rate per policy with the spread over training seeds, seeds as dots."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(rates)
-    means = [statistics.fmean(rates[name]) for name in names]
-    spreads = [statistics.pstdev(rates[name]) for name in names]
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    axis.bar(names, means, yerr=spreads, capsize=6, color="tab:blue", alpha=0.7)
-    for index, name in enumerate(names):
-        axis.plot([index] * len(rates[name]), rates[name], "k.", alpha=0.7)
-    axis.set_ylim(0, 1.05)
-    axis.set_ylabel("success rate (kitchen control mode)")
-    axis.set_title(f"tiers bench lowlevel --success: {title}", fontsize=9)
-    axis.grid(alpha=0.3, axis="y")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

@@ -217,8 +217,9 @@ def encode_tokens(
     """
     batch_size, steps = state.shape[:2]
     tokens = [encoder.state_proj(state)]  # (B, To, D)
-    for camera, image_encoder in encoder.cameras.items():
-        features = image_encoder(images[FeatureKey.IMAGES.camera(camera)].flatten(0, 1))  # (B·To, 2K)
+    cameras = encoder.config.cameras
+    flat = [images[FeatureKey.IMAGES.camera(camera)].flatten(0, 1) for camera in cameras]  # (B·To, 3, H, W)
+    for camera, features in zip(cameras, encoder.camera_features(flat), strict=True):  # (B·To, 2K)
         tokens.append(encoder.camera_proj[camera](features.unflatten(0, (batch_size, steps))))
     conditions = []
     if encoder.language_proj is not None:

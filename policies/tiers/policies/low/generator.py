@@ -160,22 +160,22 @@ def drop_conditions(conditioning: Conditioning, probability: float, *, enabled: 
     return torch.where(dropped, conditioning.null_tokens, tokens)
 
 
-def with_classifier_free_guidance(
-    model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+def with_classifier_free_guidance[Level: (torch.Tensor, float)](
+    model: Callable[[torch.Tensor, Level, torch.Tensor], torch.Tensor],
     conditioning: Conditioning,
     cfg_scale: float,
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+) -> Callable[[torch.Tensor, Level], torch.Tensor]:
     """Close ``model(x, level, tokens)`` over the conditioning, applying classifier-free guidance.
 
     Args:
-        model: any prediction linear in the score (denoised estimate, velocity, noise): (B, Ta, A), (B,),
-            (B, Tc, D) -> (B, Ta, A).
+        model: any prediction linear in the score (denoised estimate, velocity, noise): (B, Ta, A), level
+            ((B,) tensor, or one float for the batch), (B, Tc, D) -> (B, Ta, A).
         conditioning: the tokens, and the null tokens when ``cfg_scale != 1``.
         cfg_scale: w; 1 evaluates the conditional model only; otherwise both branches run in one batch of 2B
             and the result is out(∅) + w (out(c) - out(∅)).
 
     Returns:
-        (x (B, Ta, A), level (B,)) -> (B, Ta, A).
+        (x (B, Ta, A), level) -> (B, Ta, A).
     """
     tokens = conditioning.tokens
     if cfg_scale == 1.0:
@@ -188,8 +188,12 @@ def with_classifier_free_guidance(
         )
     both = torch.cat([tokens, conditioning.null_tokens], dim=0)  # (2B, Tc, D)
 
-    def guided(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        conditional, unconditional = model(torch.cat([x, x]), torch.cat([level, level]), both).chunk(2)
+    def guided(x: torch.Tensor, level: Level) -> torch.Tensor:
+        if isinstance(level, torch.Tensor):
+            out = model(torch.cat([x, x]), torch.cat([level, level]), both)  # (2B, Ta, A)
+        else:
+            out = model(torch.cat([x, x]), level, both)
+        conditional, unconditional = out.chunk(2)
         return unconditional + cfg_scale * (conditional - unconditional)
 
     return guided

@@ -53,8 +53,10 @@ EDM_SAMPLERS: tuple[str, ...] = get_args(EdmSamplerName)
 SigmaScheduleName = Literal["karras", "exponential"]
 SIGMA_SCHEDULES: tuple[str, ...] = get_args(SigmaScheduleName)
 
-# (x (B, Ta, A) noisy chunk, sigma (B,) its noise std) -> (B, Ta, A) denoised estimate D(x; σ)
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# (x (B, Ta, A) noisy chunk, σ its noise std) -> (B, Ta, A) denoised estimate D(x; σ). σ is one float for the
+# whole batch: the samplers step every sample along the same grid, so a denoiser can compute its scalings in
+# Python instead of as a dozen tensor ops per evaluation
+Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 
 
 class _DenoisedInputDPMSolver(EDMDPMSolverMultistepScheduler):
@@ -164,7 +166,7 @@ def sample_edm(
     """Integrate from σ_max to 0 with ``steps`` denoiser evaluations.
 
     Args:
-        denoiser: D(x (B, Ta, A), σ (B,)) -> (B, Ta, A), classifier-free guidance already folded in.
+        denoiser: D(x (B, Ta, A), σ float) -> (B, Ta, A), classifier-free guidance already folded in.
         noise: (B, Ta, A) standard-normal starting noise (scaled by σ_max here).
         sampler: "ddim", "euler", "euler_ancestral" or "dpmpp_2m".
         steps: denoiser evaluations, >= 1.
@@ -184,10 +186,9 @@ def sample_edm(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     levels = sigma_schedule(steps, schedule=schedule, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
-    batch = noise.shape[0]
 
     def guided_denoiser(x: torch.Tensor, index: int) -> torch.Tensor:
-        denoised = denoiser(x, x.new_full((batch,), levels[index]))
+        denoised = denoiser(x, levels[index])
         if guidance is not None:
             scale = guidance_step_scale(1.0, levels[index], sigma_data)
             denoised = denoised + scale * guidance(denoised, index)
