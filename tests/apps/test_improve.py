@@ -113,3 +113,26 @@ def test_improve_needs_a_learned_low_tier(tmp_path: Path, parse_cli: Callable[..
                 str(tmp_path / "out"),
             )
         )
+
+
+def test_improve_measures_on_seeds_the_corrections_never_saw(tmp_path: Path) -> None:
+    """Evaluation episodes that the corrections log holds (same task, same seed) are refused, naming one; control
+    tasks must be tasks nobody corrected."""
+    import json
+    from dataclasses import asdict
+
+    from tiers.apps.improve import ImproveConfig, _check_unseen_seeds
+    from tiers.datasets.recorder import EPISODES_LOG, EpisodeRecord
+
+    log = tmp_path / "yay"
+    (log / EPISODES_LOG).parent.mkdir(parents=True)
+    records = [EpisodeRecord("open/drawer/0", "open the drawer", seed, False, 10, episode_index=i) for i, seed in
+               enumerate((2000, 2001))]  # fmt: skip
+    (log / EPISODES_LOG).write_text("".join(json.dumps(asdict(record)) + "\n" for record in records))
+
+    def config(seed: int) -> ImproveConfig:
+        return ImproveConfig(hierarchy="learned_all", dataset="d", corrections=str(log), seeds=3, seed=seed)
+
+    with pytest.raises(ConfigError, match=r"open/drawer/0 seed 2000.*--seed beyond"):
+        _check_unseen_seeds(log, ["open/drawer/0"], config(1999))
+    _check_unseen_seeds(log, ["open/drawer/0"], config(2002))  # 2002..2004: never logged

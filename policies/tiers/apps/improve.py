@@ -8,7 +8,9 @@ fine-tuning the low tier from its checkpoint with its own normalisation statisti
 
 The measurement (``--curve``): for each count k of corrections episodes, the low tier is fine-tuned on the
 original data plus the first k episodes of the log, and the hierarchy is evaluated in integrated mode on the
-tasks of the log, the ones where the base hierarchy needed correcting. k = 0 is the base hierarchy.
+tasks of the log, the ones where the base hierarchy needed correcting, from seeds the log never used (checked:
+an overlap is refused), and on ``control_tasks``, tasks nobody corrected, to catch forgetting. k = 0 is the
+base hierarchy. Each rate comes with its Wilson 95 % interval.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 
 from tiers.apps.evaluation.parallel import run_jobs
-from tiers.apps.evaluation.report import EvalMode
+from tiers.apps.evaluation.report import EvalMode, wilson_interval
 from tiers.apps.evaluation.runner import make_runner
 from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
 from tiers.apps.training import generative_loading_config, with_hindsight
@@ -53,14 +55,17 @@ class ImproveConfig(Config):
     lr: float = 1e-4  # fine-tuning learning rate (AdamW)
     curve: list[int] = field(default_factory=lambda: [0, -1])  # corrections episodes per point; -1: all
     seeds: int = 1  # evaluation episodes per task
-    seed: int = 2000  # first evaluation seed (new scenes)
+    seed: int = 2000  # first evaluation seed (new scenes; must not be a seed the corrections log used)
+    control_tasks: list[str] = field(default_factory=list)  # task ids not corrected, evaluated too (forgetting)
+    workers: int = 1  # evaluation processes
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.corrections_fraction <= 1.0:
             raise ValueError(f"corrections_fraction must be in [0, 1], got {self.corrections_fraction}")
-        if self.steps < 1 or self.batch_size < 1 or self.seeds < 1:
+        if self.steps < 1 or self.batch_size < 1 or self.seeds < 1 or self.workers < 1:
             raise ValueError(
-                f"steps, batch_size and seeds must be >= 1, got {self.steps}, {self.batch_size}, {self.seeds}"
+                f"steps, batch_size, seeds and workers must be >= 1, got {self.steps}, {self.batch_size}, "
+                f"{self.seeds}, {self.workers}"
             )
         if any(k < -1 for k in self.curve) or not self.curve:
             raise ValueError(f"curve lists corrections-episode counts (>= 0, or -1 for all), got {self.curve}")
@@ -96,6 +101,10 @@ def improve(config: ImproveConfig, out: Path, *, echo: Any = print) -> dict[str,
     if not episodes:
         raise ContractError(f"{config.corrections}: no corrections logged; nothing to learn from")
     task_ids = _logged_tasks(Path(config.corrections))
+    _check_unseen_seeds(Path(config.corrections), task_ids, config)
+    overlap = sorted(set(config.control_tasks) & set(task_ids))
+    if overlap:
+        raise ConfigError(f"control_tasks {overlap} were corrected in {config.corrections}; controls must not be")
     policy = load_policy(base)
     if policy.config.conditioning.cameras:
         raise ConfigError("tiers improve fine-tunes camera-free policies here (windows from memory); got cameras")
@@ -123,11 +132,18 @@ def improve(config: ImproveConfig, out: Path, *, echo: Any = print) -> dict[str,
                 base, training_original, training_corrected, chosen, out / f"corrections_{k}",
                 fraction=config.corrections_fraction, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
             )  # fmt: skip
-        success = _evaluate(hierarchy, checkpoint, task_ids, config, out / f"eval_{k}", echo)
+        corrected_rate = _evaluate(hierarchy, checkpoint, task_ids, config, out / f"eval_{k}", echo)
         corrections = sum(1 for event in log.events if event.episode_index < k)
-        points.append({"episodes": k, "corrections": corrections, "success": success, "checkpoint": str(checkpoint)})
-        echo(f"  {corrections:3d} corrections -> success {100 * success:.1f}% on the corrected tasks")
-    result = {"config": config.to_dict(), "tasks": task_ids, "points": points}
+        point = {"episodes": k, "corrections": corrections, **corrected_rate, "checkpoint": str(checkpoint)}
+        message = f"  {corrections:3d} corrections -> {_rate_text(corrected_rate)} on the corrected tasks"
+        if config.control_tasks:
+            point["control"] = _evaluate(
+                hierarchy, checkpoint, config.control_tasks, config, out / f"control_{k}", echo
+            )
+            message += f", {_rate_text(point['control'])} on the control tasks"
+        points.append(point)
+        echo(message)
+    result = {"config": config.to_dict(), "tasks": task_ids, "control_tasks": config.control_tasks, "points": points}
     (out / "improve.json").write_text(json.dumps(result, indent=2))
     _plot(points, out / "improve_curve.png")
     return result
@@ -195,10 +211,29 @@ def _logged_tasks(root: Path) -> list[str]:
     return tasks
 
 
+def _check_unseen_seeds(corrections: Path, task_ids: list[str], config: ImproveConfig) -> None:
+    """Refuse evaluation episodes (task, seed) that the corrections log itself holds: a gain measured on the very
+    scenes the policy was fine-tuned on says nothing about new ones."""
+    logged = {(record.task_id, record.seed) for record in read_episode_log(corrections)}
+    evaluated = {(task, config.seed + s) for task in task_ids for s in range(config.seeds)}
+    reused = sorted(logged & evaluated)
+    if reused:
+        raise ConfigError(
+            f"evaluation seeds {config.seed}..{config.seed + config.seeds - 1} include {len(reused)} episode(s) of "
+            f"{corrections} (e.g. {reused[0][0]} seed {reused[0][1]}); pass a --seed beyond the logged ones"
+        )
+
+
+def _rate_text(rate: dict[str, Any]) -> str:
+    low, high = rate["interval"]
+    return f"{rate['successes']}/{rate['trials']} ({100 * rate['success']:.1f}% [{100 * low:.1f}, {100 * high:.1f}])"
+
+
 def _evaluate(
     hierarchy: Any, checkpoint: Path, task_ids: list[str], config: ImproveConfig, out: Path, echo: Any
-) -> float:
-    """Integrated-mode success of ``hierarchy`` with its low tier at ``checkpoint`` on ``task_ids``."""
+) -> dict[str, Any]:
+    """Integrated-mode success of ``hierarchy`` with its low tier at ``checkpoint`` on ``task_ids``:
+    ``success`` (rate), ``successes``, ``trials`` and the Wilson 95 % ``interval`` (low, high)."""
     out.mkdir(parents=True, exist_ok=True)
     variant = replace(
         hierarchy, low=replace(hierarchy.low, settings={**hierarchy.low.settings, "checkpoint": str(checkpoint)})
@@ -210,9 +245,15 @@ def _evaluate(
         EpisodeJob(i, task, config.seed + s)
         for i, (task, s) in enumerate((t, s) for t in task_ids for s in range(config.seeds))
     ]
-    results = run_jobs(make_runner, settings, jobs, workers=1)
+    results = run_jobs(make_runner, settings, jobs, workers=config.workers)
     (out / "results.json").write_text(json.dumps([vars(r) for r in results], indent=2, default=str))
-    return sum(r.success for r in results) / len(results)
+    successes = sum(bool(r.success) for r in results)
+    return {
+        "success": successes / len(results),
+        "successes": successes,
+        "trials": len(results),
+        "interval": list(wilson_interval(successes, len(results))),
+    }
 
 
 def _plot(points: list[dict[str, Any]], path: Path) -> None:
@@ -221,10 +262,19 @@ def _plot(points: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot([p["corrections"] for p in points], [100 * p["success"] for p in points], marker="o")
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    counts = [p["corrections"] for p in points]
+    for key, label in (("", "corrected tasks, new seeds"), ("control", "control tasks (not corrected)")):
+        rates = [p[key] if key else p for p in points if not key or key in p]
+        if len(rates) != len(points):
+            continue
+        centre = [100 * r["success"] for r in rates]
+        below = [c - 100 * r["interval"][0] for c, r in zip(centre, rates, strict=True)]
+        above = [100 * r["interval"][1] - c for c, r in zip(centre, rates, strict=True)]
+        ax.errorbar(counts, centre, yerr=[below, above], marker="o", capsize=4, label=label)
+    ax.legend(fontsize=8)
     ax.set_xlabel("corrections used for retraining")
-    ax.set_ylabel("success on corrected tasks (%)")
+    ax.set_ylabel("success (%), Wilson 95 %")
     ax.set_ylim(0, 100)
     ax.set_title("tiers improve")
     fig.tight_layout()

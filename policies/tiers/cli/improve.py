@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps per point")
     parser.add_argument("--curve", type=int, nargs="+", default=[0, -1], help="corrections episodes per point (-1 all)")
     parser.add_argument("--seeds", type=int, default=1, help="evaluation episodes per task")
+    parser.add_argument("--seed", type=int, default=2000, help="first evaluation seed (unused by the corrections)")
+    parser.add_argument(
+        "--control-tasks", nargs="+", default=[], help="task ids nobody corrected, evaluated at every point"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="evaluation processes")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default outputs/improve/<time>)")
     parser.add_argument(
         "--motion", action="store_true", help="retrain the motion planner on its logged interventions (RT-H)"
@@ -65,10 +70,14 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         curve=list(args.curve),
         seeds=args.seeds,
+        seed=args.seed,
+        control_tasks=list(args.control_tasks),
+        workers=args.workers,
     )
     out.mkdir(parents=True, exist_ok=True)
     result = improve(config, out, echo=lambda text: console.print(text, markup=False))
     console.print(f"[bold]tiers improve[/bold] on {len(result['tasks'])} corrected task(s); curve in {out}")
     for point in result["points"]:
-        console.print(f"  {point['corrections']:4d} corrections: {100 * point['success']:5.1f}% success")
+        control = f"; control tasks {100 * point['control']['success']:5.1f}%" if "control" in point else ""
+        console.print(f"  {point['corrections']:4d} corrections: {100 * point['success']:5.1f}% success{control}")
     return 0
