@@ -232,7 +232,7 @@ class ObservationEncoder(nn.Module):
         # one batched pass: half the per-layer dispatch cost of two small CNNs, which dominates at 96 px on a CPU
         return list(self.image_encoder(torch.cat(list(images))).chunk(len(images)))
 
-    def forward(self, batch: Mapping[str, Any]) -> Conditioning:
+    def forward(self, batch: Mapping[str, Any], *, null_tokens: bool = True) -> Conditioning:
         """Encode a normalised batch.
 
         Args:
@@ -240,8 +240,12 @@ class ObservationEncoder(nn.Module):
                 configured camera; the language key's text (a list of B strings); ``goal.state`` (B, S)
                 normalised like the state; ``ee_path`` (B, K, 8).
 
+            null_tokens: also build the null tokens (training's condition dropout and classifier-free guidance
+                need them; a chunk sampled at ``cfg_scale`` 1 does not).
+
         Returns:
-            Conditioning with tokens (B, Tc, D) and, when any condition is configured, null tokens (B, Tc, D).
+            Conditioning with tokens (B, Tc, D) and, when any condition is configured and ``null_tokens``, null
+            tokens (B, Tc, D).
         """
         state = batch[FeatureKey.STATE.value]
         batch_size, steps = state.shape[:2]
@@ -279,6 +283,8 @@ class ObservationEncoder(nn.Module):
         condition = torch.cat(conditions, dim=1)  # (B, Tn, D)
         assert self.null is not None
         full = torch.cat([observation, condition], dim=1) + self.position
+        if not null_tokens:
+            return Conditioning(tokens=full)
         null = torch.cat([observation, self.null.expand(batch_size, -1, -1)], dim=1) + self.position
         return Conditioning(tokens=full, null_tokens=null)
 

@@ -297,7 +297,7 @@ class GenerativeLowPolicy(nn.Module):
         # inference_mode (no version counters, no autograd metadata per op) unless guidance takes reward gradients
         # inside the sampler; the chunk leaves it as an ordinary tensor (a clone), which callers may modify
         with torch.inference_mode(not self._guidance):
-            conditioning = self.encoder(self._normalized_inputs(batch))
+            conditioning = self.encoder(self._normalized_inputs(batch), null_tokens=self.config.cfg_scale != 1.0)
             hook = self._guidance_hook() if self._guidance else None
             sample = self.generator.sample(
                 conditioning,
@@ -388,7 +388,7 @@ class GenerativeLowPolicy(nn.Module):
                 f"step-wise sampling runs the conditional model alone; the policy has cfg_scale={self.config.cfg_scale}"
             )
         with torch.no_grad():
-            conditioning = self.encoder(self._normalized_inputs(batch))
+            conditioning = self.encoder(self._normalized_inputs(batch), null_tokens=False)  # cfg_scale is 1 here
         default_steps: int = cast(Any, generator).config.steps  # every core's config names its default
         return _StepwiseChunkSampler(
             self.config.generator,
@@ -479,20 +479,17 @@ class GenerativeLowPolicy(nn.Module):
                 raise ContractError(f"batch has no {key!r}; the policy reads {[STATE, *self.features.cameras]}")
             value = batch[key].to(device, torch.float32)
             single = value.ndim == rank  # a single step: the history is that step, To times
-            if single:
-                value = value[:, None].expand(-1, steps, *value.shape[1:])
-            if value.ndim != rank + 1 or value.shape[1] != steps:
+            shape = (value.shape[0], steps, *value.shape[1:]) if single else tuple(value.shape)
+            if len(shape) != rank + 1 or shape[1] != steps:
+                raise ContractError(f"batch {key!r} has shape {shape}; expected (B, {steps}, ...) or (B, ...)")
+            if key in self.features.cameras and list(shape[2:]) != self.features.cameras[key]:
                 raise ContractError(
-                    f"batch {key!r} has shape {tuple(value.shape)}; expected (B, {steps}, ...) or (B, ...)"
+                    f"batch {key!r} images are {tuple(shape[2:])}; the policy reads {self.features.cameras[key]}"
                 )
-            if key in self.features.cameras and list(value.shape[2:]) != self.features.cameras[key]:
-                raise ContractError(
-                    f"batch {key!r} images are {tuple(value.shape[2:])}; the policy reads {self.features.cameras[key]}"
-                )
-            if single:  # normalise the one step, then repeat it: the encoder sees the repeat and encodes it once
-                out[key] = self.normalizer.normalize(key, value[:, 0])[:, None].expand_as(value)
-            else:
-                out[key] = self.normalizer.normalize(key, value)
+            normalized = self.normalizer.normalize(key, value)
+            # a single step is normalised once, then repeated with a stride-0 time axis: the encoder sees the
+            # repeat and encodes it once
+            out[key] = normalized[:, None].expand(shape) if single else normalized
         for key in condition_keys(self.config.conditioning):
             if key not in batch:
                 raise ContractError(f"batch has no {key!r}, a condition of this policy")
