@@ -191,3 +191,71 @@ def test_a_push_keeps_the_wrist_camera_off_a_tall_object_when_another_yaw_can() 
     assert result.path is not None, result.reason
     x_axis = Rotation.from_quat(wxyz_to_xyzw(result.path.quaternions[-1])).apply([1.0, 0.0, 0.0])
     assert x_axis[0] > 0.9  # the preferred yaw
+
+
+# -- early rejection: options (tool yaws) and transport heights that surely fail are dropped before their IK
+# solves and routes, without changing the path found or the reason given
+
+APPLE = ([0.47, -0.03, 0.0], [0.53, 0.03, 0.07], "apple")
+YAWS = tuple(-np.pi / 2 + k * np.pi / 12 for k in range(12))  # a round object's 12 grasp yaws, 15 deg apart
+
+
+def round_grasp() -> Affordance:
+    """A top-down grasp of the apple, offering every yaw of :data:`YAWS` (the first preferred)."""
+    return Affordance(
+        AffordanceKind.GRASP, "apple", np.array([0.5, 0.0, 0.035]), yaw=YAWS[0], opening=0.08,
+        low=np.array(APPLE[0]), high=np.array(APPLE[1]), alternatives=YAWS[1:],
+    )  # fmt: skip
+
+
+class CountingIK:
+    """A reachability check that answers yes and counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, position: np.ndarray, quaternion: np.ndarray) -> bool:
+        self.calls += 1
+        return True
+
+
+def test_a_blocked_pre_grasp_pose_fails_every_yaw_after_one_yaws_ik_and_one_height() -> None:
+    # a slab over the apple where the wrist is at the pre-grasp pose, whatever the yaw (the wrist is on the axis)
+    slab = ([0.44, -0.06, 0.26], [0.56, 0.06, 0.30], None)
+    cloud = counter_cloud(APPLE, slab)
+    ik = CountingIK()
+    planner = PathPlanner(max_ee_speed=0.5, reachable=ik)
+    heights: list[float] = []
+    segments_at = planner._segments_at
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        heights.append(args[-1])
+        return segments_at(*args, **kwargs)
+
+    planner._segments_at = counted  # type: ignore[method-assign]
+    result = planner.plan(round_grasp(), cloud, HOME_POSE, gripper=0.08)
+    assert result.path is None
+    assert result.reason.startswith("all 12 tool yaws failed; the preferred one: ")  # the first yaw's reason
+    assert "collides" in result.reason
+    assert ik.calls == 2  # the grasp and pre-grasp poses of the first yaw; the other 11 are rejected before IK
+    assert len(heights) <= 2  # not all 3 transport heights: the pre-grasp pose is blocked at each
+
+
+def test_early_rejection_finds_the_path_that_trying_each_yaw_in_turn_finds() -> None:
+    # a tall block beside the apple: with the closing axis along y the hand's side hits it, along x it does not
+    block = ([0.46, 0.095, 0.0], [0.54, 0.15, 0.14], None)
+    cloud = counter_cloud(APPLE, block)
+    grasp = round_grasp()
+    planner = PathPlanner(max_ee_speed=0.5, reachable=CountingIK())
+    result = planner.plan(grasp, cloud, HOME_POSE, gripper=0.08)
+    assert result.path is not None, result.reason
+    # the reference: one yaw per plan (nothing to reject early), in the affordance's order, the first that works
+    for yaw in YAWS:
+        single = planner.plan(replace(grasp, yaw=yaw, alternatives=()), cloud, HOME_POSE, gripper=0.08)
+        if single.path is not None:
+            break
+    assert yaw != YAWS[0]  # the first yaw is blocked: the scene exercises the rejection
+    assert single.path is not None
+    np.testing.assert_array_equal(result.path.positions, single.path.positions)
+    np.testing.assert_array_equal(result.path.quaternions, single.path.quaternions)
+    np.testing.assert_array_equal(result.path.times, single.path.times)

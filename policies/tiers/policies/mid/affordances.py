@@ -259,6 +259,13 @@ class AffordanceConfig(Config):
     # rad, steeper lean for tall held objects (held high: at 0.6 the wrist rode on the cabinet top)
     cabinet_tilt_tall: float = 0.75
     tall_object: float = 0.11  # m, held objects at least this tall get ``cabinet_tilt_tall``
+    # a flat, compact held object (a sponge: lower than ``flat_object`` m, its footprint's narrow side at least
+    # ``compact_ratio`` of its wide side) goes into the cabinet with the fingers along the entry, so that the hand
+    # leans about the axis across the pads, which hold it as it tilts: leaned about the closing axis (fingers
+    # side by side) it pivoted in the pads and slid out of the fingertips on the way. A cup or a banana goes in
+    # leaned about the closing axis; with the fingers along the entry they were released 4-5 cm short.
+    flat_object: float = 0.045
+    compact_ratio: float = 0.5
 
 
 class AffordanceDetector:
@@ -676,7 +683,9 @@ class AffordanceDetector:
         tall = len(held) > 0 and float(np.ptp(held[:, 2])) >= config.tall_object
         tilt = config.cabinet_tilt_tall if tall else config.cabinet_tilt
         entry = np.array([1.0, 0.0, 0.0])  # into the cabinet
-        closing = comfortable_yaw(np.pi / 2, point)  # across the entry, fingers side by side
+        across = comfortable_yaw(np.pi / 2, point)  # across the entry, fingers side by side
+        along = comfortable_yaw(0.0, point)  # along the entry, one finger in front of the other
+        closing, other = (along, across) if self._flat_and_compact(name, cloud) else (across, along)
         return AffordanceResult(
             Affordance(
                 AffordanceKind.PLACE,
@@ -689,10 +698,21 @@ class AffordanceDetector:
                 # the top, 3 and 5 cm beyond, stay obstacles)
                 low=low - np.array([0.05, -0.03, 0.03]),
                 high=high - np.array([0.0, 0.03, 0.05]),
-                alternatives=(closing + np.pi,),  # the wrist half a turn (the same lean)
+                # the wrist half a turn (the same lean), then the other closing axis
+                alternatives=(closing + np.pi, other, other + np.pi) if closing == along else (closing + np.pi,),
                 insertion=entry * (config.cabinet_depth + config.cabinet_staging),
             )
         )
+
+    def _flat_and_compact(self, name: str, cloud: SceneCloud) -> bool:
+        """Whether the held object ``name`` is flat and compact in ``cloud`` (see ``AffordanceConfig.flat_object``):
+        its points span less than ``flat_object`` m in height and its footprint is not elongated."""
+        found = self.footprint(name, cloud)
+        if found is None:
+            return False
+        _, size, _, bottom, top = found
+        flat = top - bottom < self.config.flat_object
+        return bool(flat and float(np.min(size)) >= self.config.compact_ratio * float(np.max(size)))
 
     def _place(
         self, name: str, target: str, point: Vector, half: Vector, *, others: list[Vector] | None = None

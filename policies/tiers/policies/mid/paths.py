@@ -189,7 +189,15 @@ _PUSH_PASSES = ((True, False), (False, False), (False, True))  # a push's passes
 
 
 class PlanningError(Exception):
-    """Internal: a reason there is no path (turned into a PathResult)."""
+    """Internal: a reason there is no path (turned into a PathResult).
+
+    ``any_height``: the same failure happens at every transport height of ``carry_raises`` (a keypoint without
+    an IK solution, a blocked pose every height's route passes through), so no higher transport is tried.
+    """
+
+    def __init__(self, message: str, *, any_height: bool = False):
+        super().__init__(message)
+        self.any_height = any_height
 
 
 class PathPlanner:
@@ -262,10 +270,13 @@ class PathPlanner:
             options = [(yaw, point, _PASS) for yaw, point in affordance.options()]
             if affordance.kind is AffordanceKind.PUSH:
                 options = [(yaw, point, way) for way in _PUSH_PASSES for yaw, point, _ in options]
-            for yaw, point, way in options:
+            for index, (yaw, point, way) in enumerate(options):
                 self._camera, self._shorten = way
                 candidate = replace(affordance, point=point, yaw=yaw, alternatives=(), alternative_points=())
                 try:
+                    # only the first option's reason is reported: the others may fail early, before their IK
+                    if index > 0 and self._blocked(candidate, cloud, pose, held):
+                        raise PlanningError("the tool collides at the contact or pre-contact pose")
                     segments, used_fallback = self._segments(candidate, cloud, pose, gripper, held)
                     break
                 except PlanningError as error:
@@ -300,10 +311,36 @@ class PathPlanner:
                 return self._segments_at(affordance, cloud, ee_pose, gripper, held, raise_by)
             except PlanningError as failure:
                 error = error or failure
+                if failure.any_height:
+                    raise error from None  # a higher transport fails the same way (the p95 frames tried 3)
                 if "transport" not in str(failure) and "pre-" not in str(failure):
                     raise  # only free-space moves change with the transport height
         assert error is not None
         raise error
+
+    def _blocked(self, affordance: Affordance, cloud: SceneCloud, ee_pose: Vector, held: str | None) -> bool:
+        """Whether one option of ``affordance`` (one yaw and keypoint) surely has no route, from two poses that
+        every route of it ends a segment in, whatever the transport height: the contact pose (the end of the
+        approach, place or insertion), checked as that contact segment is, and, but for a push (whose pre-push
+        height depends on IK), the pre-contact pose, checked as a free-space move. A segment whose end
+        collides fails, so this is :meth:`_segments` failing without its IK solves (~1 ms each, two per
+        option: the slowest frames tried 12 yaws blocked in this way)."""
+        hang, offset, radius = self._held_geometry(cloud, held, ee_pose)
+        spheres = _tool_spheres(held is not None, hang, offset, radius)
+        support = cloud.support_height
+        target, quaternion = self._contact_pose(affordance, cloud, ee_pose, held)
+        pushing = affordance.kind is AffordanceKind.PUSH
+        at_contact = self._checker(spheres, support, contact=True, movable="fixtures" if pushing else "", moving=False)
+        if not at_contact(target[None], quaternion[None])[0]:
+            return True
+        if pushing:
+            return False
+        if affordance.inserts:  # the staging point in front of the opening
+            pre = target + np.array([0.0, 0.0, self.config.insert_above]) - affordance.insertion
+        else:
+            pre = target - affordance.approach * self.config.approach_height
+        at_pre = self._checker(spheres, support, contact=False, movable="", moving=False)
+        return not bool(at_pre(pre[None], quaternion[None])[0])
 
     def _segments_at(
         self,
@@ -314,28 +351,52 @@ class PathPlanner:
         held: str | None,
         raise_by: float,
     ) -> tuple[list[_Segment], bool]:
+        """The segments of ``affordance`` with the transport ``raise_by`` m above its least height, routed.
+
+        Raises:
+            PlanningError: with ``any_height`` set where the failure does not depend on ``raise_by``.
+        """
+        try:
+            segments, pre, quaternion = self._unrouted(affordance, cloud, ee_pose, gripper, held, raise_by)
+        except PlanningError as failure:  # a keypoint's checks: the transport height plays no part in them
+            raise PlanningError(str(failure), any_height=True) from None
+        hang, held_offset, held_radius = self._held_geometry(cloud, held, ee_pose)
+        spheres = _tool_spheres(held is not None, hang, held_offset, held_radius)
+        try:
+            return self._route(segments, affordance, cloud, spheres)
+        except PlanningError as failure:
+            any_height = self._fails_at_any_height(segments, pre, quaternion, spheres, cloud.support_height)
+            raise PlanningError(str(failure), any_height=any_height) from None
+
+    def _fails_at_any_height(
+        self, segments: list[_Segment], pre: Vector, quaternion: Vector, spheres: list[Sphere], support: float
+    ) -> bool:
+        """Whether a route that failed fails at every transport height too: it has no transport (only the rise
+        and the transport move with the height), or the pre-contact pose collides (``pre`` (3,) m and
+        ``quaternion`` (4,) wxyz: where the pre-contact segment of every height ends, checked the same way)."""
+        if not any(segment.name in ("rise", "transport") for segment in segments):
+            return True
+        pre_segment = next(segment for segment in segments if segment.name.startswith("pre-"))
+        free = self._segment_checker(pre_segment, spheres, support)
+        return not bool(free(pre[None], quaternion[None])[0])
+
+    def _unrouted(
+        self,
+        affordance: Affordance,
+        cloud: SceneCloud,
+        ee_pose: Vector,
+        gripper: float,
+        held: str | None,
+        raise_by: float,
+    ) -> tuple[list[_Segment], Vector, Vector]:
+        """The straight segments of ``affordance`` before collision checking, the pre-contact point (3,) m and
+        the tool orientation (4,) wxyz there (the pose every transport height's route passes through)."""
         config = self.config
         start, start_q = ee_pose[:3], ee_pose[3:] / np.linalg.norm(ee_pose[3:])
         support = cloud.support_height
         kind = affordance.kind
-        hang, offset, held_radius = self._held_geometry(cloud, held, ee_pose)
-        held_offset = offset.copy()  # in the hand's current orientation (the collision spheres turn with the hand)
-        if kind is AffordanceKind.PLACE and affordance.inserts:
-            # an insertion: the tool turns to the affordance's leaning orientation, the held object with it
-            quaternion = tool_quaternion(affordance.approach, affordance.yaw)
-            target = affordance.point - self._held_bottom(cloud, held, ee_pose, quaternion)
-        elif kind is AffordanceKind.PLACE:
-            # PLACE's yaw is a turn of the wrist about the vertical while carrying (0: none); the held object
-            # turns with the hand, so its offset from the TCP turns too. The TCP goes where it puts the
-            # object's bottom centre on the keypoint.
-            turn = 0.0 if not np.isfinite(affordance.yaw) else affordance.yaw
-            c, s = np.cos(turn), np.sin(turn)
-            offset = np.array([c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]])
-            target = affordance.point + np.array([-offset[0], -offset[1], hang])
-            quaternion = _yaw_rotated(start_q, turn)
-        else:
-            target = affordance.point.copy()
-            quaternion = tool_quaternion(affordance.approach, affordance.yaw)
+        hang = self._held_geometry(cloud, held, ee_pose)[0]
+        target, quaternion = self._contact_pose(affordance, cloud, ee_pose, held)
         self._check_keypoint(f"the {kind.value} point of the {affordance.target}", target, quaternion, support)
         if affordance.inserts:  # line up in front of the opening, slightly above the release height
             entry = target + np.array([0.0, 0.0, config.insert_above])
@@ -442,7 +503,33 @@ class PathPlanner:
             segments.append(
                 _Segment("retreat", np.stack([end, up]), both, 0.0, contact_speed, contact=True, movable="fixtures")
             )
-        return self._route(segments, affordance, cloud, held, hang, held_offset, held_radius)
+        return segments, pre, quaternion
+
+    def _contact_pose(
+        self, affordance: Affordance, cloud: SceneCloud, ee_pose: Vector, held: str | None
+    ) -> tuple[Vector, Vector]:
+        """Where the tool grasps, pushes or releases: TCP position (3,) m and orientation (4,) wxyz, base frame
+        (for a place, where the held object's bottom centre lands on the keypoint)."""
+        start_q = ee_pose[3:] / np.linalg.norm(ee_pose[3:])
+        kind = affordance.kind
+        hang, offset, _ = self._held_geometry(cloud, held, ee_pose)
+        if kind is AffordanceKind.PLACE and affordance.inserts:
+            # an insertion: the tool turns to the affordance's leaning orientation, the held object with it
+            quaternion = tool_quaternion(affordance.approach, affordance.yaw)
+            target = affordance.point - self._held_bottom(cloud, held, ee_pose, quaternion)
+        elif kind is AffordanceKind.PLACE:
+            # PLACE's yaw is a turn of the wrist about the vertical while carrying (0: none); the held object
+            # turns with the hand, so its offset from the TCP turns too. The TCP goes where it puts the
+            # object's bottom centre on the keypoint.
+            turn = 0.0 if not np.isfinite(affordance.yaw) else affordance.yaw
+            c, s = np.cos(turn), np.sin(turn)
+            offset = np.array([c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]])
+            target = affordance.point + np.array([-offset[0], -offset[1], hang])
+            quaternion = _yaw_rotated(start_q, turn)
+        else:
+            target = affordance.point.copy()
+            quaternion = tool_quaternion(affordance.approach, affordance.yaw)
+        return target, quaternion
 
     def _held_geometry(self, cloud: SceneCloud, held: str | None, ee_pose: Vector) -> tuple[float, Vector, float]:
         """(TCP height above the held object's bottom m, object centre minus TCP (2,) m, footprint radius m)."""
@@ -520,49 +607,16 @@ class PathPlanner:
     # -- collision checking -----------------------------------------------------------------------------
 
     def _route(
-        self,
-        segments: list[_Segment],
-        affordance: Affordance,
-        cloud: SceneCloud,
-        held: str | None,
-        hang: float,
-        offset: Vector,
-        held_radius: float,
+        self, segments: list[_Segment], affordance: Affordance, cloud: SceneCloud, spheres: list[Sphere]
     ) -> tuple[list[_Segment], bool]:
-        """Check every segment; replace colliding free-space lines by RRT-Connect detours."""
+        """Check every segment with the tool's ``spheres`` (tool frame, the held object's included); replace
+        colliding free-space lines by RRT-Connect detours."""
         config = self.config
-        spheres = _tool_spheres(held is not None, hang, offset, held_radius)
-        # a push's moves near the objects: the wrist camera's housing must stay off every object, the target
-        # included (against a tall one it levered the hand off the counter; the target moves with the fingers,
-        # so its points stay where they are relative to the housing), in the push's first pass over its yaws
-        camera = [(centre, radius, "camera") for centre, radius in CAMERA_SPHERES]
-        # against the target a shallow overlap only pushes it too (a basket's rim); a deep one climbs it (a can)
-        lifted = np.array([0.0, 0.0, -self.config.camera_target_overlap])
-        camera_target = [(centre + lifted, radius, "camera") for centre, radius in CAMERA_SPHERES]
         used_fallback = False
         routed: list[_Segment] = []
         segments = list(segments)
         for index, segment in enumerate(segments):
-            tree = self._trees[segment.movable or ("contact" if segment.contact else "free")]
-            # fingers close around the target on contact segments: only the hand and wrist spheres count there
-            # (a push's fingers stay closed: they count against what its segments keep as obstacles)
-            active = [s for s in spheres if segment.movable or not (segment.contact and s[2] == "finger")]
-
-            def free(
-                points: Vector,
-                quats: Vector,
-                tree: cKDTree | None = tree,
-                active: list[Sphere] = active,
-                movable: bool = bool(segment.movable) and self._camera,
-                moving: bool = segment.name in ("push", "retreat"),
-            ) -> NDArray[np.bool_]:
-                clear = self._free(points, quats, tree, active, cloud.support_height)
-                if movable:
-                    clear &= self._free(points, quats, self._trees["contact"], camera, cloud.support_height)
-                if movable and not moving:  # once pushing, the target moves on with the hand
-                    clear &= self._free(points, quats, self._trees["target"], camera_target, cloud.support_height)
-                return clear
-
+            free = self._segment_checker(segment, spheres, cloud.support_height)
             samples, sample_q = _densify(segment, config.check_step)
             clear = free(samples, sample_q)
             if not routed and not clear[0] and np.any(clear):
@@ -603,6 +657,46 @@ class PathPlanner:
                 _Segment(segment.name, detour, segment.quaternions, segment.gripper, segment.speed, contact=False)
             )
         return routed, used_fallback
+
+    def _checker(
+        self, spheres: list[Sphere], support: float, *, contact: bool, movable: str, moving: bool
+    ) -> Callable[[Vector, Vector], NDArray[np.bool_]]:
+        """The collision check of a segment's poses: (N, 3) positions m, (N, 4) wxyz -> (N,) clear.
+
+        The obstacles (a KD-tree of :meth:`_obstacle_trees`) and which tool ``spheres`` count depend on the
+        segment's ``contact`` and ``movable`` (:class:`_Segment`) and on whether it is a push's ``moving`` part
+        (the push or its retreat); ``support`` is the counter's height, m.
+        """
+        tree = self._trees[movable or ("contact" if contact else "free")]
+        # fingers close around the target on contact segments: only the hand and wrist spheres count there
+        # (a push's fingers stay closed: they count against what its segments keep as obstacles)
+        active = [s for s in spheres if movable or not (contact and s[2] == "finger")]
+        # a push's moves near the objects: the wrist camera's housing must stay off every object, the target
+        # included (against a tall one it levered the hand off the counter; the target moves with the fingers,
+        # so its points stay where they are relative to the housing), in the push's first pass over its yaws;
+        # once pushing, the target moves on with the hand
+        camera_on = bool(movable) and self._camera
+        camera = [(centre, radius, "camera") for centre, radius in CAMERA_SPHERES]
+        # against the target a shallow overlap only pushes it too (a basket's rim); a deep one climbs it (a can)
+        lifted = np.array([0.0, 0.0, -self.config.camera_target_overlap])
+        camera_target = [(centre + lifted, radius, "camera") for centre, radius in CAMERA_SPHERES]
+
+        def free(points: Vector, quats: Vector) -> NDArray[np.bool_]:
+            clear = self._free(points, quats, tree, active, support)
+            if camera_on:
+                clear &= self._free(points, quats, self._trees["contact"], camera, support)
+            if camera_on and not moving:
+                clear &= self._free(points, quats, self._trees["target"], camera_target, support)
+            return clear
+
+        return free
+
+    def _segment_checker(
+        self, segment: _Segment, spheres: list[Sphere], support: float
+    ) -> Callable[[Vector, Vector], NDArray[np.bool_]]:
+        """:meth:`_checker` for ``segment``."""
+        moving = segment.name in ("push", "retreat")
+        return self._checker(spheres, support, contact=segment.contact, movable=segment.movable, moving=moving)
 
     def _obstacle_trees(self, affordance: Affordance, cloud: SceneCloud, held: str | None) -> dict[str, cKDTree | None]:
         """KD-trees of the obstacle points: "free" (free space), "contact" (contact segments) and, for a push,
