@@ -89,6 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frozen-policy test-time-shift suite: layout seeds per (shift, task), each run by 3 arms (0: skip)",
     )
     steering.add_argument("--vls-weight", type=float, default=10.0, help="--shift-episodes: weight of the VLS arm")
+    steering.add_argument(
+        "--fk",
+        action="store_true",
+        help="instead: Feynman-Kac resampling beside gradient guidance on kitchen episodes (success, ms per chunk)",
+    )
+    steering.add_argument("--fk-hierarchy", action="append", default=None, help="--fk: a row (repeatable)")
+    steering.add_argument("--fk-limit", type=int, default=24, help="--fk: tasks of open_close and pick_place")
+    steering.add_argument("--fk-seed", type=int, default=1000, help="--fk: episode seed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         from tiers.apps.bench.ros import run_ros_benchmark
 
         figures = run_ros_benchmark()
+    elif args.target == "steering" and args.fk:
+        return _run_fk(args, console)
     elif args.target == "steering":
         figures = _run_steering(args, console)
     else:
@@ -143,6 +153,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 FROZEN_PREFIX = "frozen_"  # figure keys of the steering bench's frozen-policy shift suite
+
+
+def _run_fk(args: argparse.Namespace, console: Any) -> int:
+    """``tiers bench steering --fk``: the Feynman-Kac rows (:mod:`tiers.apps.bench.steering_fk`) and their table."""
+    from rich.markdown import Markdown
+
+    from tiers.apps.bench.steering_fk import ROWS, run_rows
+
+    out = args.out or Path("outputs") / "bench" / f"steering-fk-{time.strftime('%Y%m%d-%H%M%S')}"
+    rows = run_rows(
+        args.fk_hierarchy or ROWS,
+        out=out,
+        limit=args.fk_limit,
+        seed=args.fk_seed,
+        threads=args.threads or 1,
+        progress=lambda text: console.print(text, markup=False),
+    )
+    header = [
+        "| hierarchy | success [Wilson 95%] | chunk ms mean / median / p95 | FK resamples per chunk |",
+        "|---|" * 4,
+    ]
+    console.print(Markdown("\n".join([*header, *(row.markdown() for row in rows)])))
+    console.print(f"figures written to {out / 'figures.json'}")
+    return 0
 
 
 def _run_steering(args: argparse.Namespace, console: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@ the latency budget, staged rewards with hysteresis, and steering the low tier's 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,6 +81,17 @@ def test_feynman_kac_resampling_moves_the_particles_to_the_rewarded_mode() -> No
     assert np.mean(guided) > np.mean(plain) + 0.2  # gradient guidance alone also steers, less sharply
     _, best = run(SteeringConfig(particles=8), [prefer_first_mode()])
     assert torch.allclose(best.actions[0], MODES[0], atol=0.05)  # type: ignore[attr-defined]
+
+
+def test_gradient_terms_choose_which_rewards_guide_and_which_only_weigh() -> None:
+    config, terms = SteeringConfig(particles=16, temperature=20.0), [prefer_first_mode(5.0)]
+    # 3 steps: the particles have not all reached a mode exactly, so a gradient shows in them
+    _, weighed_only = run(replace(config, gradient_terms=("track",)), terms, steps=3)
+    _, no_gradient = run(replace(config, guidance=False), terms, steps=3)
+    # "mode0" matches no prefix: the particles are resampled by it but not guided
+    torch.testing.assert_close(weighed_only.particles, no_gradient.particles)  # type: ignore[attr-defined]
+    _, guided = run(replace(config, gradient_terms=("mode",)), terms, steps=3)
+    assert not torch.equal(guided.particles, no_gradient.particles)  # type: ignore[attr-defined]
 
 
 def test_the_latency_budget_cuts_particles_then_steps_and_says_so() -> None:
@@ -225,3 +237,40 @@ def test_feynman_kac_steering_of_the_low_tiers_beso_policy(state_dataset: Path) 
     steered = steering.run(noise=noise, make_step=make_step, steps=steps)
     assert steered.actions.shape == plain.shape
     assert float(reward(steered.actions)) > float(reward(plain)) + 1e-3
+
+
+def test_feynman_kac_steering_selected_in_the_low_tiers_settings(state_dataset: Path, tmp_path: Path) -> None:
+    """``low: {kind: policy, settings: {steering: {...}}}`` samples every chunk from particles and resamples them."""
+    from tiers.core.embodiment import EmbodimentSpec
+    from tiers.policies.hierarchy import kinds  # noqa: F401  (registers the built-in kinds)
+    from tiers.policies.hierarchy.registry import HierarchyContext, kind_of
+    from tiers.policies.mid.steering import FeynmanKacLowPolicy
+
+    policy, batch, reward = _tiny_policy(state_dataset, "beso", {})
+    policy.save(tmp_path / "tiny")
+    context = HierarchyContext(embodiment=EmbodimentSpec.load("panda"))
+    # a high temperature: the reward toward 2 std separates the particles at once, so resampling is certain
+    steering = {"particles": 8, "temperature": 100.0, "guidance": False}
+    driver = kind_of("low", "policy").build({"checkpoint": str(tmp_path / "tiny"), "steering": steering}, context)
+    steered = driver.policy
+    assert isinstance(steered, FeynmanKacLowPolicy)
+    assert steered.config is steered.policy.config  # the driver reads the policy's own config through it
+    driver.seed(7)
+    driver.reset()
+    steered.set_guidance([reward])
+    first = steered.select_action(batch)  # samples a chunk: the policy's queue calls the steered sampler
+    assert first.shape == (1, policy.features.action_dim)
+    assert steered.chunks == 1 and steered.resamples > 0
+    assert steered.last_report is not None and steered.last_report.particles_used == 8
+    for _ in range(policy.config.n_action_steps - 1):  # the rest of the chunk pops from the queue
+        steered.select_action(batch)
+    assert steered.chunks == 1
+    # the chunk's seed comes from the episode seed: the same seed samples the same first action
+    driver.seed(7)
+    driver.reset()
+    torch.testing.assert_close(steered.select_action(batch), first)
+    # without reward terms a chunk is one plain particle
+    steered.set_guidance([])
+    steered.drop_queued_actions()
+    steered.select_action(batch)
+    assert steered.last_report.particles_used == 1 and steered.last_report.resamples == 0

@@ -205,11 +205,18 @@ def _policy(settings: dict[str, Any], context: HierarchyContext) -> Any:
     checkpoint = context.resolve(options.pop("checkpoint"))
     budget = float(options.pop("command_budget_s", 15.0))
     sampler_steps = options.pop("sampler_steps", None)
+    steering = options.pop("steering", None)  # fields of SteeringConfig: Feynman-Kac steering of every chunk
     if options:
-        raise ConfigError(f"low.settings: unknown keys {sorted(options)} (checkpoint, command_budget_s, sampler_steps)")
+        raise ConfigError(
+            f"low.settings: unknown keys {sorted(options)} (checkpoint, command_budget_s, sampler_steps, steering)"
+        )
     policy = load_policy(checkpoint, embodiment=context.embodiment, device=context.device)
     if sampler_steps is not None:
         policy.config.sampler_steps = int(sampler_steps)
+    if steering is not None:
+        from tiers.policies.mid.steering import FeynmanKacLowPolicy, SteeringConfig
+
+        policy = FeynmanKacLowPolicy(policy, SteeringConfig.from_dict(steering, source="low.settings.steering"))
     return PolicyDriver(policy, control_rate_hz=context.embodiment.control_rate_hz, command_budget_s=budget)
 
 

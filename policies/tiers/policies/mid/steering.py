@@ -10,7 +10,8 @@ guidance enters the step: the sampler moves its clean estimate up the gradient (
 ``GuidanceHook`` does). A low-tier policy is reached only through the step-wise sampler contract of
 :mod:`tiers.core.sampling` (:class:`~tiers.core.sampling.SteerablePolicy`): :func:`policy_steps` turns its
 normalised steps into this raw-action step, :func:`flow_policy_steps` and :func:`beso_policy_steps` check the
-integrator, and :func:`policy_to_state` is the chain rule back to its state units.
+integrator, and :func:`policy_to_state` is the chain rule back to its state units. :class:`FeynmanKacLowPolicy`
+samples every chunk of such a policy this way inside a hierarchy (``low.settings.steering`` of a hierarchy YAML).
 
 Feynman–Kac steering (Singhal et al., 2025) with the "difference" potential::
 
@@ -33,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,9 @@ class SteeringConfig(Config):
     temperature: float = 10.0  # λ of the potential exp(λ Δr), per unit of reward
     ess_fraction: float = 0.5  # resample when the effective sample size drops below this fraction of P
     guidance: bool = True  # also move each particle up the reward gradient inside the step
+    # with guidance: the terms whose gradient moves the particles, by name prefix (e.g. ["track"]: path tracking
+    # only); the other terms only weigh the particles. Empty: every term does both
+    gradient_terms: tuple[str, ...] = ()
     latency_budget: float = 0.0  # s per call, 0: unlimited
 
     def __post_init__(self) -> None:
@@ -204,8 +208,12 @@ class FeynmanKacSteering:
         )
         return SteeringResult(estimate[best : best + 1].detach(), estimate.detach(), previous, report)
 
-    def _hook(self, observation: Observation | None) -> StateHook:
-        terms, to_state = self.terms, self._to_state
+    def _hook(self, observation: Observation | None) -> StateHook | None:
+        """The gradient hook of the terms ``gradient_terms`` selects; None when it selects none."""
+        prefixes, to_state = self.config.gradient_terms, self._to_state
+        terms = [term for term in self.terms if not prefixes or term.name.startswith(tuple(prefixes))]
+        if not terms:
+            return None
 
         def hook(estimate: torch.Tensor) -> torch.Tensor:
             _, gradient = guidance_gradient(terms, estimate, observation)
@@ -304,6 +312,134 @@ def beso_policy_steps(
 def policy_to_state(policy: SteerablePolicy) -> Callable[[torch.Tensor], torch.Tensor]:
     """Chain rule through the policy's action normalisation: ∂r/∂x̂0 = ∂r/∂a · scale."""
     return policy.to_normalized_gradient
+
+
+# -- a low-tier policy whose chunks are Feynman–Kac steered (the hierarchy's ``low.settings.steering``) ----------
+
+
+class FeynmanKacLowPolicy:
+    """A steerable low-tier policy whose action chunks are sampled by :class:`FeynmanKacSteering`.
+
+    The hierarchy's low tier (``low: {kind: policy, settings: {steering: {...}}}``, fields of
+    :class:`SteeringConfig`) wraps the loaded policy in this: the guidance terms the mid tier hands over with
+    :meth:`set_guidance` (path tracking, VLS) become the particles' rewards, and with ``guidance: true`` also
+    move each particle up their gradient inside the step, as the policy's own guidance hook does
+    (``gradient_terms`` narrows the gradient to some terms; the rest then only weigh the particles). Without terms
+    (``tracking_weight: 0``) a chunk is one plain particle: there is nothing to weigh particles by.
+
+    The chunk is sampled by the policy's step-wise sampler (:meth:`~tiers.core.sampling.SteerablePolicy.
+    stepwise_sampler`; for BESO ancestral Euler on the policy's σ schedule and ``sampler_steps``, not the
+    configured sampler, e.g. DDIM). Everything else (observation history, the action queue, temporal
+    ensembling, batches from observations, degradation of ``config.sampler_steps``) stays the policy's own:
+    attributes this class does not define are the policy's, and the policy's ``predict_action_chunk`` is
+    shadowed on the instance, so its ``select_action`` predicts through :meth:`predict_action_chunk` here.
+
+    Reproducibility: :meth:`seed` seeds a generator from which every chunk draws one seed for its particles'
+    noise (run under :func:`torch.random.fork_rng`, so torch's global generator is left as it was) and for the
+    resampling; with a ``latency_budget`` what is cut depends on the machine's speed (see the module docstring).
+
+    Attributes:
+        policy: the wrapped policy (a :class:`~tiers.core.sampling.SteerablePolicy`).
+        steering: the steering configuration.
+        chunks: chunks sampled since construction (all episodes).
+        resamples: Feynman–Kac resampling events over those chunks.
+        degraded: chunks whose latency budget cut particles, steps or steering.
+        last_report: the last chunk's :class:`SteeringReport` (None before the first).
+    """
+
+    def __init__(self, policy: Any, config: SteeringConfig) -> None:
+        """
+        Args:
+            policy: a low-tier policy with a step-wise sampler (flow or BESO core) and tiers' helpers
+                (``select_action``, ``batch_from_observation``, ``set_guidance``, ``seed``).
+            config: particles, temperature, gradient guidance on or off, latency budget.
+
+        Raises:
+            TypeError: the policy cannot be stepped from outside.
+        """
+        self.policy: Any = policy  # a GenerativeLowPolicy (or alike): more than the SteerablePolicy protocol
+        if not isinstance(policy, SteerablePolicy):
+            raise TypeError(f"Feynman-Kac steering needs a step-wise sampler; {type(policy).__name__} has none")
+        self.steering = config
+        self.chunks = 0
+        self.resamples = 0
+        self.degraded = 0
+        self.last_report: SteeringReport | None = None
+        self._engine = FeynmanKacSteering((), _one_particle(config), to_state=policy_to_state(self.policy))
+        self._observation: Observation | None = None
+        self._seeds: torch.Generator | None = None
+        # the policy's select_action calls self.predict_action_chunk: an instance attribute takes precedence
+        # over the class's method, so the queue and history logic is reused rather than copied
+        self.policy.predict_action_chunk = self.predict_action_chunk
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for attributes not found on this object: the policy's (config, features, select_action, ...)
+        if name == "policy":  # not set yet (during unpickling, say): no recursion through self.policy
+            raise AttributeError(name)
+        return getattr(self.policy, name)
+
+    def seed(self, seed: int) -> None:
+        """Seed the policy's own sampler and this class's chunk seeds for the coming episode."""
+        self.policy.seed(seed)
+        self._seeds = torch.Generator().manual_seed(int(seed))
+
+    def set_guidance(self, terms: Sequence[Guidance], observation: Observation | None = None) -> None:
+        """Use ``terms`` (on raw (1, Ta, A) actions) as the particles' rewards from the next chunk on.
+
+        Terms of weight 0 are dropped; the policy's own guidance is turned off, the steering applies it.
+        """
+        kept = tuple(term for term in terms if term.weight != 0)
+        config = self.steering if kept else _one_particle(self.steering)
+        self._engine = FeynmanKacSteering(kept, config, to_state=policy_to_state(self.policy))
+        self.policy.set_guidance(())
+        if observation is not None:
+            self._observation = observation
+
+    def batch_from_observation(self, observation: Observation, **conditions: Any) -> dict[str, Any]:
+        """The policy's one-step batch; ``observation`` is also what the rewards see (timestamp, pose)."""
+        self._observation = observation
+        batch: dict[str, Any] = self.policy.batch_from_observation(observation, **conditions)
+        return batch
+
+    def predict_action_chunk(
+        self, batch: Mapping[str, Any], *, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A fresh steered chunk, (1, Ta, A) raw actions (the best particle; see the class docstring).
+
+        Args:
+            batch: one observation (history) as the policy's ``predict_action_chunk`` takes it, B = 1.
+            noise: must be None: the particles' starting noise is drawn here.
+            generator: source of this chunk's seed (default: the one :meth:`seed` made, else torch's).
+
+        Raises:
+            ValueError: ``noise`` was given.
+        """
+        if noise is not None:
+            raise ValueError("Feynman-Kac steering draws its particles' starting noise itself; pass no noise")
+        source = generator if generator is not None else self._seeds
+        seed = int(torch.randint(0, 2**62, (), generator=source))
+        sampler = self.policy.stepwise_sampler(batch)
+        device = self.policy.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)  # the particles' noise and the ancestral steps' fresh noise
+            result = self._engine.run(
+                noise=sampler.noise,
+                make_step=policy_steps(self.policy, sampler),
+                steps=sampler.steps,
+                observation=self._observation,
+                generator=torch.Generator().manual_seed(seed),  # the resampling's uniform offsets
+            )
+        report = result.report
+        self.chunks += 1
+        self.resamples += report.resamples
+        self.degraded += bool(report.degraded)
+        self.last_report = report
+        return result.actions
+
+
+def _one_particle(config: SteeringConfig) -> SteeringConfig:
+    """``config`` with a single particle (no rewards to weigh particles by: more would change nothing)."""
+    return replace(config, particles=1, min_particles=1)
 
 
 # -- staged rewards --------------------------------------------------------------------------------------------
