@@ -53,7 +53,7 @@ from typing import Any
 
 import torch
 
-from tiers.apps.bench.lowlevel import _one_step_batch, time_call
+from tiers.apps.bench.lowlevel import one_step_batch, time_call
 from tiers.apps.evaluation.report import EvalMode, wilson_interval
 from tiers.apps.evaluation.runner import EpisodeRunner
 from tiers.apps.evaluation.settings import EpisodeJob, EvalSettings
@@ -350,7 +350,7 @@ def sampler_variant(source: Path, dest: Path, *, sampler: str, steps: int) -> Pa
 def chunk_latency(checkpoint: Path, *, repeats: int, warmup: int) -> dict[str, Any]:
     """One action chunk of the checkpoint's policy on the CPU, B = 1: median / fastest wall ms, median CPU ms."""
     policy = load_policy(checkpoint, device="cpu").eval()
-    batch = _one_step_batch(policy, "cpu")
+    batch = one_step_batch(policy, "cpu")
     timing = time_call(partial(policy.predict_action_chunk, batch), repeats=repeats, warmup=warmup, device="cpu")
     return {
         "chunk_ms": timing.median_ms,

@@ -167,7 +167,7 @@ def build_policy(policy: str, preset: str, device: str) -> Any:
     return GenerativeLowPolicy(config.policy, features, _unit_stats(features)).to(device)
 
 
-def _one_step_batch(policy: Any, device: str, *, batch: int = 1, seed: int = 0) -> dict[str, Any]:
+def one_step_batch(policy: Any, device: str, *, batch: int = 1, seed: int = 0) -> dict[str, Any]:
     """One observation step per sample: state (B, S), cameras (B, 3, H, W) in [0, 1], the language text."""
     generator = torch.Generator().manual_seed(seed)
     features = policy.features
@@ -260,7 +260,7 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
     """forward / sampler / chunk latencies of a generative policy for each evaluation count."""
     device, figures = config.device, {}
     generator = policy.generator
-    batch = _one_step_batch(policy, device)
+    batch = one_step_batch(policy, device)
     action_dim, horizon = policy.features.action_dim, policy.config.horizon
     noise = torch.randn(1, horizon, action_dim, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
@@ -307,7 +307,7 @@ def _onnx_latency(policy: Any, config: LowLevelBenchConfig) -> dict[str, float]:
     """BESO exported at 3 evaluations and run by :class:`OnnxLowPolicy` on the same one-step batch (B = 1)."""
     batch = {
         key: value.numpy() if isinstance(value, torch.Tensor) else value
-        for key, value in _one_step_batch(policy, "cpu").items()
+        for key, value in one_step_batch(policy, "cpu").items()
     }
     noise = torch.randn(1, policy.config.horizon, policy.features.action_dim).numpy()
     with tempfile.TemporaryDirectory(prefix="tiers-bench-onnx-") as folder:
@@ -435,7 +435,7 @@ def run_lowlevel_benchmark(
         policy = build_policy(name, config.preset, config.device).eval()
         say(f"{name}: latency")
         if name == "lerobot_diffusion":
-            batch = _one_step_batch(policy, config.device)
+            batch = one_step_batch(policy, config.device)
             timing = time_call(
                 partial(policy.predict_action_chunk, batch),
                 repeats=config.lerobot_repeats,
