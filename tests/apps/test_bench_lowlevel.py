@@ -29,6 +29,9 @@ def test_bench_lowlevel_writes_latency_ratio_speedup_and_training_figures(
         # ratios to `count` forwards; their values are the benchmark's business (timings on a shared CPU vary)
         assert math.isfinite(figures[f"beso.sampler_ratio.{count}"]) and figures[f"beso.sampler_ratio.{count}"] > 0
         assert math.isfinite(figures[f"beso.chunk_ratio.{count}"]) and figures[f"beso.chunk_ratio.{count}"] > 0
+        # the same chunk against the network compute it cannot skip: the camera encoder's time joins the divisor
+        assert figures[f"beso.encoder_cpu_ms.{count}"] > 0
+        assert 0 < figures[f"beso.chunk_over_network.{count}"] < figures[f"beso.chunk_ratio.{count}"]
     assert figures["beso.forward_ms"] > 0
     assert figures["beso.forward_mmac"] > 0 and figures["beso.image_encoder_mmac"] > 0  # the tiny preset has a camera
     # lerobot's diffusion policy, measured in the same run; its speed-up over BESO-3 follows from the two latencies

@@ -14,6 +14,10 @@ Speed figures (:func:`run_lowlevel_benchmark`; one chunk for one robot, B = 1, `
     beso.chunk_ms.<N>                a whole chunk: normalisation, observation encoders (CNNs, cached MiniLM
                                      language embedding), sampler, unnormalisation
     beso.chunk_ratio.<N>             chunk / (N × paired forward): the encoders' share shows at small N
+    beso.encoder_cpu_ms.<N>          the observation encoder alone (CNN on both cameras, state, language tokens;
+                                     normalised inputs), timed in turn with the same forward and chunk
+    beso.chunk_over_network.<N>      chunk / (encoder + N × paired forward): what a chunk costs beyond the network
+                                     compute it cannot skip (the new frame must go through the CNN once per chunk)
     *_cpu_ms                         process CPU time of the same calls: with ``--threads 1`` on a shared CPU,
                                      the latency one free core would give (wall times include waiting for it)
     flow.chunk_ms, ddpm.chunk_ms     flow matching at its default Euler steps; DDPM at its 100 steps
@@ -246,14 +250,14 @@ def time_interleaved(calls: Sequence[Callable[[], Any]], *, repeats: int, warmup
     ]
 
 
-def _conditioning(policy: Any, batch: Mapping[str, Any]) -> Any:
-    """The generator's conditioning tokens for a one-step batch (the policy's encoder on normalised inputs)."""
+def _normalised_history(policy: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """A one-step batch as the encoder reads it: each step repeated To times (stride 0), normalised."""
     steps = policy.config.n_obs_steps
     normalised: dict[str, Any] = dict(batch)
     for key in (STATE, *policy.features.cameras):
         value = batch[key][:, None].expand(-1, steps, *batch[key].shape[1:])
         normalised[key] = policy.normalizer.normalize(key, value)
-    return policy.encoder(normalised)
+    return normalised
 
 
 def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations: list[int]) -> dict[str, float]:
@@ -264,7 +268,8 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
     action_dim, horizon = policy.features.action_dim, policy.config.horizon
     noise = torch.randn(1, horizon, action_dim, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
-        conditioning = _conditioning(policy, batch)
+        normalised = _normalised_history(policy, batch)
+        conditioning = policy.encoder(normalised)
         tokens, level = conditioning.tokens, torch.full((1,), 0.5, device=device)
         forward = time_call(
             lambda: generator.network(noise, level, tokens), repeats=config.repeats, warmup=config.warmup, device=device
@@ -282,9 +287,10 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
         for count in evaluations:
             policy.config.sampler_steps = count
             # the ratios divide by a forward timed in turn with the sampler and the chunk (see time_interleaved)
-            paired_forward, sample, chunk = time_interleaved(
+            paired_forward, encoder, sample, chunk = time_interleaved(
                 [
                     lambda: generator.network(noise, level, tokens),
+                    partial(policy.encoder, normalised, null_tokens=False),
                     partial(generator.sample, conditioning, noise=noise, steps=count),
                     lambda: policy.predict_action_chunk(batch, noise=noise),
                 ],
@@ -299,6 +305,9 @@ def _latencies(name: str, policy: Any, config: LowLevelBenchConfig, evaluations:
             figures[f"{name}.paired_forward_cpu_ms.{count}"] = paired_forward.cpu_ms
             figures[f"{name}.sampler_ratio.{count}"] = basis(sample) / (count * basis(paired_forward))
             figures[f"{name}.chunk_ratio.{count}"] = basis(chunk) / (count * basis(paired_forward))
+            figures[f"{name}.encoder_cpu_ms.{count}"] = encoder.cpu_ms
+            network = basis(encoder) + count * basis(paired_forward)
+            figures[f"{name}.chunk_over_network.{count}"] = basis(chunk) / network
         policy.config.sampler_steps = default_steps
     return figures
 
