@@ -127,7 +127,10 @@ def improve(config: ImproveConfig, out: Path, *, echo: Any = print) -> dict[str,
             chosen = correction_frames(corrected, mask, k)
             if not chosen:
                 raise ContractError(f"{config.corrections}: the first {k} episodes have no intervention frames")
-            echo(f"fine-tuning on the demonstrations + {k} corrections episodes ({len(chosen)} correction frames)")
+            echo(
+                f"fine-tuning on the demonstrations + {k} corrections episodes ({len(chosen)} correction frames, "
+                f"{config.corrections_fraction:.0%} of the samples)"
+            )
             checkpoint = fine_tune(
                 base, training_original, training_corrected, chosen, out / f"corrections_{k}",
                 fraction=config.corrections_fraction, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
