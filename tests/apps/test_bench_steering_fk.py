@@ -7,12 +7,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from tiers.cli import bench
+
 
 def test_one_episode_of_the_feynman_kac_row_times_chunks_and_counts_resamples(
     tmp_path: Path, parse_cli: Callable[..., argparse.Namespace]
 ) -> None:
-    from tiers.cli import bench
-
     args = parse_cli("bench", "steering", "--fk", "--fk-hierarchy", "learned_paths_fk", "--fk-limit", "1",
                      "--threads", "1", "--out", str(tmp_path))  # fmt: skip
     assert bench.run(args) == 0

@@ -9,8 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 
+import tiers.sim
+from tiers.apps.improve import ImproveConfig, _check_unseen_seeds, correction_frames, fine_tune
+from tiers.apps.record import roll_out_expert
+from tiers.apps.training import generative_loading_config
+from tiers.cli import improve
 from tiers.core.errors import ConfigError
-from tiers.core.features import FeatureKey
+from tiers.core.features import CommandSource, CommandStyle, FeatureKey
+from tiers.core.language import LanguageCommand
+from tiers.datasets.corrections import CorrectionsSpec, CorrectionsWriter, intervention_frame_mask
+from tiers.datasets.features import DatasetSpec
+from tiers.datasets.loading import load_training_dataset
+from tiers.datasets.recorder import EPISODES_LOG, EpisodeRecord
+from tiers.policies.low.checkpoint import PolicyFeatures, load_policy
+from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
+from tiers.services.training import TrainerConfig, train
 
 ACTION = FeatureKey.ACTION.value
 
@@ -26,19 +39,6 @@ def test_fine_tuning_on_a_move_left_correction_moves_the_action_left(tmp_path: P
     expert did. After :func:`fine_tune` on the demonstrations + those correction frames (tiers improve's mixture,
     half the samples from the corrections), the policy's actions at the corrected states must have moved left, by a
     margin, and more than any other joint moved."""
-    import tiers.sim
-    from tiers.apps.improve import correction_frames, fine_tune
-    from tiers.apps.record import roll_out_expert
-    from tiers.apps.training import generative_loading_config
-    from tiers.core.features import CommandSource, CommandStyle
-    from tiers.core.language import LanguageCommand
-    from tiers.datasets.corrections import CorrectionsSpec, CorrectionsWriter, intervention_frame_mask
-    from tiers.datasets.features import DatasetSpec
-    from tiers.datasets.loading import load_training_dataset
-    from tiers.datasets.recorder import EpisodeRecord
-    from tiers.policies.low.checkpoint import PolicyFeatures, load_policy
-    from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
-    from tiers.services.training import TrainerConfig, train
 
     env = tiers.sim.make(["open/drawer/0"], render=False)
     try:
@@ -97,8 +97,6 @@ def test_fine_tuning_on_a_move_left_correction_moves_the_action_left(tmp_path: P
 
 
 def test_improve_needs_a_learned_low_tier(tmp_path: Path, parse_cli: Callable[..., argparse.Namespace]) -> None:
-    from tiers.cli import improve
-
     with pytest.raises(ConfigError, match="retrains a learned low tier"):
         improve.run(
             parse_cli(
@@ -120,9 +118,6 @@ def test_improve_measures_on_seeds_the_corrections_never_saw(tmp_path: Path) -> 
     tasks must be tasks nobody corrected."""
     import json
     from dataclasses import asdict
-
-    from tiers.apps.improve import ImproveConfig, _check_unseen_seeds
-    from tiers.datasets.recorder import EPISODES_LOG, EpisodeRecord
 
     log = tmp_path / "yay"
     (log / EPISODES_LOG).parent.mkdir(parents=True)

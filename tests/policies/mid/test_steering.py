@@ -5,26 +5,36 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
 
+from tiers.core.ee_path import EEPath
+from tiers.core.embodiment import EmbodimentSpec
 from tiers.core.guidance import Guidance
 from tiers.core.observation import Observation
 from tiers.core.sampling import SamplerStep, StateHook, SteerablePolicy
+from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
+from tiers.policies.hierarchy import kinds  # noqa: F401  (registers the built-in kinds)
+from tiers.policies.hierarchy.registry import HierarchyContext, kind_of
+from tiers.policies.low.checkpoint import PolicyFeatures
 from tiers.policies.low.generator import guidance_step_scale
+from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
+from tiers.policies.mid.kinematics import ArmFK
+from tiers.policies.mid.rewards import follow_path
 from tiers.policies.mid.steering import (
+    FeynmanKacLowPolicy,
     FeynmanKacSteering,
     Stage,
     StagedGuidance,
     SteeringConfig,
+    beso_policy_steps,
     distance_to,
+    flow_policy_steps,
+    policy_to_state,
 )
-
-if TYPE_CHECKING:
-    from tiers.policies.low.policy import GenerativeLowPolicy
+from tiers.sim.mujoco import SCENE_XML
 
 SHAPE = (4, 3)  # (Ta, A) of the toy chunks
 MODES = torch.stack([torch.ones(SHAPE), -torch.ones(SHAPE)])  # two equally likely clean chunks
@@ -153,9 +163,6 @@ def _tiny_policy(
 ) -> tuple[GenerativeLowPolicy, dict[str, torch.Tensor], Guidance]:
     """An untrained state-only low-tier policy on the dataset, one observation batch (B = 1), and a reward
     toward actions 2 std from the mean (far from what the policy samples)."""
-    from tiers.datasets.loading import DatasetLoadingConfig, load_training_dataset
-    from tiers.policies.low.checkpoint import PolicyFeatures
-    from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
 
     _, stats = load_training_dataset(DatasetLoadingConfig(root=state_dataset, n_obs_steps=2, horizon=8))
     network = {"noise_embed_dim": 16, "transformer": {"width": 32, "depth": 1, "heads": 2}}
@@ -178,8 +185,6 @@ def _tiny_policy(
 
 
 def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
-    from tiers.policies.mid.steering import flow_policy_steps, policy_to_state
-
     policy, batch, reward = _tiny_policy(state_dataset, "flow", {})
     config = policy.config
     torch.manual_seed(1)
@@ -197,12 +202,6 @@ def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
     # path tracking through the torch FK steers the real policy toward an end-effector path
     import mujoco
 
-    from tiers.core.ee_path import EEPath
-    from tiers.core.embodiment import EmbodimentSpec
-    from tiers.policies.mid.kinematics import ArmFK
-    from tiers.policies.mid.rewards import follow_path
-    from tiers.sim.mujoco import SCENE_XML
-
     spec = EmbodimentSpec.load("panda")
     fk = ArmFK.from_model(mujoco.MjModel.from_xml_path(str(SCENE_XML)), joint_names=spec.joint_names,
                           site_name=spec.ee_frame)  # fmt: skip
@@ -217,8 +216,6 @@ def test_steering_the_low_tiers_flow_policy(state_dataset: Path) -> None:
 
 
 def test_feynman_kac_steering_of_the_low_tiers_beso_policy(state_dataset: Path) -> None:
-    from tiers.policies.mid.steering import beso_policy_steps, flow_policy_steps, policy_to_state
-
     policy, batch, reward = _tiny_policy(state_dataset, "beso", {"sampler": "euler_ancestral"})
     assert isinstance(policy, SteerablePolicy)  # the mid tier reaches it only through tiers.core.sampling
     with pytest.raises(TypeError, match="flow-matching"):
@@ -241,10 +238,6 @@ def test_feynman_kac_steering_of_the_low_tiers_beso_policy(state_dataset: Path) 
 
 def test_feynman_kac_steering_selected_in_the_low_tiers_settings(state_dataset: Path, tmp_path: Path) -> None:
     """``low: {kind: policy, settings: {steering: {...}}}`` samples every chunk from particles and resamples them."""
-    from tiers.core.embodiment import EmbodimentSpec
-    from tiers.policies.hierarchy import kinds  # noqa: F401  (registers the built-in kinds)
-    from tiers.policies.hierarchy.registry import HierarchyContext, kind_of
-    from tiers.policies.mid.steering import FeynmanKacLowPolicy
 
     policy, batch, reward = _tiny_policy(state_dataset, "beso", {})
     policy.save(tmp_path / "tiny")
