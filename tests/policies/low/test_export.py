@@ -15,9 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-from tiers.core.errors import ContractError
+from tiers.core.ee_path import EEPath
+from tiers.core.embodiment import EmbodimentSpec
+from tiers.core.errors import ConfigError, ContractError
+from tiers.core.guidance import Guidance
+from tiers.core.observation import CameraModel, Observation
+from tiers.policies.hierarchy.registry import HierarchyContext, kind_of
+from tiers.policies.low import export
 from tiers.policies.low.checkpoint import PolicyFeatures
+from tiers.policies.low.export import export_onnx
+from tiers.policies.low.onnx_policy import OnnxLowPolicy
 from tiers.policies.low.policy import GenerativeLowPolicy, GenerativeLowPolicyConfig
+from tiers.services.text_encoder import TextEncoder
 
 NAMES = [f"panda_joint{i}" for i in range(1, 8)] + ["gripper_opening"]
 
@@ -83,8 +92,6 @@ def test_tiers_export_writes_a_graph_onnxruntime_runs_like_the_torch_policy(
 ) -> None:
     import onnxruntime
 
-    from tiers.services.text_encoder import TextEncoder
-
     policy = _policy(sampler="dpmpp_2m")
     checkpoint = policy.save(tmp_path / "checkpoint")
     out = tmp_path / "beso.onnx"
@@ -126,8 +133,6 @@ def test_tiers_export_writes_a_graph_onnxruntime_runs_like_the_torch_policy(
 
 
 def test_export_refuses_samplers_with_fresh_noise(tmp_path: Path) -> None:
-    from tiers.policies.low.export import export_onnx
-
     with pytest.raises(ContractError, match="euler_ancestral"):
         export_onnx(_policy(sampler="euler_ancestral"), tmp_path / "a.onnx")
     with pytest.raises(ContractError, match="DDPM"):
@@ -145,8 +150,6 @@ def test_export_of_the_flow_matching_policy_matches_torch(tmp_path: Path, parse_
 
 
 def test_export_of_a_policy_with_a_patchify_stem_matches_torch(tmp_path: Path) -> None:
-    from tiers.policies.low.export import export_onnx
-
     policy = _policy(stem_patch=4)  # the kitchen presets' encoder kind: a 4x4 stride-4 stem on the 32 px camera
     assert policy.encoder.cameras["front"].backbone[0].stride == (4, 4)
     report = export_onnx(policy, tmp_path / "patchify.onnx", texts=["open the drawer"])
@@ -154,8 +157,6 @@ def test_export_of_a_policy_with_a_patchify_stem_matches_torch(tmp_path: Path) -
 
 
 def test_export_of_two_cameras_through_one_shared_encoder_matches_torch(tmp_path: Path) -> None:
-    from tiers.policies.low.export import export_onnx
-
     # the kitchen presets' layout: front and wrist cameras through one CNN, stacked in one batch
     policy = _policy(stem_patch=4, cameras=("front", "wrist"), shared_image_encoder=True)
     assert policy.encoder.image_encoder is not None and not len(policy.encoder.cameras)
@@ -166,8 +167,6 @@ def test_export_of_two_cameras_through_one_shared_encoder_matches_torch(tmp_path
 def test_tiers_export_exits_non_zero_naming_the_largest_error(
     tmp_path: Path, parse_cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tiers.policies.low import export
-
     # a graph that does not reproduce torch: the check reports 0.25 at (batch 1, step 3, action 2)
     monkeypatch.setattr(export, "check_onnx_detailed", lambda *args, **kwargs: (0.25, (1, 3, 2)))
     out = tmp_path / "bad.onnx"
@@ -184,8 +183,6 @@ def test_tiers_export_exits_non_zero_naming_the_largest_error(
 
 
 def _observation(step: int, rng: np.random.Generator) -> Any:
-    from tiers.core.observation import CameraModel, Observation
-
     camera = CameraModel.from_fovy(width=32, height=32, fovy_deg=60.0, base_from_camera=np.eye(4))
     return Observation(
         joint_positions=rng.normal(size=7),
@@ -199,16 +196,12 @@ def _observation(step: int, rng: np.random.Generator) -> Any:
 
 
 def _path() -> Any:
-    from tiers.core.ee_path import EEPath
-
     waypoints = np.array([[0.4, 0.0, 0.3, 1.0, 0.0, 0.0, 0.0], [0.5, 0.1, 0.2, 0.0, 1.0, 0.0, 0.0]])
     return EEPath(waypoints=waypoints, times=np.array([0.0, 1.0]), gripper=np.array([0.04, 0.0]), frame="base")
 
 
 def test_onnx_low_tier_acts_as_the_torch_policy_given_the_same_noise(tmp_path: Path) -> None:
     """Tolerance: 1e-4 raw action units (the export's own check; float32 reordering gives ~1e-6)."""
-    from tiers.policies.low.export import export_onnx
-    from tiers.policies.low.onnx_policy import OnnxLowPolicy
 
     policy = _policy(path_waypoints=4)
     report = export_onnx(policy, tmp_path / "p.onnx")
@@ -282,8 +275,6 @@ print("ok", *sorted(needs), takes_guidance, len(actions))
 
 
 def test_onnx_low_tier_builds_and_runs_through_the_kinds_registry_without_torch(tmp_path: Path) -> None:
-    from tiers.policies.low.export import export_onnx
-
     report = export_onnx(_policy(path_waypoints=4), tmp_path / "p.onnx")
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(NO_TORCH_SCRIPT), str(report.path)],
@@ -296,13 +287,7 @@ def test_onnx_low_tier_builds_and_runs_through_the_kinds_registry_without_torch(
 
 
 def test_onnx_low_tier_refuses_guidance_and_unknown_models(tmp_path: Path) -> None:
-    from tiers.core.embodiment import EmbodimentSpec
-    from tiers.core.errors import ConfigError
-    from tiers.core.guidance import Guidance
     from tiers.policies.hierarchy import kinds  # noqa: F401  (registers the built-in kinds)
-    from tiers.policies.hierarchy.registry import HierarchyContext, kind_of
-    from tiers.policies.low.export import export_onnx
-    from tiers.policies.low.onnx_policy import OnnxLowPolicy
 
     context = HierarchyContext(embodiment=EmbodimentSpec.load("panda"), base_dir=tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
